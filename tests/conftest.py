@@ -1,0 +1,30 @@
+"""Shared fixtures. The WOMD sample lives in ../shared/data/womd beside the repository."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+WOMD_SAMPLE = REPO.parent / "shared" / "data" / "womd" / "motion_data_one_scenario.tfrecord"
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture(scope="session")
+def womd_path() -> Path:
+    """Path to the shared real WOMD scenario. Missing under CI=true is a failure, not a skip."""
+    if not WOMD_SAMPLE.exists():
+        msg = f"shared WOMD sample not found at {WOMD_SAMPLE} (expected ../shared/data/womd beside the repo)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return WOMD_SAMPLE
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
