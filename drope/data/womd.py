@@ -1,0 +1,338 @@
+"""Waymo Open Motion Dataset Scenario shards ↔ :class:`~drope.data.scene.Scene`, without TensorFlow.
+
+Parsing uses the official protos (``waymo-open-dataset-tf-2-12-0==1.6.7`` installed with
+``--no-deps``); TFRecord framing and CRC checks are in :mod:`drope.data.tfrecord`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from drope.data.frames import wrap_angle
+from drope.data.scene import Scene, scene_from_world
+from drope.data.tfrecord import CorruptRecordError, iter_records, write_records
+from drope.data.types import LaneLink, MapType
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CorruptRecordError", "ReadStats", "read_scenarios", "write_scenarios", "scene_from_proto", "scene_to_proto"]
+
+_MAP_KINDS = [m.name for m in MapType]  # oneof field names, in MapType order
+_STATE_FIELDS = ("center_x", "center_y", "center_z", "length", "width", "height", "heading", "velocity_x", "velocity_y")
+
+
+def _protos():
+    try:
+        from waymo_open_dataset.protos import map_pb2, scenario_pb2
+    except ImportError as e:  # pragma: no cover - install problem
+        raise ImportError(
+            "WOMD protos missing: pip install --no-deps waymo-open-dataset-tf-2-12-0==1.6.7 protobuf"
+        ) from e
+    return scenario_pb2, map_pb2
+
+
+@dataclass
+class ReadStats:
+    """Counters filled while streaming (``records`` read OK, ``skipped`` corrupt)."""
+
+    records: int = 0
+    skipped: int = 0
+
+
+def read_scenarios(
+    paths: str | Path | Sequence[str | Path],
+    on_corrupt: str = "raise",
+    stats: ReadStats | None = None,
+    origin: str = "sdc",
+) -> Iterator[Scene]:
+    """Stream Scenes from Scenario TFRecord shards (plain or gzip), in file and record order.
+
+    ``on_corrupt="raise"`` raises :class:`CorruptRecordError` (file, record index, byte offset);
+    ``"skip"`` logs the problem, counts it in ``stats.skipped`` and continues with the next
+    record (after a framing error the rest of that file cannot be located and is skipped).
+    ``origin="sdc"`` puts the scene frame at the SDC's current pose; ``"world"`` keeps the world
+    origin (only sensible for data already near the origin).
+    """
+    if on_corrupt not in ("raise", "skip"):
+        raise ValueError(f"on_corrupt must be 'raise' or 'skip', got {on_corrupt!r}")
+    if origin not in ("sdc", "world"):
+        raise ValueError(f"origin must be 'sdc' or 'world', got {origin!r}")
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    stats = stats if stats is not None else ReadStats()
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such scenario file: {path}")
+        records = iter_records(path)
+        index, offset = 0, 0
+        while True:
+            try:
+                index, offset, data = next(records)
+            except StopIteration:
+                break
+            except CorruptRecordError as e:
+                if on_corrupt == "raise":
+                    raise
+                stats.skipped += 1
+                log.warning("skipping rest of %s: %s", path, e)
+                break
+            try:
+                scene = scene_from_bytes(data, source="womd", origin=origin)
+            except CorruptRecordError as e:
+                err = CorruptRecordError(path, index, offset, e.reason)
+                if on_corrupt == "raise":
+                    raise err from None
+                stats.skipped += 1
+                log.warning("skipping %s", err)
+                continue
+            stats.records += 1
+            yield scene
+
+
+def scene_from_bytes(data: bytes, source: str = "womd", origin: str = "sdc") -> Scene:
+    scenario_pb2, _ = _protos()
+    from google.protobuf.message import DecodeError
+
+    proto = scenario_pb2.Scenario()
+    try:
+        proto.ParseFromString(data)
+    except DecodeError as e:
+        raise CorruptRecordError("<bytes>", 0, 0, f"not a Scenario proto: {e}") from None
+    return scene_from_proto(proto, source=source, origin=origin)
+
+
+def scene_from_proto(proto, source: str = "womd", origin: str = "sdc") -> Scene:
+    """Convert a parsed ``scenario_pb2.Scenario`` into a Scene (scene frame at the SDC pose)."""
+
+    def bad(reason: str) -> CorruptRecordError:
+        return CorruptRecordError("<proto>", 0, 0, f"scenario {proto.scenario_id!r}: {reason}")
+
+    T = len(proto.timestamps_seconds)
+    if not proto.scenario_id or T == 0:
+        raise bad("not a Scenario record (missing scenario_id or timestamps_seconds)")
+    A = len(proto.tracks)
+    states = np.zeros((A, T, len(_STATE_FIELDS)), np.float64)
+    valid = np.zeros((A, T), bool)
+    agent_id = np.zeros(A, np.int64)
+    agent_type = np.zeros(A, np.int64)
+    for a, track in enumerate(proto.tracks):
+        if len(track.states) != T:
+            raise bad(f"tracks[{a}] (id {track.id}) has {len(track.states)} states, expected {T} (timestamps)")
+        agent_id[a], agent_type[a] = track.id, track.object_type
+        rows = [
+            (s.center_x, s.center_y, s.center_z, s.length, s.width, s.height, s.heading, s.velocity_x, s.velocity_y)
+            for s in track.states
+        ]
+        states[a] = rows
+        valid[a] = [s.valid for s in track.states]
+    if not np.isfinite(states[valid]).all():
+        a, t = np.argwhere(valid & ~np.isfinite(states).all(-1))[0]
+        raise bad(f"tracks[{a}].states[{t}] holds NaN/Inf")
+    if A and not 0 <= proto.sdc_track_index < A:
+        raise bad(f"sdc_track_index {proto.sdc_track_index} outside [0, {A})")
+    if not 0 <= proto.current_time_index < T:
+        raise bad(f"current_time_index {proto.current_time_index} outside [0, {T})")
+
+    map_arrays = _map_from_proto(proto, bad)
+    sig = _signals_from_proto(proto, T)
+    ttp = [(r.track_index, r.difficulty) for r in proto.tracks_to_predict]
+    for i, _ in ttp:
+        if not 0 <= i < A:
+            raise bad(f"tracks_to_predict index {i} outside [0, {A})")
+    if origin == "world":
+        origin_kw = dict(origin_xy=np.zeros(2), origin_heading=0.0)
+    else:
+        origin_kw = {}
+    return scene_from_world(
+        scenario_id=proto.scenario_id,
+        source=source,
+        timestamps=np.asarray(proto.timestamps_seconds, np.float64),
+        current_index=proto.current_time_index,
+        sdc_index=proto.sdc_track_index,
+        agent_id=agent_id,
+        agent_type=agent_type,
+        agent_xyz=states[..., 0:3],
+        agent_heading=wrap_angle(states[..., 6]),
+        agent_vel=states[..., 7:9],
+        agent_size=states[..., 3:6],
+        agent_valid=valid,
+        tracks_to_predict=np.array([i for i, _ in ttp], np.int64),
+        tracks_to_predict_difficulty=np.array([d for _, d in ttp], np.int64),
+        objects_of_interest=np.asarray(list(proto.objects_of_interest), np.int64),
+        **map_arrays,
+        **sig,
+        **origin_kw,
+    )
+
+
+def _map_from_proto(proto, bad) -> dict[str, np.ndarray]:
+    F = len(proto.map_features)
+    map_id = np.zeros(F, np.int64)
+    map_type = np.zeros(F, np.int64)
+    subtype = np.zeros(F, np.int64)
+    speed = np.zeros(F, np.float32)
+    interp = np.zeros(F, bool)
+    counts = np.zeros(F, np.int64)
+    chunks: list[list[tuple[float, float, float]]] = []
+    links: list[tuple[int, ...]] = []
+    stop_lanes: list[tuple[int, int]] = []
+    for f, feat in enumerate(proto.map_features):
+        kind = feat.WhichOneof("feature_data")
+        if kind is None:
+            raise bad(f"map_features[{f}] (id {feat.id}) has no feature data")
+        map_id[f] = feat.id
+        map_type[f] = MapType[kind]
+        body = getattr(feat, kind)
+        if kind == "stop_sign":
+            p = body.position
+            pts = [(p.x, p.y, p.z)]
+            stop_lanes.extend((feat.id, lane) for lane in body.lane)
+        else:
+            poly = body.polygon if kind in ("crosswalk", "speed_bump", "driveway") else body.polyline
+            pts = [(p.x, p.y, p.z) for p in poly]
+        if not pts:
+            raise bad(f"map_features[{f}] (id {feat.id}, {kind}) has no points")
+        if kind in ("lane", "road_line", "road_edge"):
+            subtype[f] = body.type
+        if kind == "lane":
+            speed[f] = body.speed_limit_mph
+            interp[f] = body.interpolating
+            links.extend((feat.id, e, LaneLink.entry, -1, -1, -1, -1) for e in body.entry_lanes)
+            links.extend((feat.id, e, LaneLink.exit, -1, -1, -1, -1) for e in body.exit_lanes)
+            for kind_, nbrs in ((LaneLink.left, body.left_neighbors), (LaneLink.right, body.right_neighbors)):
+                links.extend(
+                    (feat.id, n.feature_id, kind_, n.self_start_index, n.self_end_index,
+                     n.neighbor_start_index, n.neighbor_end_index)
+                    for n in nbrs
+                )
+        counts[f] = len(pts)
+        chunks.append(pts)
+    points = np.array([p for c in chunks for p in c], np.float64).reshape(-1, 3)
+    if not np.isfinite(points).all():
+        raise bad("map points hold NaN/Inf")
+    return dict(
+        map_id=map_id,
+        map_type=map_type,
+        map_subtype=subtype,
+        map_offsets=np.concatenate([[0], np.cumsum(counts)]),
+        map_points=points,
+        lane_speed_limit=speed,
+        lane_interpolating=interp,
+        lane_links=np.array(links, np.int64).reshape(-1, 7),
+        stop_sign_lanes=np.array(stop_lanes, np.int64).reshape(-1, 2),
+    )
+
+
+def _signals_from_proto(proto, T: int) -> dict[str, np.ndarray]:
+    dms = list(proto.dynamic_map_states)
+    S = max((len(d.lane_states) for d in dms), default=0)
+    lane = -np.ones((T, S), np.int64)
+    state = np.zeros((T, S), np.int64)
+    stop = np.zeros((T, S, 3), np.float64)
+    valid = np.zeros((T, S), bool)
+    for t, d in enumerate(dms[:T]):
+        for s, ls in enumerate(d.lane_states):
+            lane[t, s], state[t, s], valid[t, s] = ls.lane, ls.state, True
+            stop[t, s] = (ls.stop_point.x, ls.stop_point.y, ls.stop_point.z)
+    return dict(signal_lane_id=lane, signal_state=state, signal_stop_point=stop, signal_valid=valid)
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+# ---------------------------------------------------------------------------------------------
+def scene_to_proto(scene: Scene):
+    """Scene → ``scenario_pb2.Scenario`` in world coordinates (fields Scene does not carry are absent)."""
+    scenario_pb2, map_pb2 = _protos()
+    scene = scene.to("cpu")
+    w = scene.to_world()
+    proto = scenario_pb2.Scenario()
+    proto.scenario_id = scene.scenario_id
+    proto.timestamps_seconds.extend(scene.timestamps.tolist())
+    proto.current_time_index = scene.current_index
+    proto.sdc_track_index = scene.sdc_index
+    proto.objects_of_interest.extend(scene.objects_of_interest.tolist())
+    valid = scene.agent_valid.numpy()
+    z = scene.agent_z.numpy().astype(np.float64)
+    size = scene.agent_size.numpy().astype(np.float64)
+    for a in range(scene.num_agents):
+        track = proto.tracks.add()
+        track.id = int(scene.agent_id[a])
+        track.object_type = int(scene.agent_type[a])
+        rows = np.concatenate(
+            [w.agent_pos[a], z[a, :, None], size[a], w.agent_heading[a, :, None], w.agent_vel[a]], axis=-1
+        ).tolist()
+        for t, row in enumerate(rows):
+            s = track.states.add()
+            if valid[a, t]:
+                (s.center_x, s.center_y, s.center_z, s.length, s.width, s.height, s.heading,
+                 s.velocity_x, s.velocity_y) = row
+                s.valid = True
+            else:
+                s.valid = False
+    for i, d in zip(scene.tracks_to_predict.tolist(), scene.tracks_to_predict_difficulty.tolist()):
+        r = proto.tracks_to_predict.add()
+        r.track_index, r.difficulty = i, d
+
+    links = scene.lane_links.numpy()
+    by_lane: dict[int, list[np.ndarray]] = {}
+    for row in links:
+        by_lane.setdefault(int(row[0]), []).append(row)
+    stop_lanes: dict[int, list[int]] = {}
+    for sid, lane in scene.stop_sign_lanes.tolist():
+        stop_lanes.setdefault(sid, []).append(lane)
+    map_xy = w.map_xy
+    map_z = scene.map_points[:, 2].numpy().astype(np.float64)
+    off = scene.map_offsets.tolist()
+    for f in range(scene.num_map_features):
+        feat = proto.map_features.add()
+        fid = int(scene.map_id[f])
+        feat.id = fid
+        kind = MapType(int(scene.map_type[f])).name
+        body = getattr(feat, kind)
+        pts = np.concatenate([map_xy[off[f] : off[f + 1]], map_z[off[f] : off[f + 1], None]], axis=-1).tolist()
+        if kind == "stop_sign":
+            body.position.x, body.position.y, body.position.z = pts[0]
+            body.lane.extend(stop_lanes.get(fid, []))
+            continue
+        target = body.polygon if kind in ("crosswalk", "speed_bump", "driveway") else body.polyline
+        for x, y, zz in pts:
+            p = target.add()
+            p.x, p.y, p.z = x, y, zz
+        if kind in ("lane", "road_line", "road_edge"):
+            body.type = int(scene.map_subtype[f])
+        if kind == "lane":
+            body.speed_limit_mph = float(scene.lane_speed_limit[f])
+            body.interpolating = bool(scene.lane_interpolating[f])
+            for row in by_lane.get(fid, []):
+                k = int(row[2])
+                if k == LaneLink.entry:
+                    body.entry_lanes.append(int(row[1]))
+                elif k == LaneLink.exit:
+                    body.exit_lanes.append(int(row[1]))
+                else:
+                    n = (body.left_neighbors if k == LaneLink.left else body.right_neighbors).add()
+                    n.feature_id = int(row[1])
+                    n.self_start_index, n.self_end_index = int(row[3]), int(row[4])
+                    n.neighbor_start_index, n.neighbor_end_index = int(row[5]), int(row[6])
+    sig_valid = scene.signal_valid.numpy()
+    stop_xy = w.signal_stop_xy
+    stop_z = scene.signal_stop_point[..., 2].numpy().astype(np.float64)
+    for t in range(scene.num_steps):  # WOMD stores one (possibly empty) entry per step
+        d = proto.dynamic_map_states.add()
+        for s in np.flatnonzero(sig_valid[t]):
+            ls = d.lane_states.add()
+            ls.lane = int(scene.signal_lane_id[t, s])
+            ls.state = int(scene.signal_state[t, s])
+            ls.stop_point.x, ls.stop_point.y = float(stop_xy[t, s, 0]), float(stop_xy[t, s, 1])
+            ls.stop_point.z = float(stop_z[t, s])
+    return proto
+
+
+def write_scenarios(path: str | Path, scenes: Iterable[Scene], compress: bool | None = None) -> int:
+    """Write Scenes as a Scenario TFRecord shard (gzip if the name ends in .gz). Returns the count."""
+    return write_records(path, (scene_to_proto(s).SerializeToString() for s in scenes), compress=compress)
