@@ -1,0 +1,123 @@
+"""``drope-data``: inspect and convert WOMD Scenario shards (real or generated).
+
+Subcommands:
+  info   per-scenario summary (``--json``: one JSON object per line; keys are a contract)
+  stats  distribution summary (agents by type, speed, acceleration, yaw rate, extent, map)
+  cache  convert shards into the compact training cache (parallel, resumable)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from drope.data.tfrecord import CorruptRecordError
+
+EPILOG = """examples:
+  drope-data info ../shared/data/womd/motion_data_one_scenario.tfrecord --json
+  drope-data stats data/generated/*.tfrecord
+  drope-data cache data/generated/*.tfrecord --out data/cache --workers 2
+"""
+
+
+def _add_inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", type=Path, help="Scenario TFRecord shards (plain or gzip)")
+    p.add_argument(
+        "--on-corrupt",
+        choices=["raise", "skip"],
+        default="raise",
+        help="corrupt record: stop with an error naming file/record/offset (raise, default) or log, count and go on (skip)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="drope-data", description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    info = sub.add_parser(
+        "info",
+        help="summary per scenario",
+        description="Summary per scenario. With --json, one object per line with keys scenario_id, num_agents, "
+        "agent_types, num_steps, current_index, sdc_index, sdc_world_pose [x, y, heading] (world), "
+        "map_feature_counts, tracks_to_predict, num_valid_at_current.",
+    )
+    _add_inputs(info)
+    info.add_argument("--json", action="store_true", help="one JSON object per scenario per line")
+    stats = sub.add_parser("stats", help="distribution summary over all scenarios")
+    _add_inputs(stats)
+    stats.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    cache = sub.add_parser("cache", help="convert shards into the training cache (resumable)")
+    _add_inputs(cache)
+    cache.add_argument("--out", type=Path, required=True, help="cache directory (created if missing)")
+    cache.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
+    cache.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def _cmd_info(args) -> int:
+    from drope.data.summary import scene_info
+    from drope.data.womd import ReadStats, read_scenarios
+
+    stats = ReadStats()
+    for scene in read_scenarios(args.files, on_corrupt=args.on_corrupt, stats=stats):
+        rec = scene_info(scene)
+        if args.json:
+            print(json.dumps(rec), flush=True)
+        else:
+            x, y, h = rec["sdc_world_pose"]
+            types = ", ".join(f"{k[5:].lower()} {v}" for k, v in rec["agent_types"].items())
+            maps = ", ".join(f"{k} {v}" for k, v in rec["map_feature_counts"].items() if v)
+            print(
+                f"{rec['scenario_id']}: {rec['num_agents']} agents ({types}), {rec['num_steps']} steps "
+                f"(current {rec['current_index']}), {rec['num_valid_at_current']} valid now, SDC #{rec['sdc_index']} "
+                f"at ({x:.3f}, {y:.3f}) heading {h:.4f}; map: {maps}; predict {rec['tracks_to_predict']}"
+            )
+    if stats.skipped:
+        print(f"skipped {stats.skipped} corrupt record(s)", file=sys.stderr)
+    return 0
+
+
+def _cmd_stats(args) -> int:
+    from drope.data.summary import dataset_stats, format_stats_table
+    from drope.data.womd import ReadStats, read_scenarios
+
+    rs = ReadStats()
+    stats = dataset_stats(read_scenarios(args.files, on_corrupt=args.on_corrupt, stats=rs))
+    stats["corrupt_records_skipped"] = rs.skipped
+    print(json.dumps(stats) if args.json else format_stats_table(stats))
+    return 0
+
+
+def _cmd_cache(args) -> int:
+    from drope.data.cache import build_cache
+
+    rep = build_cache(args.files, args.out, workers=args.workers, on_corrupt=args.on_corrupt, progress=not args.no_progress)
+    print(
+        f"cache {args.out}: {rep.shards_written} shard(s) written, {rep.shards_skipped} already present, "
+        f"{rep.scenes} scenes, {rep.bytes / 1e6:.2f} MB ({rep.bytes_per_scene / 1e6:.3f} MB/scene), "
+        f"{rep.corrupt_records} corrupt record(s) skipped"
+    )
+    return 0
+
+
+COMMANDS = {"info": _cmd_info, "stats": _cmd_stats, "cache": _cmd_cache}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CorruptRecordError as e:
+        print(f"drope-data: corrupt input: {e}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError) as e:
+        print(f"drope-data: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
