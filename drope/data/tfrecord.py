@@ -49,8 +49,18 @@ def _open(path: Path) -> tuple[BinaryIO, bool]:
 def iter_records(path: str | Path) -> Iterator[tuple[int, int, bytes]]:
     """Yield ``(record_index, byte_offset, payload)`` for every record, verifying both CRCs.
 
-    Raises :class:`CorruptRecordError` on the first unreadable record. Framing errors leave the
-    rest of the file unreachable (the length field cannot be trusted), so iteration stops there.
+    Raises :class:`CorruptRecordError` on the first unreadable record.
+    """
+    for index, offset, data, err in iter_frames(path):
+        if err is not None:
+            raise err
+        yield index, offset, data
+
+
+def iter_frames(path: str | Path) -> Iterator[tuple[int, int, bytes, CorruptRecordError | None]]:
+    """Like :func:`iter_records` but a record whose *payload* CRC fails is yielded with its error
+    (the framing is intact, so reading goes on). Framing errors (length CRC, truncation, broken
+    gzip) are raised: the rest of the file cannot be located after them.
     """
     path = Path(path)
     f, gz = _open(path)
@@ -80,9 +90,10 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, int, bytes]]:
                 )
             data = body[:length]
             (data_crc,) = _U32.unpack_from(body, length)
+            err = None
             if masked_crc32c(data) != data_crc:
-                raise CorruptRecordError(path, index, offset, f"data CRC mismatch{where}")
-            yield index, offset, data
+                err = CorruptRecordError(path, index, offset, f"data CRC mismatch{where}")
+            yield index, offset, data, err
             index += 1
             offset += 12 + length + 4
 
@@ -102,8 +113,8 @@ def write_records(path: str | Path, records: Iterable[bytes], compress: bool | N
     tmp = path.with_name(path.name + ".tmp")
     n = 0
     with open(tmp, "wb") as raw:
-        # mtime=0 keeps gzip output byte-identical across runs
-        out: BinaryIO = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if compress else raw  # type: ignore[assignment]
+        # empty name and mtime=0 keep gzip output byte-identical across runs
+        out: BinaryIO = gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) if compress else raw  # type: ignore[assignment]
         buf = io.BufferedWriter(out) if compress else out
         for rec in records:
             buf.write(encode_record(rec))

@@ -14,7 +14,7 @@ import numpy as np
 
 from drope.data.frames import wrap_angle
 from drope.data.scene import Scene, scene_from_world
-from drope.data.tfrecord import CorruptRecordError, iter_records, write_records
+from drope.data.tfrecord import CorruptRecordError, iter_frames, write_records
 from drope.data.types import LaneLink, MapType
 
 log = logging.getLogger(__name__)
@@ -68,11 +68,10 @@ def read_scenarios(
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no such scenario file: {path}")
-        records = iter_records(path)
-        index, offset = 0, 0
+        frames = iter_frames(path)
         while True:
             try:
-                index, offset, data = next(records)
+                index, offset, data, err = next(frames)
             except StopIteration:
                 break
             except CorruptRecordError as e:
@@ -81,10 +80,12 @@ def read_scenarios(
                 stats.skipped += 1
                 log.warning("skipping rest of %s: %s", path, e)
                 break
-            try:
-                scene = scene_from_bytes(data, source="womd", origin=origin)
-            except CorruptRecordError as e:
-                err = CorruptRecordError(path, index, offset, e.reason)
+            if err is None:
+                try:
+                    scene = scene_from_bytes(data, source="womd", origin=origin)
+                except CorruptRecordError as e:
+                    err = CorruptRecordError(path, index, offset, e.reason)
+            if err is not None:
                 if on_corrupt == "raise":
                     raise err from None
                 stats.skipped += 1

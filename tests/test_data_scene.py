@@ -1,0 +1,96 @@
+"""Scene contract: validate() errors, frames, generic field handling."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from drope.data import Scene, SceneValidationError, scene_from_world
+from drope.data.frames import wrap_angle_f32
+from drope.data.types import MapType, ObjectType
+
+
+def make_scene(A=3, T=11, origin=(-7785.0, -6683.0), seed=0) -> Scene:
+    r = np.random.default_rng(seed)
+    xyz = np.concatenate([r.normal(size=(A, T, 2)) * 20 + origin, np.zeros((A, T, 1))], -1)
+    return scene_from_world(
+        scenario_id="test", source="unit", timestamps=np.arange(T) * 0.1, current_index=T // 2, sdc_index=0,
+        agent_id=np.arange(A) + 10, agent_type=np.full(A, ObjectType.TYPE_VEHICLE), agent_xyz=xyz,
+        agent_heading=r.uniform(-math.pi, math.pi, (A, T)), agent_vel=r.normal(size=(A, T, 2)),
+        agent_size=np.tile([4.5, 2.0, 1.6], (A, T, 1)), agent_valid=np.ones((A, T), bool),
+        tracks_to_predict=[1], tracks_to_predict_difficulty=[1], objects_of_interest=[],
+        map_id=[1, 2], map_type=[MapType.lane, MapType.stop_sign], map_subtype=[2, 0], map_offsets=[0, 3, 4],
+        map_points=np.concatenate([r.normal(size=(4, 2)) * 10 + origin, np.zeros((4, 1))], -1),
+        lane_speed_limit=[25, 0], lane_interpolating=[False, False], lane_links=np.zeros((0, 7)),
+        stop_sign_lanes=[[2, 1]], signal_lane_id=np.ones((T, 1)), signal_state=np.full((T, 1), 4),
+        signal_stop_point=np.tile([*origin, 0.0], (T, 1, 1)), signal_valid=np.ones((T, 1), bool),
+    )
+
+
+def test_valid_scene_passes_and_origin_is_sdc():
+    s = make_scene().validate()
+    assert torch.allclose(s.agent_pos[0, s.current_index], torch.zeros(2), atol=1e-4)
+    assert s.agent_pos.dtype == torch.float32 and s.origin_xy.dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("agent_pos", lambda s: s.agent_pos.clone().index_put_((torch.tensor([1]),), torch.tensor(float("nan"))), "NaN"),
+        ("agent_vel", lambda s: torch.full_like(s.agent_vel, float("inf")), "NaN/Inf"),
+        ("agent_heading", lambda s: s.agent_heading + 4.0, r"outside \[-π, π\)"),
+        ("agent_pos", lambda s: s.agent_pos[:, :5], "shape"),
+        ("agent_type", lambda s: s.agent_type.float(), "dtype"),
+        ("map_offsets", lambda s: torch.tensor([0, 3, 9]), "map_offsets"),
+        ("tracks_to_predict", lambda s: torch.tensor([99]), "tracks_to_predict"),
+    ],
+)
+def test_validate_names_the_broken_field(field, value, match):
+    s = make_scene()
+    bad = dataclasses.replace(s, **{field: value(s)})
+    with pytest.raises(SceneValidationError, match=match) as e:
+        bad.validate()
+    assert "test" in str(e.value)
+
+
+def test_to_moves_every_tensor_field():
+    s = make_scene().to("cpu")
+    assert all(getattr(s, f.name).device.type == "cpu" for f in Scene.tensor_fields())
+
+
+@settings(max_examples=25, deadline=None)
+@given(x=st.floats(-9000, 9000), y=st.floats(-9000, 9000), h=st.floats(-math.pi, math.pi))
+def test_reframe_round_trip_below_a_millimetre(x, y, h):
+    s = make_scene()
+    w0 = s.to_world()
+    # going through a far-away frame loses float32 precision; coming back near the agents restores it
+    back = s.reframe(np.array([x, y]), h).reframe(s.origin_xy, float(s.origin_heading))
+    assert np.abs(back.to_world().agent_pos - w0.agent_pos).max() < 1e-3
+    d = (back.agent_heading.double() - s.agent_heading.double() + math.pi) % (2 * math.pi) - math.pi
+    assert d.abs().max() < 1e-5
+
+
+def test_wrap_angle_f32_stays_in_range():
+    a = wrap_angle_f32(np.array([math.pi - 1e-9, -math.pi, 3 * math.pi, 1e3]))
+    assert (a >= np.float32(-math.pi)).all() and (a < np.float32(math.pi)).all()
+
+
+def test_enums_match_official_protos():
+    from waymo_open_dataset.protos import map_pb2, scenario_pb2
+
+    from drope.data import types
+
+    for enum, desc in [
+        (types.ObjectType, scenario_pb2.Track.ObjectType),
+        (types.LaneType, map_pb2.LaneCenter.LaneType),
+        (types.RoadLineType, map_pb2.RoadLine.RoadLineType),
+        (types.RoadEdgeType, map_pb2.RoadEdge.RoadEdgeType),
+        (types.SignalState, map_pb2.TrafficSignalLaneState.State),
+    ]:
+        assert {e.name: e.value for e in enum} == dict(desc.items())
+    oneof = [f.name for f in map_pb2.MapFeature.DESCRIPTOR.oneofs_by_name["feature_data"].fields]
+    assert [m.name for m in types.MapType] == oneof
