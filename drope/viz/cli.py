@@ -1,0 +1,59 @@
+"""``drope-viz FILE --out scene.png``: plot one scenario from a Scenario TFRecord shard."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="drope-viz", description=__doc__)
+    p.add_argument("file", type=Path, help="Scenario TFRecord shard (plain or gzip)")
+    p.add_argument("--out", type=Path, default=Path("scene.png"), help="output image (png/pdf/svg; default scene.png)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--index", type=int, default=0, help="which scenario of the shard (0-based, default 0)")
+    g.add_argument("--scenario-id", help="plot the scenario with this id instead")
+    p.add_argument("--step", type=int, default=None, help="time step to draw boxes at (default: current)")
+    p.add_argument("--extent", type=float, default=None, help="half-width of the view in metres (default: auto)")
+    p.add_argument("--dpi", type=int, default=130)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from drope.data.tfrecord import CorruptRecordError
+    from drope.data.womd import read_scenarios
+    from drope.viz import plot_scene
+
+    try:
+        scene = None
+        for i, s in enumerate(read_scenarios(args.file)):
+            if (args.scenario_id is None and i == args.index) or s.scenario_id == args.scenario_id:
+                scene = s
+                break
+    except (CorruptRecordError, FileNotFoundError) as e:
+        print(f"drope-viz: {e}", file=sys.stderr)
+        return 2
+    if scene is None:
+        what = f"scenario id {args.scenario_id!r}" if args.scenario_id else f"index {args.index}"
+        print(f"drope-viz: {args.file} has no scenario with {what}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    fig, ax = plt.subplots(figsize=(8, 8))
+    plot_scene(scene, ax, step=args.step, extent=args.extent)
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=args.dpi)
+    plt.close(fig)
+    print(f"wrote {args.out} ({scene.scenario_id}, {time.perf_counter() - t0:.2f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
