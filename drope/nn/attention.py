@@ -1,0 +1,148 @@
+"""``PoseAttention``: multi-head attention whose relative-pose awareness comes from an encoding.
+
+Dense backend: padded tokens ``[B, N, D]``, boolean masks, fused
+``scaled_dot_product_attention`` (no ``[H, N, N]`` score tensor for rotary encodings). Graph
+backend: PyG ``edge_index`` with per-edge dot products, ``torch_geometric.utils.softmax`` and a
+scatter-sum, for very large scenes. A query with no allowed key returns exactly zero in both
+(the exported softmax would otherwise return the mean of V).
+
+Poses are ``[B, N, 3]`` (x, y, heading) or ``[B, N, 4]`` (…, time step), scene frame.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from drope.nn.encodings import EncodingConfig, build_encoding
+
+Tensor = torch.Tensor
+
+
+def _pose4(pose: Tensor) -> Tensor:
+    if pose.shape[-1] == 4:
+        return pose
+    if pose.shape[-1] != 3:
+        raise ValueError(f"pose must be [..., 3] (x, y, heading) or [..., 4] (+ time), got {tuple(pose.shape)}")
+    return F.pad(pose, (0, 1))
+
+
+def radius_mask(pose_q: Tensor, pose_k: Tensor, radius: float) -> Tensor:
+    """``[B, Nq, Nk]`` True where keys lie within ``radius`` metres of the query (explicit differences)."""
+    d = pose_q[..., :, None, :2].float() - pose_k[..., None, :, :2].float()
+    return (d * d).sum(-1) <= radius * radius
+
+
+class PoseAttention(nn.Module):
+    """Self- or cross-attention with a pose encoding (``EncodingConfig.name`` picks it)."""
+
+    def __init__(self, dim: int, num_heads: int, encoding: EncodingConfig | None = None, dropout: float = 0.0,
+                 kv_dim: int | None = None) -> None:
+        super().__init__()
+        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
+        self.encoding = build_encoding(encoding or EncodingConfig(), dim, num_heads)
+        kv_dim = kv_dim or dim
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(kv_dim, dim)
+        self.v = nn.Linear(kv_dim, dim)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def _heads(self, x: Tensor) -> Tensor:  # [B, N, D] -> [B, H, N, Dh]
+        B, N, _ = x.shape
+        return x.view(B, N, self.num_heads, self.head_dim).transpose(1, 2)
+
+    # ---- dense -------------------------------------------------------------------------------
+    def forward(self, x_q: Tensor, pose_q: Tensor, x_k: Tensor | None = None, pose_k: Tensor | None = None,
+                key_mask: Tensor | None = None, attn_mask: Tensor | None = None, radius: float | None = None) -> Tensor:
+        """``x_q [B, Nq, D]``, ``pose_q [B, Nq, 3|4]``; keys default to the queries (self-attention).
+
+        ``key_mask [B, Nk]`` True = valid key; ``attn_mask [B, Nq, Nk]`` True = may attend;
+        ``radius`` additionally restricts keys to that distance. Returns ``[B, Nq, D]``.
+        """
+        if x_k is None:
+            x_k, pose_k = x_q, pose_q
+        if pose_k is None:
+            raise ValueError("pose_k is required when x_k is given")
+        pose_q, pose_k = _pose4(pose_q), _pose4(pose_k)
+        B, Nq, _ = x_q.shape
+        Nk = x_k.shape[1]
+        enc = self.encoding
+        xq, xk = enc.tokens(x_q, pose_q), enc.tokens(x_k, pose_k)
+        q, k, v = self._heads(self.q(xq)), self._heads(self.k(xk)), self._heads(self.v(xk))
+        mask = torch.ones(B, Nq, Nk, dtype=torch.bool, device=x_q.device)
+        if key_mask is not None:
+            mask = mask & key_mask[:, None, :]
+        if attn_mask is not None:
+            mask = mask & attn_mask
+        if radius is not None:
+            mask = mask & radius_mask(pose_q, pose_k, radius)
+        has_key = mask.any(-1)  # [B, Nq]
+        # rows without keys attend to everything (no NaN), then are zeroed explicitly
+        safe = (mask | ~has_key[..., None])[:, None]  # [B, 1, Nq, Nk]
+        p = self.dropout if self.training else 0.0
+        if enc.relative:
+            o = self._dense_relative(q, k, v, pose_q, pose_k, safe, p)
+        else:
+            if enc.rotary:
+                q, k = enc.rotate(q, pose_q), enc.rotate(k, pose_k)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=safe, dropout_p=p)
+        o = o.transpose(1, 2).reshape(B, Nq, self.dim) * has_key[..., None].to(o.dtype)
+        return self.out(o)
+
+    def _dense_relative(self, q, k, v, pose_q, pose_k, mask, p):
+        # O(N²) by design: the per-pair embedding [B, Nq, Nk, D] is what RoPE avoids
+        B, H, Nq, Dh = q.shape
+        r = self.encoding.pair_embedding(pose_q[:, :, None, :], pose_k[:, None, :, :])  # [B, Nq, Nk, D]
+        r = r.view(B, Nq, -1, H, Dh).permute(0, 3, 1, 2, 4)  # [B, H, Nq, Nk, Dh]
+        logits = (q[:, :, :, None, :] * (k[:, :, None, :, :] + r)).sum(-1) / Dh**0.5  # [B, H, Nq, Nk]
+        attn = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
+        attn = F.dropout(attn, p, self.training)
+        return torch.einsum("bhqk,bhqkd->bhqd", attn, v[:, :, None, :, :] + r)
+
+    # ---- graph -------------------------------------------------------------------------------
+    def forward_graph(self, x_q: Tensor, pose_q: Tensor, x_k: Tensor, pose_k: Tensor, edge_index: Tensor) -> Tensor:
+        """Nodes ``x_q [Nq, D]``, ``x_k [Nk, D]``; ``edge_index [2, E]`` rows (key/source, query/target)."""
+        from torch_geometric.utils import scatter, softmax
+
+        pose_q, pose_k = _pose4(pose_q), _pose4(pose_k)
+        enc = self.encoding
+        xq, xk = enc.tokens(x_q[None], pose_q[None])[0], enc.tokens(x_k[None], pose_k[None])[0]
+        H, Dh = self.num_heads, self.head_dim
+        q = self.q(xq).view(-1, H, Dh).transpose(0, 1)[None]  # [1, H, Nq, Dh]
+        k = self.k(xk).view(-1, H, Dh).transpose(0, 1)[None]
+        v = self.v(xk).view(-1, H, Dh)  # [Nk, H, Dh]
+        if enc.rotary:
+            q, k = enc.rotate(q, pose_q[None]), enc.rotate(k, pose_k[None])
+        q, k = q[0].transpose(0, 1), k[0].transpose(0, 1)  # [N, H, Dh]
+        src, dst = edge_index[0], edge_index[1]
+        ke, ve = k[src], v[src]  # [E, H, Dh]
+        if enc.relative:
+            r = enc.pair_embedding(pose_q[dst], pose_k[src]).view(-1, H, Dh)
+            ke, ve = ke + r, ve + r
+        logits = (q[dst] * ke).sum(-1) / Dh**0.5  # [E, H]
+        alpha = softmax(logits, dst, num_nodes=x_q.shape[0])
+        if self.training and self.dropout:
+            alpha = F.dropout(alpha, self.dropout)
+        o = scatter(alpha[..., None] * ve, dst, dim=0, dim_size=x_q.shape[0], reduce="sum")  # [Nq, H, Dh]
+        return self.out(o.reshape(-1, self.dim))
+
+
+class PoseTransformerLayer(nn.Module):
+    """Pre-norm block: pose attention (self or cross) + MLP, both residual."""
+
+    def __init__(self, dim: int, num_heads: int, encoding: EncodingConfig | None = None, ff_mult: int = 4,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm_q = nn.LayerNorm(dim)
+        self.norm_k = nn.LayerNorm(dim)
+        self.attn = PoseAttention(dim, num_heads, encoding, dropout)
+        self.norm_ff = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, ff_mult * dim), nn.GELU(), nn.Linear(ff_mult * dim, dim))
+
+    def forward(self, x: Tensor, pose: Tensor, ctx: Tensor | None = None, pose_ctx: Tensor | None = None,
+                key_mask: Tensor | None = None, attn_mask: Tensor | None = None, radius: float | None = None) -> Tensor:
+        h = self.norm_q(x)
+        kv = h if ctx is None else self.norm_k(ctx)
+        x = x + self.attn(h, pose, kv, pose if ctx is None else pose_ctx, key_mask, attn_mask, radius)
+        return x + self.ff(self.norm_ff(x))

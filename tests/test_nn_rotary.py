@@ -1,0 +1,240 @@
+"""Rotary math against slow references (complex numbers, loops) and its guarantees as properties."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from drope.nn import ENCODINGS, EncodingConfig, PoseAttention
+from drope.nn.rotary import apply_rotary, metric_frequencies, pose_angles, schedule_cos_sum
+from drope.registry import Registry
+
+PROP = settings(max_examples=25, deadline=None)
+
+
+def test_pair_layout_is_interleaved():
+    x = torch.tensor([1.0, 0.0, 3.0, 4.0])
+    a = torch.tensor([math.pi / 2, 0.0])
+    y = apply_rotary(x, torch.cos(a), torch.sin(a))
+    assert torch.allclose(y, torch.tensor([0.0, 1.0, 3.0, 4.0]), atol=1e-7)
+
+
+@PROP
+@given(seed=st.integers(0, 10_000))
+def test_apply_rotary_equals_complex_multiplication(seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(3, 5, 16, generator=g, dtype=torch.float64)
+    a = torch.randn(3, 5, 8, generator=g, dtype=torch.float64) * 50
+    ref = torch.view_as_real(torch.view_as_complex(x.reshape(3, 5, 8, 2).contiguous()) * torch.exp(1j * a))
+    assert torch.allclose(apply_rotary(x, torch.cos(a), torch.sin(a)), ref.reshape(3, 5, 16), atol=1e-10)
+
+
+def logits(att: PoseAttention, x: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+    """[B, H, N, N] pre-softmax scores of a rotary attention (slow path, for checks)."""
+    pose = torch.nn.functional.pad(pose, (0, 4 - pose.shape[-1]))
+    q, k = att._heads(att.q(x)), att._heads(att.k(x))
+    q, k = att.encoding.rotate(q, pose), att.encoding.rotate(k, pose)
+    return q.double() @ k.double().transpose(-1, -2)
+
+
+def slow_logit(att, x, pose, i, j, h):
+    """One score by loops over pairs with complex numbers: Re Σ conj(q_p) k_p e^{j(a_j - a_i)}."""
+    W = att.encoding.coefficients().double()
+    pose4 = torch.nn.functional.pad(pose, (0, 4 - pose.shape[-1])).double()
+    q = att._heads(att.q(x))[0, h, i].double()
+    k = att._heads(att.k(x))[0, h, j].double()
+    total = 0.0
+    for p in range(q.shape[0] // 2):
+        ai, aj = float(W[h, p] @ pose4[0, i]), float(W[h, p] @ pose4[0, j])
+        qc, kc = complex(q[2 * p], q[2 * p + 1]), complex(k[2 * p], k[2 * p + 1])
+        total += (qc.conjugate() * kc * complex(math.cos(aj - ai), math.sin(aj - ai))).real
+    return total
+
+
+def scene(seed, n=12, span=150.0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, n, 64, generator=g)
+    xy = (torch.rand(1, n, 2, generator=g) - 0.5) * span
+    th = (torch.rand(1, n, 1, generator=g) * 2 - 1) * math.pi
+    return x, torch.cat([xy, th], -1)
+
+
+def attn(name="drope_rope", **kw):
+    torch.manual_seed(0)
+    return PoseAttention(64, 4, EncodingConfig(name=name, **kw)).eval()
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(allocation="intra_head"), dict(harmonics=3), dict(learnable_mixed=True)])
+def test_logits_match_slow_complex_reference(kw):
+    att = attn(**kw)
+    x, pose = scene(1)
+    with torch.no_grad():
+        fast = logits(att, x, pose)
+        for i, j, h in [(0, 1, 0), (3, 7, 1), (5, 5, 2), (11, 2, 3)]:
+            assert float(fast[0, h, i, j]) == pytest.approx(slow_logit(att, x, pose, i, j, h), abs=2e-3, rel=1e-4)
+
+
+@PROP
+@given(seed=st.integers(0, 1000), dx=st.floats(-50, 50), dy=st.floats(-50, 50))
+def test_relative_shift_identity(seed, dx, dy):
+    """Shifting every position by the same vector leaves scores unchanged (fp32 tolerance)."""
+    att = attn()
+    x, pose = scene(seed)
+    shifted = pose + torch.tensor([dx, dy, 0.0])
+    with torch.no_grad():
+        a, b = logits(att, x, pose), logits(att, x, shifted)
+    assert (a - b).abs().max() <= 2e-3 * (1 + a.abs().max())
+
+
+@PROP
+@given(seed=st.integers(0, 1000), sx=st.floats(-1e4, 1e4), sy=st.floats(-1e4, 1e4))
+def test_translation_invariance_after_recentring(seed, sx, sy):
+    """World shifts up to 10 km, re-centred in float64 before fp32: scores equal to ≤ 1e-5."""
+    att = attn()
+    x, pose = scene(seed)
+    world = pose.double() + torch.tensor([sx, sy, 0.0], dtype=torch.float64)
+    origin = world[0, :, :2].mean(0)
+    ref_origin = pose.double()[0, :, :2].mean(0)
+    a_pose = (world - torch.nn.functional.pad(origin, (0, 1))).float()
+    b_pose = (pose.double() - torch.nn.functional.pad(ref_origin, (0, 1))).float()
+    with torch.no_grad():
+        a, b = logits(att, x, a_pose), logits(att, x, b_pose)
+    assert (a - b).abs().max() <= 1e-5 * (1 + a.abs().max())
+
+
+@PROP
+@given(seed=st.integers(0, 1000), k=st.integers(-3, 3), harmonics=st.sampled_from([1, 3]))
+def test_heading_is_exactly_2pi_periodic(seed, k, harmonics):
+    att = attn(harmonics=harmonics)
+    x, pose = scene(seed)
+    turned = pose + torch.tensor([0.0, 0.0, 2 * math.pi * k])
+    with torch.no_grad():
+        a, b = logits(att, x, pose), logits(att, x, turned)
+    assert (a - b).abs().max() <= 1e-4 * (1 + a.abs().max())
+
+
+@PROP
+@given(seed=st.integers(0, 1000), c=st.floats(-math.pi, math.pi))
+def test_scores_depend_on_heading_difference_only(seed, c):
+    """A common heading offset (positions fixed) leaves every score unchanged."""
+    att = attn()
+    x, pose = scene(seed)
+    with torch.no_grad():
+        a, b = logits(att, x, pose), logits(att, x, pose + torch.tensor([0.0, 0.0, c]))
+    assert (a - b).abs().max() <= 1e-4 * (1 + a.abs().max())
+
+
+def test_plain_rope_on_heading_is_not_periodic():
+    """Why DRoPE: rotating heading pairs with non-integer frequencies breaks 2π periodicity."""
+    pose = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
+    w_plain = torch.zeros(1, 2, 4)
+    w_plain[0, :, 2] = torch.tensor([1.0, 0.37])
+    a = pose_angles(pose, w_plain)
+    b = pose_angles(pose + torch.tensor([0, 0, 2 * math.pi, 0]), w_plain)
+    assert (torch.cos(a) - torch.cos(b)).abs().max() > 0.1
+
+
+def test_whole_scene_rotation_gap_is_measured_not_assumed():
+    """Position RoPE sees world-frame offsets: rotating the whole scene changes scores (reported)."""
+    att = attn()
+    x, pose = scene(3)
+    c, s = math.cos(0.7), math.sin(0.7)
+    R = torch.tensor([[c, -s], [s, c]])
+    rotated = torch.cat([pose[..., :2] @ R.T, pose[..., 2:] + 0.7], -1)
+    with torch.no_grad():
+        a, b = logits(att, x, pose), logits(att, x, rotated)
+    gap = float((a - b).abs().max() / a.abs().max())
+    assert 0.0 < gap < 10.0  # not invariant, and finite; the value is reported in bench/README
+    assert math.isfinite(gap)
+
+
+@pytest.mark.parametrize(
+    "dim,heads,kw,distance",
+    [
+        (512, 8, dict(), 100.0),  # defaults: head_dim 64, λ 0.5–2000 m, 25 % NoPE → 100 m
+        (256, 8, dict(), 100.0),
+        (512, 8, dict(nope_fraction=0.5), 200.0),  # a longer range needs more NoPE pairs
+        (512, 8, dict(lambda_min=1.0), 200.0),
+    ],
+)
+def test_schedule_cos_sum_non_negative_over_range(dim, heads, kw, distance):
+    enc = ENCODINGS.get("drope_rope")(EncodingConfig(max_distance=distance, **kw), dim, heads)
+    assert enc.schedule_margin() >= 0.0
+
+
+def test_schedule_margin_detects_a_bad_schedule():
+    """Default schedule with too short heads stretched to 400 m fails the criterion: the check can fail."""
+    enc = ENCODINGS.get("drope_rope")(EncodingConfig(), 128, 8)
+    assert enc.schedule_margin(400.0) < 0.0
+
+
+def test_schedule_margin_matches_brute_force_loop():
+    enc = ENCODINGS.get("rope2d")(EncodingConfig(), 32, 2)
+    W = enc.coefficients().double()
+    worst = min(
+        sum(math.cos(float(W[h, p, 0]) * d * math.cos(a) + float(W[h, p, 1]) * d * math.sin(a)) for p in range(W.shape[1]))
+        for h in range(2) for a in torch.linspace(0, math.pi, 25).tolist() for d in torch.linspace(0, 100, 401).tolist()
+    )
+    assert enc.schedule_margin(100.0, samples=401) == pytest.approx(worst, abs=1e-9)
+
+
+def test_metric_schedule_wavelengths():
+    w = metric_frequencies(8, 0.5, 2000.0)
+    lam = 2 * math.pi / w
+    assert lam[0] == pytest.approx(0.5) and lam[-1] == pytest.approx(2000.0)
+    assert torch.all(lam[1:] > lam[:-1])
+
+
+@pytest.mark.parametrize("dtype,bound", [(torch.float16, 2e-3), (torch.bfloat16, 2e-2)])
+def test_half_precision_error_after_recentring(dtype, bound):
+    """Angles in fp32 from re-centred poses; only the rotated q/k are cast to half."""
+    att = attn()
+    x, pose = scene(5)
+    with torch.no_grad():
+        q, k = att._heads(att.q(x)), att._heads(att.k(x))
+        p4 = torch.nn.functional.pad(pose, (0, 1))
+        qr, kr = att.encoding.rotate(q, p4), att.encoding.rotate(k, p4)
+        ref = qr.double() @ kr.double().transpose(-1, -2)
+        half = (qr.to(dtype).double() @ kr.to(dtype).double().transpose(-1, -2))
+        err = float((half - ref).abs().max() / ref.abs().max())
+        # the anti-pattern for contrast: world-scale positions cast to half before the angles
+        world = (pose + torch.tensor([-7785.9, -6683.4, 0.0])).to(dtype).float()
+        bad = att.encoding.rotate(q, torch.nn.functional.pad(world, (0, 1)))
+        bad = bad.double() @ att.encoding.rotate(k, torch.nn.functional.pad(world, (0, 1))).double().transpose(-1, -2)
+        bad_err = float((bad - ref).abs().max() / ref.abs().max())
+    assert err < bound
+    assert bad_err > 10 * err
+
+
+def test_rotation_does_not_touch_values_or_mutate_state():
+    att = attn()
+    buffers = {k: v.clone() for k, v in att.named_buffers()}
+    x, pose = scene(2)
+    with torch.no_grad():
+        att(x, pose)
+    assert all(torch.equal(buffers[k], v) for k, v in att.named_buffers())
+
+
+def test_registry_rejects_duplicates_and_names_known():
+    r = Registry("thing")
+    r.register("a")(1)
+    with pytest.raises(KeyError, match="already registered"):
+        r.register("a")(2)
+    with pytest.raises(KeyError, match="known: absolute, drope, drope_rope, none, rope2d, rpe"):
+        ENCODINGS.get("nope")
+    assert set(ENCODINGS.names()) == {"none", "absolute", "rpe", "rope2d", "drope", "drope_rope"}
+
+
+def test_learnable_mixed_params_fp32_and_excluded_from_decay():
+    from drope.nn.encodings import no_weight_decay_names
+
+    att = attn(learnable_mixed=True)
+    names = no_weight_decay_names(att)
+    assert names == {"encoding.rope_log_omega", "encoding.rope_phi"}
+    assert all(p.dtype == torch.float32 for n, p in att.named_parameters() if n in names)
+    x, pose = scene(0)
+    att.train()
+    att(x, pose).sum().backward()
+    assert att.encoding.rope_phi.grad is not None and att.encoding.rope_phi.grad.abs().sum() > 0
