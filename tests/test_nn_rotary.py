@@ -238,3 +238,17 @@ def test_learnable_mixed_params_fp32_and_excluded_from_decay():
     att.train()
     att(x, pose).sum().backward()
     assert att.encoding.rope_phi.grad is not None and att.encoding.rope_phi.grad.abs().sum() > 0
+
+
+def test_encoding_yaml_mirrors_the_dataclass():
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "encoding"
+    fields = {f.name for f in dataclasses.fields(EncodingConfig)}
+    for name in ENCODINGS.names():
+        d = yaml.safe_load((root / f"{name}.yaml").read_text())
+        assert set(d) == fields and d["name"] == name
+        EncodingConfig(**d)
