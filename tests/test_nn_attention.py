@@ -147,3 +147,16 @@ def test_onnx_export_dynamic_n_matches_onnxruntime(tmp_path):
             ref = wrapped(x, pose, km).numpy()
         got = sess.run(None, {"x": x.numpy(), "pose": pose.numpy(), "key_mask": km.numpy()})[0]
         assert np.abs(got - ref).max() < 1e-5
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_scene_without_valid_keys_gives_zero_rows(name):
+    att = make(name)
+    x, pose = scene(6, b=2)
+    km = torch.ones(2, 6, dtype=torch.bool)
+    km[1] = False
+    with torch.no_grad():
+        out = att(x, pose, key_mask=km)
+        ref0 = att(x[:1], pose[:1])
+    assert torch.allclose(out[1], att.out.bias.expand(6, -1), atol=1e-6)
+    assert (out[0] - ref0[0]).abs().max() < 1e-5

@@ -70,16 +70,22 @@ class PoseAttention(nn.Module):
         enc = self.encoding
         xq, xk = enc.tokens(x_q, pose_q), enc.tokens(x_k, pose_k)
         q, k, v = self._heads(self.q(xq)), self._heads(self.k(xk)), self._heads(self.v(xk))
-        mask = torch.ones(B, Nq, Nk, dtype=torch.bool, device=x_q.device)
-        if key_mask is not None:
-            mask = mask & key_mask[:, None, :]
-        if attn_mask is not None:
-            mask = mask & attn_mask
-        if radius is not None:
-            mask = mask & radius_mask(pose_q, pose_k, radius)
-        has_key = mask.any(-1)  # [B, Nq]
-        # rows without keys attend to everything (no NaN), then are zeroed explicitly
-        safe = (mask | ~has_key[..., None])[:, None]  # [B, 1, Nq, Nk]
+        if attn_mask is None and radius is None:
+            # key padding only: a [B, 1, 1, Nk] mask keeps memory O(N) (no [Nq, Nk] tensor at all)
+            km = torch.ones(B, Nk, dtype=torch.bool, device=x_q.device) if key_mask is None else key_mask
+            has_key = km.any(-1, keepdim=True).expand(B, Nq)  # [B, Nq]
+            safe = (km | ~has_key[:, :1])[:, None, None, :]  # [B, 1, 1, Nk]
+        else:
+            mask = torch.ones(B, Nq, Nk, dtype=torch.bool, device=x_q.device)
+            if key_mask is not None:
+                mask = mask & key_mask[:, None, :]
+            if attn_mask is not None:
+                mask = mask & attn_mask
+            if radius is not None:
+                mask = mask & radius_mask(pose_q, pose_k, radius)
+            has_key = mask.any(-1)  # [B, Nq]
+            # rows without keys attend to everything (no NaN), then are zeroed explicitly
+            safe = (mask | ~has_key[..., None])[:, None]  # [B, 1, Nq, Nk]
         p = self.dropout if self.training else 0.0
         if enc.relative:
             o = self._dense_relative(q, k, v, pose_q, pose_k, safe, p)
