@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     except CorruptRecordError as e:
         print(f"drope-data: corrupt input: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # e.g. piped into `head`
+        sys.stderr.close()
+        return 0
     except (FileNotFoundError, ValueError) as e:
         print(f"drope-data: {e}", file=sys.stderr)
         return 2
