@@ -260,6 +260,10 @@ class TrafficSim:
     # ---- step --------------------------------------------------------------------------------------
     def _vehicle_accel(self, a: Agent) -> float:
         gap, v_lead = self._leader(a)
+        if a.lc_from is not None:  # mid lane change: also keep clear of the old lane's leader
+            g2, v2 = self._leader(a, [a.lc_from])
+            if g2 < gap:
+                gap, v_lead = g2, v2
         lane = self.net.lanes[a.route[a.k]]
         nxt = a.route[a.k + 1] if a.k + 1 < len(a.route) else None
         d_stop = lane.length - a.s - a.size[0] / 2
@@ -293,11 +297,13 @@ class TrafficSim:
 
     def _try_lane_change(self, a: Agent) -> None:
         if (self.t < a.next_lc_check or a.lc_from is not None or a.reserved is not None
-                or a.type != ObjectType.TYPE_VEHICLE or a.v < 3.0):
+                or a.type != ObjectType.TYPE_VEHICLE):
             return
         a.next_lc_check = self.t + 1.0
         lane = self.net.lanes[a.route[a.k]]
         forced = not lane.successors and not self._exits_map(lane) and lane.length - a.s < 90
+        if a.v < 3.0 and not forced:
+            return
         gap, vl = self._leader(a)
         a_old = float(idm_acceleration(a.v, a.v_des, gap, a.v - vl, a.params))
         for target, side in ((lane.left, +1), (lane.right, -1)):
