@@ -100,7 +100,9 @@ def test_vehicles_stay_on_lanes(scenes):
         veh = s.agent_type != ObjectType.TYPE_PEDESTRIAN
         m = s.agent_valid & veh[:, None]
         d = _lane_distance(s, s.agent_pos[m])
-        assert float(d.max()) < 1.9, s.scenario_id  # lane changes move ≤ half a lane off a centre line
+        # mid lane change a centre sits between two lanes (1.8 m from each); past a dropped lane's end the
+        # taper adds a little more; 2.2 m still lies inside the paved area
+        assert float(d.max()) < 2.2, s.scenario_id
 
 
 def test_kinematics_within_bounds_and_velocity_consistent(scenes):
