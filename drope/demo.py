@@ -1,8 +1,9 @@
 """``make demo``: the main job end to end on an embedded default (no downloads).
 
 Stages run in order, each a thin call of the same code the CLIs use, and each writes under
-``--out``: data (generated scenes written as WOMD Scenario shards, or ``--data`` files),
-summary (``drope-data info``/``stats``), plots (``drope-viz``), cache (``drope-data cache``).
+``--out``: data (``drope-generate``: synthetic scenes written as WOMD Scenario shards, or your
+``--data`` files), summary (``drope-data info``/``stats``, side by side with the shared WOMD
+sample when present), plots and an animation (``drope-viz``), cache (``drope-data cache``).
 """
 from __future__ import annotations
 
@@ -26,17 +27,9 @@ def _stage(name: str):
 def _data(args) -> list[Path]:
     if args.data:
         return [Path(p) for p in args.data]
-    try:
-        from sim.generate.cli import generate  # noqa: F401  (present once the generator lands)
-    except ImportError:
-        generate = None
-    if generate is not None:
-        out = args.out / "data"
-        return generate(out=out, num_scenes=args.num_scenes, seed=args.seed)
-    if WOMD_SAMPLE.exists():
-        print(f"generator not available; using the shared WOMD sample {WOMD_SAMPLE}")
-        return [WOMD_SAMPLE]
-    raise SystemExit("no data: pass --data FILE... (Scenario TFRecords)")
+    from sim.generate.cli import generate
+
+    return generate(args.out / "data", num_scenes=args.num_scenes, seed=args.seed, scenes_per_shard=16, workers=2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     stats = dataset_stats(scenes)
     (args.out / "stats.json").write_text(json.dumps(stats, indent=1))
     print(format_stats_table(stats))
+    if not args.data and WOMD_SAMPLE.exists():
+        real = dataset_stats(read_scenarios(WOMD_SAMPLE))
+        (args.out / "stats_womd_sample.json").write_text(json.dumps(real, indent=1))
+        print("\nshared WOMD sample, for comparison:")
+        print(format_stats_table(real))
     print(f"[{time.perf_counter() - t:.1f} s] {len(scenes)} scenes validated -> {args.out / 'info.jsonl'}")
 
     t = _stage("plots (drope-viz)")
@@ -81,7 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         fig.tight_layout()
         fig.savefig(plots / f"{s.scenario_id}.png", dpi=110)
         plt.close(fig)
-    print(f"[{time.perf_counter() - t:.1f} s] {min(4, len(scenes))} plot(s) -> {plots}")
+    from drope.viz.animate import animate_scene
+
+    anim = animate_scene(scenes[0], plots / f"{scenes[0].scenario_id}.gif", steps=range(0, scenes[0].num_steps, 2), fps=8,
+                         dpi=60)
+    print(f"[{time.perf_counter() - t:.1f} s] {min(4, len(scenes))} plot(s) and {anim['path']} "
+          f"({anim['seconds_per_frame'] * 1000:.0f} ms/frame) -> {plots}")
 
     t = _stage("cache (drope-data cache)")
     rep = build_cache(files, args.out / "cache", workers=2, progress=False)

@@ -36,3 +36,17 @@ def test_viz_cli(womd_path, tmp_path, capsys):
     assert out.stat().st_size > 5000
     assert main([str(womd_path), "--scenario-id", "nope", "--out", str(out)]) == 2
     assert "no scenario" in capsys.readouterr().err
+
+
+def test_animation_reuses_artists_and_is_fast(tmp_path):
+    from drope.viz.animate import animate_scene
+    from tests.test_data_scene import make_scene
+
+    s = make_scene(A=4, T=12)
+    hl = torch.zeros(4, 12, dtype=torch.bool)
+    hl[1, 3:6] = True
+    info = animate_scene(s, tmp_path / "a.gif", highlight=hl, dpi=40)
+    assert info["frames"] == 12 and (tmp_path / "a.gif").stat().st_size > 1000
+    assert info["seconds_per_frame"] < 0.5  # generous bound for shared CI cores; the README reports the real number
+    frames = Image.open(tmp_path / "a.gif").n_frames
+    assert frames >= 2
