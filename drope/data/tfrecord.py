@@ -4,12 +4,17 @@ Each record is ``uint64 length | uint32 masked_crc32c(length bytes) | data | uin
 masked_crc32c(data)`` (little endian). Both checksums are verified on read. Gzip-compressed
 shards (magic ``1f 8b``) are streamed transparently; their byte offsets refer to the
 decompressed stream.
+
+After a damaged length field the reader *resynchronises*: it scans forward for the next
+12-byte header whose length CRC checks out, so one bad record does not hide the rest of the
+file. The damaged stretch counts as one record index (how many records it held is unknowable).
 """
 from __future__ import annotations
 
 import gzip
 import io
 import struct
+import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
@@ -18,6 +23,11 @@ import crc32c
 _MASK_DELTA = 0xA282EAD8
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
+_HEADER = 12
+_CHUNK = 1 << 20
+# Real records are < 4 GiB, so the high half of a genuine length field is zero; scanning for
+# that first avoids a CRC per byte while resynchronising.
+_ZERO4 = b"\x00\x00\x00\x00"
 
 
 class CorruptRecordError(ValueError):
@@ -31,10 +41,32 @@ class CorruptRecordError(ValueError):
         self.path, self.record_index, self.offset, self.reason = str(path), record_index, offset, reason
         super().__init__(f"{path}: record {record_index} at byte offset {offset}: {reason}")
 
+    def __reduce__(self):  # keep the attributes when crossing process boundaries (cache workers)
+        return self.__class__, (self.path, self.record_index, self.offset, self.reason)
+
 
 def masked_crc32c(data: bytes) -> int:
     crc = crc32c.crc32c(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+class _Stream:
+    """A forward reader with push-back, so resynchronisation can return bytes it over-read."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f, self._buf = f, b""
+
+    def read(self, n: int) -> bytes:
+        if not self._buf:
+            return self._f.read(n)
+        if len(self._buf) >= n:
+            out, self._buf = self._buf[:n], self._buf[n:]
+            return out
+        out, self._buf = self._buf, b""
+        return out + self._f.read(n - len(out))
+
+    def unread(self, data: bytes) -> None:
+        self._buf = data + self._buf
 
 
 def _open(path: Path) -> tuple[BinaryIO, bool]:
@@ -44,6 +76,29 @@ def _open(path: Path) -> tuple[BinaryIO, bool]:
     if magic == b"\x1f\x8b":
         return gzip.GzipFile(fileobj=raw, mode="rb"), True  # type: ignore[return-value]
     return raw, False
+
+
+def _find_header(stream: _Stream, window: bytes, base: int) -> int | None:
+    """Scan ``window`` (stream bytes starting at offset ``base``) and what follows for a header
+    whose length CRC matches; push the bytes from it back and return its offset (None at EOF)."""
+    while True:
+        more = stream.read(_CHUNK)
+        window += more
+        limit = len(window) - _HEADER + 1  # positions with a full header inside the window
+        p = 0
+        while p < limit:
+            z = window.find(_ZERO4, p + 4, limit + 7)
+            if z < 0:
+                break
+            p = z - 4
+            if masked_crc32c(window[p : p + 8]) == _U32.unpack_from(window, p + 8)[0]:
+                stream.unread(window[p:])
+                return base + p
+            p += 1
+        if not more:
+            return None
+        keep = max(limit, 0)
+        window, base = window[keep:], base + keep
 
 
 def iter_records(path: str | Path) -> Iterator[tuple[int, int, bytes]]:
@@ -58,44 +113,54 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, int, bytes]]:
 
 
 def iter_frames(path: str | Path) -> Iterator[tuple[int, int, bytes, CorruptRecordError | None]]:
-    """Like :func:`iter_records` but a record whose *payload* CRC fails is yielded with its error
-    (the framing is intact, so reading goes on). Framing errors (length CRC, truncation, broken
-    gzip) are raised: the rest of the file cannot be located after them.
+    """Like :func:`iter_records`, but problems are yielded as ``(index, offset, b"", error)``
+    instead of raised, and reading goes on wherever the file allows: after a bad payload CRC
+    with the next record, after a bad length CRC at the next valid header (resynchronisation).
+    A truncated file or a broken gzip stream ends the iteration after its error.
     """
     path = Path(path)
     f, gz = _open(path)
     where = " (offset in decompressed stream)" if gz else ""
+    stream = _Stream(f)
+
+    def err(index: int, offset: int, reason: str) -> CorruptRecordError:
+        return CorruptRecordError(path, index, offset, reason + where)
+
     with f:
         index, offset = 0, 0
         while True:
             try:
-                header = f.read(12)
-            except (OSError, EOFError) as e:  # broken gzip stream
-                raise CorruptRecordError(path, index, offset, f"cannot decompress: {e}{where}") from None
-            if not header:
+                header = stream.read(_HEADER)
+                if not header:
+                    return
+                if len(header) < _HEADER:
+                    yield index, offset, b"", err(index, offset, f"truncated header ({len(header)} of 12 bytes)")
+                    return
+                (length,) = _U64.unpack_from(header, 0)
+                if masked_crc32c(header[:8]) != _U32.unpack_from(header, 8)[0]:
+                    found = _find_header(stream, header[1:], offset + 1)
+                    nxt = f"byte {found}" if found is not None else "none before the end of the file"
+                    yield index, offset, b"", err(index, offset, f"length CRC mismatch; next valid header: {nxt}")
+                    if found is None:
+                        return
+                    index, offset = index + 1, found
+                    continue
+                body = stream.read(length + 4)
+            except (OSError, EOFError, zlib.error) as e:  # broken gzip stream
+                yield index, offset, b"", err(index, offset, f"cannot decompress: {e}")
                 return
-            if len(header) < 12:
-                raise CorruptRecordError(path, index, offset, f"truncated header ({len(header)} of 12 bytes){where}")
-            (length,) = _U64.unpack_from(header, 0)
-            (length_crc,) = _U32.unpack_from(header, 8)
-            if masked_crc32c(header[:8]) != length_crc:
-                raise CorruptRecordError(path, index, offset, f"length CRC mismatch{where}")
-            try:
-                body = f.read(length + 4)
-            except (OSError, EOFError) as e:
-                raise CorruptRecordError(path, index, offset, f"cannot decompress: {e}{where}") from None
             if len(body) < length + 4:
-                raise CorruptRecordError(
-                    path, index, offset, f"truncated record: {len(body)} of {length + 4} bytes after header{where}"
+                yield index, offset, b"", err(
+                    index, offset, f"truncated record: {len(body)} of {length + 4} bytes after the header"
                 )
+                return
             data = body[:length]
-            (data_crc,) = _U32.unpack_from(body, length)
-            err = None
-            if masked_crc32c(data) != data_crc:
-                err = CorruptRecordError(path, index, offset, f"data CRC mismatch{where}")
-            yield index, offset, data, err
+            if masked_crc32c(data) != _U32.unpack_from(body, length)[0]:
+                yield index, offset, b"", err(index, offset, "data CRC mismatch")
+            else:
+                yield index, offset, data, None
             index += 1
-            offset += 12 + length + 4
+            offset += _HEADER + length + 4
 
 
 def encode_record(data: bytes) -> bytes:
@@ -112,15 +177,21 @@ def write_records(path: str | Path, records: Iterable[bytes], compress: bool | N
     compress = path.suffix == ".gz" if compress is None else compress
     tmp = path.with_name(path.name + ".tmp")
     n = 0
-    with open(tmp, "wb") as raw:
-        # empty name and mtime=0 keep gzip output byte-identical across runs
-        out: BinaryIO = gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) if compress else raw  # type: ignore[assignment]
-        buf = io.BufferedWriter(out) if compress else out
-        for rec in records:
-            buf.write(encode_record(rec))
-            n += 1
-        buf.flush()
-        if compress:
-            out.close()
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as raw:
+            # empty name and mtime=0 keep gzip output byte-identical across runs
+            out: BinaryIO = (
+                gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) if compress else raw  # type: ignore[assignment]
+            )
+            buf = io.BufferedWriter(out) if compress else out  # type: ignore[arg-type]
+            for rec in records:
+                buf.write(encode_record(rec))
+                n += 1
+            buf.flush()
+            if compress:
+                out.close()
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return n

@@ -57,7 +57,8 @@ def read_scenarios(
 
     ``on_corrupt="raise"`` raises :class:`CorruptRecordError` (file, record index, byte offset);
     ``"skip"`` logs the problem, counts it in ``stats.skipped`` and continues with the next
-    record (after a framing error the rest of that file cannot be located and is skipped).
+    record (after a damaged length field, at the next valid header; a truncated file or broken
+    gzip stream ends that file).
     ``origin="sdc"`` puts the scene frame at the SDC's current pose; ``"world"`` keeps the world
     origin (only sensible for data already near the origin).
     """
@@ -68,22 +69,10 @@ def read_scenarios(
     if isinstance(paths, (str, Path)):
         paths = [paths]
     stats = stats if stats is not None else ReadStats()
-    for path in paths:
-        path = Path(path)
+    for path in map(Path, paths):
         if not path.is_file():
             raise FileNotFoundError(f"no such scenario file: {path}")
-        frames = iter_frames(path)
-        while True:
-            try:
-                index, offset, data, err = next(frames)
-            except StopIteration:
-                break
-            except CorruptRecordError as e:
-                if on_corrupt == "raise":
-                    raise
-                stats.skipped += 1
-                log.warning("skipping rest of %s: %s", path, e)
-                break
+        for index, offset, data, err in iter_frames(path):
             if err is None:
                 try:
                     scene = scene_from_bytes(data, source="womd", origin=origin)
@@ -91,7 +80,7 @@ def read_scenarios(
                     err = CorruptRecordError(path, index, offset, e.reason)
             if err is not None:
                 if on_corrupt == "raise":
-                    raise err from None
+                    raise err
                 stats.skipped += 1
                 log.warning("skipping %s", err)
                 continue
@@ -120,6 +109,14 @@ def scene_from_proto(proto, source: str = "womd", origin: str = "sdc") -> Scene:
     T = len(proto.timestamps_seconds)
     if not proto.scenario_id or T == 0:
         raise bad("not a Scenario record (missing scenario_id or timestamps_seconds)")
+    timestamps = np.asarray(proto.timestamps_seconds, np.float64)
+    steps = np.diff(timestamps)
+    if not np.isfinite(timestamps).all() or (steps <= 0).any():
+        raise bad("timestamps_seconds must be finite and strictly increasing")
+    # WOMD stores 0.1 s steps with float noise (0.10000000000000009); keep the intended value
+    dt = round(float(np.median(steps)), 6) if T > 1 else 0.1
+    if len(proto.dynamic_map_states) > T:
+        raise bad(f"dynamic_map_states has {len(proto.dynamic_map_states)} entries, more than the {T} timestamps")
     A = len(proto.tracks)
     agent_id = np.zeros(A, np.int64)
     agent_type = np.zeros(A, np.int64)
@@ -153,7 +150,8 @@ def scene_from_proto(proto, source: str = "womd", origin: str = "sdc") -> Scene:
     return scene_from_world(
         scenario_id=proto.scenario_id,
         source=source,
-        timestamps=np.asarray(proto.timestamps_seconds, np.float64),
+        timestamps=timestamps,
+        dt=dt,
         current_index=proto.current_time_index,
         sdc_index=proto.sdc_track_index,
         agent_id=agent_id,
@@ -238,7 +236,7 @@ def _signals_from_proto(proto, T: int) -> dict[str, np.ndarray]:
     state = np.zeros((T, S), np.int64)
     stop = np.zeros((T, S, 3), np.float64)
     valid = np.zeros((T, S), bool)
-    for t, d in enumerate(dms[:T]):
+    for t, d in enumerate(dms):
         for s, ls in enumerate(d.lane_states):
             lane[t, s], state[t, s], valid[t, s] = ls.lane, ls.state, True
             stop[t, s] = (ls.stop_point.x, ls.stop_point.y, ls.stop_point.z)
