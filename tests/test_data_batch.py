@@ -26,8 +26,12 @@ def test_collate_pads_and_keeps_values(womd_path):
 
 def test_truncation_warns_and_keeps_nearest(womd_path, caplog):
     (scene,) = list(read_scenarios(womd_path))
+    import drope.data.batch as batch_mod
+
+    batch_mod._warned.clear()
     with caplog.at_level(logging.WARNING):
         b = collate_scenes([scene], max_agents=10, max_map=64)
-    assert "nearest the SDC" in caplog.text
+        collate_scenes([scene], max_agents=10, max_map=64)
+    assert caplog.text.count("agents nearest the SDC") == 1  # once per scene, not per batch
     assert b.agent_pos.shape[1] == 10 and b.map_points.shape[1] == 64
     assert scene.sdc_index in b.agent_index[0].tolist()

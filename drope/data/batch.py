@@ -18,6 +18,14 @@ from drope.data.segments import split_polylines
 
 log = logging.getLogger(__name__)
 Tensor = torch.Tensor
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_once(scenario_id: str, what: str, msg: str, *args) -> None:
+    """Truncation is logged once per scene and kind (training collates the same scene many times)."""
+    if (scenario_id, what) not in _warned:
+        _warned.add((scenario_id, what))
+        log.warning(msg, *args)
 
 
 @dataclass(frozen=True)
@@ -86,13 +94,14 @@ def collate_scenes(
         idx = scene.agent_valid[:, t].nonzero(as_tuple=True)[0]
         anchor = scene.agent_pos[scene.sdc_index, t] if scene.num_agents else torch.zeros(2)
         if max_agents is not None and idx.numel() > max_agents:
-            log.warning("scene %s: keeping the %d agents nearest the SDC of %d", scene.scenario_id, max_agents, idx.numel())
+            _warn_once(scene.scenario_id, "agents", "scene %s: keeping the %d agents nearest the SDC of %d",
+                       scene.scenario_id, max_agents, idx.numel())
             idx = idx[_nearest(scene.agent_pos[idx, t], max_agents, anchor)]
         seg = split_polylines(scene, segment_len, segment_points)
         keep = torch.arange(seg.num_segments)
         if max_map is not None and seg.num_segments > max_map:
-            log.warning("scene %s: keeping the %d map segments nearest the SDC of %d", scene.scenario_id, max_map,
-                        seg.num_segments)
+            _warn_once(scene.scenario_id, "map", "scene %s: keeping the %d map segments nearest the SDC of %d",
+                       scene.scenario_id, max_map, seg.num_segments)
             keep = _nearest(seg.pose[:, :2], max_map, anchor)
         per.append((scene, idx, seg, keep))
     B = len(scenes)

@@ -1,0 +1,75 @@
+"""Open-loop forecasting metrics (pure functions over flat per-agent tensors).
+
+minADE/minFDE over the K most likely modes (K = 1 and 6), miss rate at 2 m, Brier-minFDE
+(minFDE + (1 − p_best)²), per object type and horizon (3/5/8 s = 30/50/80 steps at 10 Hz).
+The official WOMD motion metrics (speed-scaled miss thresholds, mAP, overlap) are not
+implemented yet.
+"""
+from __future__ import annotations
+
+import torch
+
+from drope.data.types import ObjectType
+
+Tensor = torch.Tensor
+HORIZONS = {"3s": 30, "5s": 50, "8s": 80}
+TYPES = (ObjectType.TYPE_VEHICLE, ObjectType.TYPE_PEDESTRIAN, ObjectType.TYPE_CYCLIST)
+
+
+def displacement_metrics(pred: Tensor, prob: Tensor, gt: Tensor, valid: Tensor, k: int, horizon: int,
+                         miss_threshold: float = 2.0) -> dict[str, Tensor]:
+    """Per-agent metrics ``[N]`` for ``pred [N,K,F,2]``, ``prob [N,K]``, ``gt [N,F,2]``, ``valid [N,F]``.
+
+    FDE uses the last valid step within the horizon; agents with no valid step there get NaN.
+    """
+    order = prob.argsort(-1, descending=True)[:, :k]  # [N, k]
+    p = pred.gather(1, order[..., None, None].expand(-1, -1, *pred.shape[2:]))[:, :, :horizon]
+    pk = prob.gather(1, order)
+    v = valid[:, :horizon]
+    g = gt[:, :horizon]
+    err = (p - g[:, None]).norm(dim=-1)  # [N, k, h]
+    n = v.sum(-1)
+    ade = (err * v[:, None]).sum(-1) / n.clamp_min(1)[:, None]
+    last = torch.where(v, torch.arange(v.shape[1], device=v.device), -1).max(-1).values  # [N]
+    fde = err.gather(2, last.clamp_min(0)[:, None, None].expand(-1, err.shape[1], 1))[..., 0]  # [N, k]
+    min_fde, best = fde.min(-1)
+    nan = torch.full_like(min_fde, float("nan"))
+    ok = n > 0
+    return {
+        "min_ade": torch.where(ok, ade.min(-1).values, nan),
+        "min_fde": torch.where(ok, min_fde, nan),
+        "miss_rate": torch.where(ok, (min_fde > miss_threshold).float(), nan),
+        "brier_min_fde": torch.where(ok, min_fde + (1 - pk.gather(1, best[:, None])[:, 0]) ** 2, nan),
+    }
+
+
+def summarize(pred: Tensor, prob: Tensor, gt: Tensor, valid: Tensor, types: Tensor) -> dict:
+    """Nested ``{type: {horizon: {metric@K: value}}}`` plus ``"ALL"``; None where no agents."""
+    out: dict = {}
+    groups = {t.name: types == t for t in TYPES}
+    groups["ALL"] = torch.ones_like(types, dtype=torch.bool)
+    for h_name, h in HORIZONS.items():
+        # a K=1 method's best-of-6 equals its best-of-1
+        per_k = {k: displacement_metrics(pred, prob, gt, valid, min(k, pred.shape[1]), h) for k in (1, 6)}
+        for g_name, m in groups.items():
+            row = {}
+            for k, mets in per_k.items():
+                for name, val in mets.items():
+                    sel = val[m]
+                    sel = sel[~torch.isnan(sel)]
+                    row[f"{name}@{k}"] = float(sel.mean()) if sel.numel() else None
+            row["count"] = int(m.sum())
+            out.setdefault(g_name, {})[h_name] = row
+    return out
+
+
+def format_table(results: dict[str, dict]) -> str:
+    """Rows: method × type × horizon; columns: the main metrics."""
+    cols = ["min_ade@1", "min_ade@6", "min_fde@6", "miss_rate@6", "brier_min_fde@6"]
+    lines = [f"{'method':<20}{'type':<18}{'h':<5}" + "".join(f"{c:>16}" for c in cols) + f"{'n':>7}"]
+    for method, res in results.items():
+        for t, hs in res.items():
+            for h, row in hs.items():
+                cells = "".join(f"{row[c]:>16.3f}" if row.get(c) is not None else f"{'-':>16}" for c in cols)
+                lines.append(f"{method:<20}{t:<18}{h:<5}{cells}{row['count']:>7}")
+    return "\n".join(lines)

@@ -1,0 +1,136 @@
+"""The DRoPE agent-interaction transformer on plain tensors (the export path: no PyG, no dataclasses).
+
+Inputs (B scenes, A agents, H history steps, M map segments, S points; scene frame, metres/rad):
+``agent_pos [B,A,H,2]``, ``agent_heading [B,A,H]``, ``agent_vel [B,A,H,2]``, ``agent_size [B,A,3]``,
+``agent_type [B,A]`` int64, ``agent_valid [B,A,H]`` bool, ``map_points [B,M,S,2]``,
+``map_type [B,M]`` int64, ``map_signal [B,M]`` int64, ``map_mask [B,M]`` bool.
+
+Outputs: ``traj [B,A,K,F,3]`` (x, y, heading in each agent's frame at the current step),
+``scale [B,A,K,F,2]`` (Laplace scales of x, y, metres) and ``logits [B,A,K]`` (mode scores;
+softmax for probabilities). Agents not valid at the current step produce finite, meaningless
+outputs. Feature engineering (agent and segment frames) happens inside ``forward``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from drope.data.types import MapType, ObjectType, SignalState
+from drope.model.config import ModelConfig
+from drope.nn import EncodingConfig, PoseTransformerLayer
+
+Tensor = torch.Tensor
+
+
+def _rotate(xy: Tensor, c: Tensor, s: Tensor) -> Tensor:
+    """Rotate ``xy [..., 2]`` by -θ given ``c = cos θ``, ``s = sin θ`` broadcastable to ``[...]``."""
+    return torch.stack([c * xy[..., 0] + s * xy[..., 1], -s * xy[..., 0] + c * xy[..., 1]], dim=-1)
+
+
+def to_scene_frame(traj: Tensor, pos_now: Tensor, heading_now: Tensor) -> Tensor:
+    """Agent-frame ``traj [B,A,K,F,3]`` → scene frame, given ``pos_now [B,A,2]``, ``heading_now [B,A]``."""
+    c, s = torch.cos(heading_now)[:, :, None, None], torch.sin(heading_now)[:, :, None, None]
+    x, y = traj[..., 0], traj[..., 1]
+    xs = c * x - s * y + pos_now[:, :, None, None, 0]
+    ys = s * x + c * y + pos_now[:, :, None, None, 1]
+    h = torch.atan2(torch.sin(traj[..., 2] + heading_now[:, :, None, None]), torch.cos(traj[..., 2] + heading_now[:, :, None, None]))
+    return torch.stack([xs, ys, h], dim=-1)
+
+
+def _mlp(i: int, h: int, o: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(i, h), nn.LayerNorm(h), nn.GELU(), nn.Linear(h, o))
+
+
+class DRoPETransformer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        D, Hh = cfg.dim, cfg.num_heads
+        self.map_point_mlp = _mlp(4, D, D)
+        self.map_type = nn.Embedding(len(MapType), D)
+        self.map_signal = nn.Embedding(len(SignalState), D)
+        self.agent_step_mlp = _mlp(8, D, D)
+        self.agent_type = nn.Embedding(len(ObjectType), D)
+        self.agent_size = nn.Linear(3, D)
+        temporal = EncodingConfig(name="drope", time_pairs=cfg.temporal_time_pairs)
+        self.temporal = PoseTransformerLayer(D, Hh, temporal, cfg.ff_mult, cfg.dropout)
+        self.map_layers = nn.ModuleList(
+            [PoseTransformerLayer(D, Hh, cfg.encoding, cfg.ff_mult, cfg.dropout) for _ in range(cfg.map_layers)])
+        self.m2a = nn.ModuleList(
+            [PoseTransformerLayer(D, Hh, cfg.encoding, cfg.ff_mult, cfg.dropout) for _ in range(cfg.num_blocks)])
+        self.a2a = nn.ModuleList(
+            [PoseTransformerLayer(D, Hh, cfg.encoding, cfg.ff_mult, cfg.dropout) for _ in range(cfg.num_blocks)])
+        self.mode_emb = nn.Parameter(torch.randn(cfg.num_modes, D) * 0.2)
+        self.mode_map = PoseTransformerLayer(D, Hh, cfg.encoding, cfg.ff_mult, cfg.dropout)
+        self.mode_self = PoseTransformerLayer(D, Hh, EncodingConfig(name="none"), cfg.ff_mult, cfg.dropout)
+        self.head_traj = _mlp(D, 2 * D, cfg.future * 5)
+        self.head_logit = _mlp(D, D, 1)
+
+    # ---- encoders ----------------------------------------------------------------------------------
+    def encode_map(self, map_points, map_type, map_signal, map_mask):
+        B, M, S, _ = map_points.shape
+        start = map_points[:, :, 0]  # [B, M, 2]
+        d = map_points[:, :, -1] - start
+        direction = torch.atan2(d[..., 1], d[..., 0])  # [B, M]
+        c, s = torch.cos(direction)[..., None], torch.sin(direction)[..., None]
+        local = _rotate(map_points - start[:, :, None], c, s)  # [B, M, S, 2] in the segment's frame
+        step = torch.cat([local[:, :, 1:] - local[:, :, :-1], torch.zeros_like(local[:, :, :1])], 2)
+        feats = self.map_point_mlp(torch.cat([local, step], -1)).max(dim=2).values  # PointNet max-pool [B, M, D]
+        x = feats + self.map_type(map_type) + self.map_signal(map_signal)
+        pose = torch.cat([start, direction[..., None]], -1)  # [B, M, 3]
+        for layer in self.map_layers:
+            x = layer(x, pose, key_mask=map_mask, radius=self.cfg.m2m_radius)
+        return x, pose
+
+    def encode_agents(self, agent_pos, agent_heading, agent_vel, agent_size, agent_type, agent_valid):
+        B, A, H, _ = agent_pos.shape
+        now_pos, now_h = agent_pos[:, :, -1], agent_heading[:, :, -1]  # [B, A, 2], [B, A]
+        c, s = torch.cos(now_h)[..., None], torch.sin(now_h)[..., None]
+        rel = _rotate(agent_pos - now_pos[:, :, None], c, s)  # [B, A, H, 2] agent frame
+        vel = _rotate(agent_vel, c, s)
+        dh = agent_heading - now_h[..., None]
+        valid_f = agent_valid.to(rel.dtype)[..., None]
+        step = torch.cat([torch.zeros_like(rel[:, :, :1]), rel[:, :, 1:] - rel[:, :, :-1]], 2)
+        feats = torch.cat([rel, vel, torch.cos(dh)[..., None], torch.sin(dh)[..., None], step], -1) * valid_f
+        x = self.agent_step_mlp(feats) + (self.agent_type(agent_type) + self.agent_size(agent_size))[:, :, None]
+        # temporal attention: the current step attends over the valid history (time RoPE + DRoPE)
+        t = torch.arange(H, dtype=rel.dtype, device=rel.device).expand(B, A, H)
+        pose_t = torch.cat([agent_pos, agent_heading[..., None], t[..., None]], -1).reshape(B * A, H, 4)
+        xs = x.reshape(B * A, H, -1)
+        q = xs[:, -1:]
+        out = self.temporal(q, pose_t[:, -1:], xs, pose_t, key_mask=agent_valid.reshape(B * A, H))
+        return out.reshape(B, A, -1)
+
+    def forward(self, agent_pos, agent_heading, agent_vel, agent_size, agent_type, agent_valid,
+                map_points, map_type, map_signal, map_mask):
+        cfg = self.cfg
+        B, A = agent_pos.shape[:2]
+        m, m_pose = self.encode_map(map_points, map_type, map_signal, map_mask)
+        a = self.encode_agents(agent_pos, agent_heading, agent_vel, agent_size, agent_type, agent_valid)
+        a_pose = torch.cat([agent_pos[:, :, -1], agent_heading[:, :, -1:]], -1)  # [B, A, 3]
+        a_mask = agent_valid[:, :, -1]
+        for m2a, a2a in zip(self.m2a, self.a2a):
+            a = m2a(a, a_pose, m, m_pose, key_mask=map_mask, radius=cfg.m2a_radius)
+            a = a2a(a, a_pose, key_mask=a_mask, radius=cfg.a2a_radius)
+        K = cfg.num_modes
+        q = (a[:, :, None] + self.mode_emb).reshape(B, A * K, -1)  # [B, A*K, D]
+        q_pose = a_pose[:, :, None].expand(B, A, K, 3).reshape(B, A * K, 3)
+        q = self.mode_map(q, q_pose, m, m_pose, key_mask=map_mask, radius=cfg.m2a_radius)
+        # modes of one agent see each other (diversity), nothing else
+        q = self.mode_self(q.reshape(B * A, K, -1), q_pose.reshape(B * A, K, 3)).reshape(B, A, K, -1)
+        out = self.head_traj(q).reshape(B, A, K, cfg.future, 5)
+        xy = torch.cumsum(out[..., :2], dim=3)  # displacements per step → positions (smooth, scale-friendly)
+        heading = out[..., 2:3]
+        scale = F.softplus(out[..., 3:5]) + 0.01
+        logits = self.head_logit(q)[..., 0]
+        return torch.cat([xy, heading], -1), scale, logits
+
+
+def build_model(cfg: ModelConfig | dict) -> DRoPETransformer:
+    if isinstance(cfg, dict):
+        cfg = ModelConfig.from_dict(cfg)
+    return DRoPETransformer(dataclasses.replace(cfg))
