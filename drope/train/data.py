@@ -13,15 +13,17 @@ log = logging.getLogger(__name__)
 
 def load_scenes(sources: Sequence[str], on_corrupt: str = "skip") -> list[Scene]:
     """Scenes from shard files, globs, or cache directories (``drope-data cache`` output)."""
-    from drope.data.cache import iter_cached_scenes
+    from drope.data import cache
     from drope.data.womd import read_scenarios
+
+    iter_cached = getattr(cache, "load_cached_scenes", None) or getattr(cache, "iter_cached_scenes")
 
     scenes: list[Scene] = []
     for src in sources:
         paths = sorted(glob.glob(str(src))) or [src]
         for p in map(Path, paths):
             if p.is_dir():
-                scenes += list(iter_cached_scenes(p))
+                scenes += list(iter_cached(p))
             elif p.exists():
                 scenes += list(read_scenarios(p, on_corrupt=on_corrupt))
             else:
