@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from drope.data.cache import CacheError
 from drope.data.tfrecord import CorruptRecordError
 
 EPILOG = """examples:
@@ -64,24 +65,26 @@ def _cmd_info(args) -> int:
     stats = ReadStats()
     for scene in read_scenarios(args.files, on_corrupt=args.on_corrupt, stats=stats):
         rec = scene_info(scene)
-        if args.json:
-            print(json.dumps(rec), flush=True)
-        else:
-            x, y, h = rec["sdc_world_pose"]
-            types = ", ".join(f"{k[5:].lower()} {v}" for k, v in rec["agent_types"].items())
-            maps = ", ".join(f"{k} {v}" for k, v in rec["map_feature_counts"].items() if v)
-            print(
-                f"{rec['scenario_id']}: {rec['num_agents']} agents ({types}), {rec['num_steps']} steps "
-                f"(current {rec['current_index']}), {rec['num_valid_at_current']} valid now, SDC #{rec['sdc_index']} "
-                f"at ({x:.3f}, {y:.3f}) heading {h:.4f}; map: {maps}; predict {rec['tracks_to_predict']}"
-            )
+        print(json.dumps(rec) if args.json else _info_line(rec), flush=True)
     if stats.skipped:
-        print(f"skipped {stats.skipped} corrupt record(s)", file=sys.stderr)
+        print(f"drope-data: skipped {stats.skipped} corrupt record(s)", file=sys.stderr)
     return 0
 
 
+def _info_line(rec: dict) -> str:
+    types = ", ".join(f"{k[5:].lower()} {v}" for k, v in rec["agent_types"].items())
+    maps = ", ".join(f"{k} {v}" for k, v in rec["map_feature_counts"].items() if v)
+    pose = rec["sdc_world_pose"]
+    sdc = f"at ({pose[0]:.3f}, {pose[1]:.3f}) heading {pose[2]:.4f}" if pose else "not valid at the current step"
+    return (
+        f"{rec['scenario_id']}: {rec['num_agents']} agents ({types}), {rec['num_steps']} steps "
+        f"(current {rec['current_index']}), {rec['num_valid_at_current']} valid now, SDC #{rec['sdc_index']} "
+        f"{sdc}; map: {maps}; predict {rec['tracks_to_predict']}"
+    )
+
+
 def _cmd_stats(args) -> int:
-    from drope.data.summary import dataset_stats, format_stats_table
+    from drope.data.stats import dataset_stats, format_stats_table
     from drope.data.womd import ReadStats, read_scenarios
 
     rs = ReadStats()
@@ -109,15 +112,18 @@ COMMANDS = {"info": _cmd_info, "stats": _cmd_stats, "cache": _cmd_cache}
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    if getattr(args, "workers", None) is not None and args.workers < 1:
+        print(f"drope-data: --workers must be at least 1, got {args.workers}", file=sys.stderr)
+        return 2
     try:
         return COMMANDS[args.command](args)
     except CorruptRecordError as e:
-        print(f"drope-data: corrupt input: {e}", file=sys.stderr)
-        return 1
+        print(f"drope-data: corrupt input: {e} (use --on-corrupt skip to go on)", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # e.g. piped into `head`
         sys.stderr.close()
         return 0
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, CacheError) as e:  # missing/unreadable input or output: a user error, no traceback
         print(f"drope-data: {e}", file=sys.stderr)
         return 2
 
