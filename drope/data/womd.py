@@ -113,8 +113,10 @@ def scene_from_proto(proto, source: str = "womd", origin: str = "sdc") -> Scene:
     steps = np.diff(timestamps)
     if not np.isfinite(timestamps).all() or (steps <= 0).any():
         raise bad("timestamps_seconds must be finite and strictly increasing")
-    # WOMD stores 0.1 s steps with float noise (0.10000000000000009); keep the intended value
-    dt = round(float(np.median(steps)), 6) if T > 1 else 0.1
+    # WOMD timestamps are measured (steps of 0.09999 s and the like): keep the nominal rate at ms
+    # resolution, so kinematics downstream use 0.1 s, not a jittered value
+    dt = float(np.median(steps)) if T > 1 else 0.1
+    dt = round(dt, 3) or dt
     if len(proto.dynamic_map_states) > T:
         raise bad(f"dynamic_map_states has {len(proto.dynamic_map_states)} entries, more than the {T} timestamps")
     A = len(proto.tracks)
