@@ -1,4 +1,14 @@
-"""Traffic models shared by the scenario generator and the closed-loop simulator."""
-from sim.traffic.idm import IDMParams, PARAMS_BY_TYPE, idm_acceleration, mobil_gain
+"""Traffic models shared by the scenario generator and the closed-loop simulator.
 
-__all__ = ["IDMParams", "PARAMS_BY_TYPE", "idm_acceleration", "mobil_gain"]
+* ``idm``: ``idm_acceleration(v, v_desired, gap, dv, params)`` (numpy, torch or floats),
+  ``IDMParams``, ``PARAMS_BY_TYPE``, MOBIL ``mobil_gain`` / ``mobil_decision``.
+* ``lane_graph``: ``LaneGraph.from_scene(scene)`` with ``project``, ``pose_at``, ``leader``,
+  ``random_route`` (works on generated and WOMD scenes).
+* ``pedestrian``: ``social_force_acceleration`` for free-walking pedestrians.
+"""
+from sim.traffic.idm import PARAMS_BY_TYPE, IDMParams, idm_acceleration, mobil_decision, mobil_gain
+from sim.traffic.lane_graph import FAR, LaneGraph
+from sim.traffic.pedestrian import PedestrianParams, social_force_acceleration
+
+__all__ = ["IDMParams", "PARAMS_BY_TYPE", "idm_acceleration", "mobil_gain", "mobil_decision", "FAR", "LaneGraph",
+           "PedestrianParams", "social_force_acceleration"]

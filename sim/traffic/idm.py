@@ -57,3 +57,11 @@ def mobil_gain(a_self_old, a_self_new, a_newfollower_old, a_newfollower_new, a_o
         (a_newfollower_new - a_newfollower_old) + (a_oldfollower_new - a_oldfollower_old)
     ) - p.lc_threshold
     return gain, a_newfollower_new > -p.b_safe
+
+
+def mobil_decision(a_self_old, a_self_new, a_newfollower_old, a_newfollower_new, a_oldfollower_old,
+                   a_oldfollower_new, p: IDMParams = IDMParams()):
+    """True where MOBIL says change lanes: positive incentive and a safe new follower (elementwise)."""
+    gain, safe = mobil_gain(a_self_old, a_self_new, a_newfollower_old, a_newfollower_new, a_oldfollower_old,
+                            a_oldfollower_new, p)
+    return (gain > 0) & safe
