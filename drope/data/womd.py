@@ -54,6 +54,7 @@ def read_scenarios(
     on_corrupt: str = "raise",
     stats: ReadStats | None = None,
     origin: str = "sdc",
+    source: str = "womd",
 ) -> Iterator[Scene]:
     """Stream Scenes from Scenario TFRecord shards (plain or gzip), in file and record order.
 
@@ -62,7 +63,8 @@ def read_scenarios(
     record (after a damaged length field, at the next valid header; a truncated file or broken
     gzip stream ends that file).
     ``origin="sdc"`` puts the scene frame at the SDC's current pose; ``"world"`` keeps the world
-    origin (only sensible for data already near the origin).
+    origin (only sensible for data already near the origin). ``source`` labels the Scenes
+    (Scenario protos do not record whether they are real or generated).
     """
     if on_corrupt not in ("raise", "skip"):
         raise ValueError(f"on_corrupt must be 'raise' or 'skip', got {on_corrupt!r}")
@@ -77,7 +79,7 @@ def read_scenarios(
         for index, offset, data, err in iter_frames(path):
             if err is None:
                 try:
-                    scene = scene_from_bytes(data, source="womd", origin=origin)
+                    scene = scene_from_bytes(data, source=source, origin=origin)
                 except CorruptRecordError as e:
                     err = CorruptRecordError(path, index, offset, e.reason)
             if err is not None:
