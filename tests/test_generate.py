@@ -87,6 +87,11 @@ def test_sat_overlap_against_shapely():
             if i != j:
                 ref = polys[i].intersection(polys[j]).area > 1e-9
                 assert bool(ov[i, j]) == ref, (i, j)
+    # batched over leading dims (the per-step check in first_overlap) equals one call per batch row
+    batched = boxes_overlap(xy.view(3, 10, 2), h.view(3, 10), ln.view(3, 10), w.view(3, 10))
+    for b in range(3):
+        sl = slice(10 * b, 10 * b + 10)
+        assert torch.equal(batched[b], boxes_overlap(xy[sl], h[sl], ln[sl], w[sl]))
 
 
 def _lane_distance(s, xy):

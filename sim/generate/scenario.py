@@ -63,16 +63,18 @@ def _network(rng: np.random.Generator, mix: ScenarioMix) -> tuple[str, RoadNetwo
 
 
 def boxes_overlap(xy: torch.Tensor, heading: torch.Tensor, length: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
-    """``[N, N]`` bool: oriented boxes overlap (separating-axis test; touching counts as apart)."""
-    c = box_corners(xy, heading, length, width)  # [N, 4, 2]
-    axes = torch.stack([c[:, 0] - c[:, 1], c[:, 0] - c[:, 3]], 1)  # [N, 2, 2] edge directions
-    proj = torch.einsum("bkd,amd->abkm", c, axes)  # corners of box b on the axes of box a
-    own = torch.diagonal(proj, dim1=0, dim2=1).permute(2, 0, 1)  # [N(a), 4, 2]
-    lo, hi = own.min(1).values[:, None], own.max(1).values[:, None]  # [N, 1, 2]
-    sep = ((proj.min(2).values >= hi) | (proj.max(2).values <= lo)).any(-1)  # [N(a), N(b)]
-    out = ~(sep | sep.T)
-    out.fill_diagonal_(False)
-    return out
+    """``[..., N, N]`` bool: oriented boxes overlap (separating-axis test; touching counts as apart).
+
+    Inputs ``xy [..., N, 2]``, ``heading/length/width [..., N]``; leading dims are batched.
+    """
+    c = box_corners(xy, heading, length, width)  # [..., N, 4, 2]
+    axes = torch.stack([c[..., 0, :] - c[..., 1, :], c[..., 0, :] - c[..., 3, :]], -2)  # [..., N, 2, 2] edges
+    proj = torch.einsum("...bkd,...amd->...abkm", c, axes)  # corners of box b on the axes of box a
+    own = torch.diagonal(proj, dim1=-4, dim2=-3).movedim(-1, -3)  # [..., N(a), 4, 2]
+    lo, hi = own.min(-2).values[..., None, :], own.max(-2).values[..., None, :]  # [..., N, 1, 2]
+    sep = ((proj.min(-2).values >= hi) | (proj.max(-2).values <= lo)).any(-1)  # [..., N(a), N(b)]
+    n = xy.shape[-2]
+    return ~(sep | sep.transpose(-1, -2)) & ~torch.eye(n, dtype=torch.bool, device=xy.device)
 
 
 def _simulate(rng: np.random.Generator, cfg: GeneratorConfig):
@@ -109,18 +111,20 @@ def generate_scene(seed: int, index: int, cfg: GeneratorConfig | None = None) ->
     raise RuntimeError(f"scene {index} (seed {seed}): no valid scene after {cfg.max_attempts} attempts: {info}")
 
 
-def first_overlap(scene: Scene) -> tuple[int, int, int] | None:
-    """(step, agent i, agent j) of the first overlapping pair, or None."""
-    for t in range(scene.num_steps):
-        idx = scene.agent_valid[:, t].nonzero(as_tuple=True)[0]
-        if idx.numel() < 2:
-            continue
-        sz = scene.agent_size[idx, t]
-        ov = boxes_overlap(scene.agent_pos[idx, t].double(), scene.agent_heading[idx, t].double(), sz[:, 0].double(),
-                           sz[:, 1].double())
-        if bool(ov.any()):
-            i, j = ov.nonzero()[0].tolist()
-            return t, int(idx[i]), int(idx[j])
+def first_overlap(scene: Scene, chunk: int = 16) -> tuple[int, int, int] | None:
+    """(step, agent i, agent j) of the first overlapping pair of valid agents, or None."""
+    v = scene.agent_valid.T  # [T, A]
+    pos = scene.agent_pos.transpose(0, 1).double()  # [T, A, 2]
+    head = scene.agent_heading.T.double()
+    size = scene.agent_size.transpose(0, 1).double()  # [T, A, 3]
+    for t0 in range(0, scene.num_steps, chunk):  # steps in chunks bound the [t, A, A, 4, 2] projections
+        sl = slice(t0, t0 + chunk)
+        ov = boxes_overlap(pos[sl], head[sl], size[sl, :, 0], size[sl, :, 1])  # [t, A, A]
+        ov &= v[sl, :, None] & v[sl, None, :]
+        hit = ov.nonzero()
+        if len(hit):
+            t, i, j = hit[0].tolist()
+            return t0 + t, i, j
     return None
 
 

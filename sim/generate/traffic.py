@@ -8,12 +8,13 @@ The output is a dense log ``[N, T]`` of poses and validity in the network's loca
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from drope.data.types import ObjectType, SignalState
-from sim.generate.roads import LANE_WIDTH, RoadNetwork
+from sim.generate.roads import LANE_WIDTH, RoadNetwork, interp_scalar
 from sim.traffic.idm import PARAMS_BY_TYPE, IDMParams, idm_acceleration, mobil_gain
 
 FAR = 1e3
@@ -66,6 +67,12 @@ class TrafficSim:
         self.phase_offset = rng.uniform(0, 100.0)
         self.phase_dur = [rng.uniform(*cfg.green_s) for _ in net.signal_groups]
         self.paths = [(_arc(p), p) for p in net.sidewalk_paths]
+        # (s, x, y, unused, segment heading) python lists: fast scalar poses on sidewalk paths
+        self._path_tables = []
+        for s_arr, pts in self.paths:
+            d = np.diff(pts, axis=0)
+            self._path_tables.append((s_arr.tolist(), pts[:, 0].tolist(), pts[:, 1].tolist(), [0.0] * len(pts),
+                                      np.arctan2(d[:, 1], d[:, 0]).tolist()))
         self.path_crossings = [self._crossings(p) for p in net.sidewalk_paths]
         self.log: dict[int, dict[int, tuple]] = {}  # step -> id -> (x, y, h, v)
         self._occupancy: dict[int, list[Agent]] = {}
@@ -196,17 +203,16 @@ class TrafficSim:
 
     def pose(self, a: Agent) -> tuple[float, float, float]:
         if a.path >= 0:
-            s_arr, pts = self.paths[a.path]
-            x = np.interp(a.s, s_arr, pts[:, 0])
-            y = np.interp(a.s, s_arr, pts[:, 1])
-            i = min(int(np.searchsorted(s_arr, a.s)), len(pts) - 1)
-            i = max(i, 1)
-            d = pts[i] - pts[i - 1]
-            return float(x), float(y), math.atan2(d[1], d[0])
+            tab = self._path_tables[a.path]
+            x, y, _ = interp_scalar(tab[:4], a.s)
+            # heading of the segment the pedestrian is on (paths have sharp corners; no blending)
+            i = min(max(bisect_left(tab[0], a.s), 1), len(tab[0]) - 1)
+            return x, y, tab[4][i - 1]
         ln = self.net.lanes[a.route[a.k]]
-        xy, h = ln.pose_at(a.s)
+        x, y, h = ln.pose_scalar(a.s)
+        xy = (x, y)
         if a.lat:
-            xy = xy + a.lat * np.array([-math.sin(h), math.cos(h)])
+            xy = (x - a.lat * math.sin(h), y + a.lat * math.cos(h))
             if a.lc_from is not None:  # heading follows the smooth (cosine) lateral profile
                 slope = -a.lc_lat0 * math.pi / (2 * LC_LENGTH) * math.sin(math.pi * a.lc_t / LC_LENGTH)  # dlat/ds
                 h = h + math.atan(slope)
