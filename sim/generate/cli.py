@@ -39,6 +39,7 @@ def generator_config(cfg) -> "GeneratorConfig":
 
 def _write_shard(args) -> tuple[str, int, dict]:
     path, indices, seed, gcfg = args
+    cpu0 = time.process_time()
     import torch
 
     torch.set_num_threads(1)
@@ -53,12 +54,16 @@ def _write_shard(args) -> tuple[str, int, dict]:
             stats[k] += info[k]
         scenes.append(scene.validate())
     write_scenarios(path, scenes)
+    stats["cpu_s"] = time.process_time() - cpu0  # this worker's CPU time: per-core throughput under contention
     return str(path), len(scenes), stats
 
 
 def generate(out: str | Path, num_scenes: int, seed: int = 0, scenes_per_shard: int = 50, workers: int = 2,
-             compress: bool = False, gcfg=None, progress: bool = True) -> list[Path]:
-    """Write ``num_scenes`` scenes into shards under ``out``; returns the shard paths."""
+             compress: bool = False, gcfg=None, progress: bool = True, stats: dict | None = None) -> list[Path]:
+    """Write ``num_scenes`` scenes into shards under ``out``; returns the shard paths.
+
+    ``stats``, when given, receives the totals: redrawn scenes and workers' CPU seconds (``cpu_s``).
+    """
     from tqdm import tqdm
 
     from sim.generate.scenario import GeneratorConfig
@@ -76,7 +81,7 @@ def generate(out: str | Path, num_scenes: int, seed: int = 0, scenes_per_shard: 
         for k in range(n_shards)
     ]
     workers = workers or os.cpu_count() or 1
-    totals = {"rejected_overlap": 0, "rejected_no_sdc": 0}
+    totals = {"rejected_overlap": 0, "rejected_no_sdc": 0, "cpu_s": 0.0}
     bar = tqdm(total=num_scenes, unit="scene", desc="generate", disable=not progress)
     if workers == 1 or n_shards == 1:
         results = map(_write_shard, jobs)
@@ -90,6 +95,8 @@ def generate(out: str | Path, num_scenes: int, seed: int = 0, scenes_per_shard: 
     bar.close()
     if totals["rejected_overlap"] or totals["rejected_no_sdc"]:
         log.info("redrawn scenes: %s", totals)
+    if stats is not None:
+        stats.update(totals)
     return [j[0] for j in jobs]
 
 
