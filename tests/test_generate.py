@@ -180,3 +180,13 @@ def test_hydra_config_and_cli(tmp_path, capsys):
     assert len(list(read_scenarios(sorted((tmp_path / "o").glob("*.tfrecord"))))) == 2
     assert main(["no_such_key=1"]) == 2
     assert "bad config" in capsys.readouterr().err
+
+
+def test_bench_generate_reports_throughput(capsys):
+    import json
+
+    from drope.bench.cli import main as bench_main
+
+    assert bench_main(["generate", "--num-scenes", "3", "--workers", "1", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["scenes"] == 3 and res["scenes_per_s"] > 0 and res["scenes_per_cpu_s"] > 0
