@@ -1,0 +1,61 @@
+"""Built-in verification: ONNX Runtime vs torch on real scenes, in metres; minADE change per variant."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from drope.data.batch import collate_scenes
+from drope.data.scene import Scene
+from export.onnx_export import ExportWrapper
+from export.runtime import OnnxPredictor
+
+TOLERANCE_M = 1e-3
+
+
+class VerificationError(RuntimeError):
+    pass
+
+
+def _min_ade(traj: np.ndarray, prob: np.ndarray, fut: np.ndarray, valid: np.ndarray, mask: np.ndarray) -> float:
+    err = np.linalg.norm(traj[..., :2] - fut[:, :, None], axis=-1)  # [B, A, K, F]
+    v = valid[:, :, None].astype(np.float64)
+    ade = (err * v).sum(-1) / np.maximum(v.sum(-1), 1)
+    ok = mask & (valid.sum(-1) > 0)
+    return float(ade.min(-1)[ok].mean()) if ok.any() else float("nan")
+
+
+def compare(model, onnx_paths: dict[str, Path], scenes: Sequence[Scene], batch_size: int = 4) -> dict:
+    """Per variant: max |traj_onnx − traj_torch| (m) and minADE@K vs the logged future."""
+    wrapper = ExportWrapper(model.eval()).eval()
+    preds = {name: OnnxPredictor(p) for name, p in onnx_paths.items()}
+    stats = {name: {"max_abs_err_m": 0.0, "min_ade": []} for name in ["torch", *onnx_paths]}
+    for i in range(0, len(scenes), batch_size):
+        b = collate_scenes(scenes[i : i + batch_size], model.cfg.history, model.cfg.future,
+                           segment_points=model.cfg.map_points)
+        inp = b.model_inputs()
+        with torch.no_grad():
+            ref_traj, ref_prob = (t.numpy() for t in wrapper(**inp))
+        mask = (b.agent_mask & b.agent_valid[:, :, -1]).numpy()
+        fut, fv = b.future_pos.numpy(), b.future_valid.numpy()
+        stats["torch"]["min_ade"].append(_min_ade(ref_traj, ref_prob, fut, fv, mask))
+        np_inp = {k: v.numpy() for k, v in inp.items()}
+        for name, pr in preds.items():
+            out = pr.predict(np_inp)
+            err = np.abs(out.traj[..., :2] - ref_traj[..., :2])[mask].max(initial=0.0)
+            stats[name]["max_abs_err_m"] = max(stats[name]["max_abs_err_m"], float(err))
+            stats[name]["min_ade"].append(_min_ade(out.traj, out.prob, fut, fv, mask))
+    for s in stats.values():
+        s["min_ade"] = float(np.nanmean(s["min_ade"]))
+    base = stats["torch"]["min_ade"]
+    for name in onnx_paths:
+        stats[name]["min_ade_change_pct"] = 100.0 * (stats[name]["min_ade"] - base) / max(base, 1e-9)
+    return stats
+
+
+def check_fp32(stats: dict, name: str = "fp32") -> None:
+    err = stats[name]["max_abs_err_m"]
+    if not err <= TOLERANCE_M:
+        raise VerificationError(f"ONNX Runtime {name} differs from torch by {err:.2e} m (> {TOLERANCE_M} m)")

@@ -1,0 +1,135 @@
+"""ONNX export: dynamic shapes, parity with torch, metadata, int8, torch-free runtime, clear errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from drope.data.batch import collate_scenes
+from drope.model import ModelConfig, build_model
+from export.onnx_export import export_onnx, make_int8
+from export.runtime import InputError, ModelFormatError, OnnxPredictor
+from export.verify import VerificationError, check_fp32, compare
+from sim.generate.scenario import generate_scene
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(dim=32, num_heads=4, num_blocks=1)).eval()
+    scenes = [generate_scene(21, i)[0] for i in range(4)]
+    path = tmp_path_factory.mktemp("onnx") / "m.onnx"
+    export_onnx(model, collate_scenes(scenes[:2]).model_inputs(), path, opset=18)
+    return model, scenes, path
+
+
+def test_parity_with_dynamic_batch_agents_and_map(exported, womd_path):
+    from drope.data.womd import read_scenarios
+
+    model, scenes, path = exported
+    real = list(read_scenarios(womd_path))
+    stats = compare(model, {"fp32": path}, scenes[1:] + real, batch_size=2)  # other sizes than the example
+    assert stats["fp32"]["max_abs_err_m"] < 1e-3
+    check_fp32(stats)
+    with pytest.raises(VerificationError, match="differs"):
+        check_fp32({"fp32": {"max_abs_err_m": 0.5}})
+
+
+def test_metadata_and_checker(exported):
+    import onnx
+
+    model, _, path = exported
+    m = onnx.load(str(path))
+    onnx.checker.check_model(m)
+    meta = {p.key: p.value for p in m.metadata_props}
+    assert meta["drope_format_version"] == "1"
+    assert json.loads(meta["model_config"])["dim"] == 32
+    spec = json.loads(meta["feature_spec"])
+    assert spec["inputs"]["agent_pos"]["shape"] == ["B", "A", 11, 2]
+    sched = json.loads(meta["frequency_schedule"])
+    assert sched["pair_layout"].startswith("interleaved") and "coefficients" in sched
+    assert m.opset_import[0].version >= 18
+
+
+def test_int8_variant_runs_and_stays_close(exported, tmp_path):
+    model, scenes, path = exported
+    q = make_int8(path, tmp_path / "m.int8.onnx")
+    stats = compare(model, {"fp32": path, "int8": q}, scenes[:2])
+    assert np.isfinite(stats["int8"]["min_ade"]) and abs(stats["int8"]["min_ade_change_pct"]) < 25
+
+
+def test_runtime_imports_no_torch(exported):
+    _, scenes, path = exported
+    b = collate_scenes(scenes[:1])
+    feed = {k: v.numpy() for k, v in b.model_inputs().items()}
+    npz = path.with_suffix(".npz")
+    np.savez(npz, **feed)
+    code = (
+        "import sys, numpy as np\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "from export.runtime import OnnxPredictor\n"
+        f"p = OnnxPredictor({str(path)!r})\n"
+        f"feed = dict(np.load({str(npz)!r}))\n"
+        "out = p.predict(feed)\n"
+        "assert out.traj.shape[-1] == 3 and np.isfinite(out.traj).all()\n"
+        "assert 'torch' not in sys.modules and 'drope' not in sys.modules, sorted(sys.modules)\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+
+
+def test_world_coordinates_are_recentred_on_the_host(exported):
+    _, scenes, path = exported
+    p = OnnxPredictor(path)
+    feed = {k: v.numpy() for k, v in collate_scenes(scenes[:1]).model_inputs().items()}
+    local = p.predict(feed)
+    origin, h0 = np.array([-7785.9165, -6683.4059]), 0.7
+    c, s = np.cos(h0), np.sin(h0)
+    R = np.array([[c, -s], [s, c]])
+    world = dict(feed)
+    world["agent_pos"] = feed["agent_pos"].astype(np.float64) @ R.T + origin
+    world["map_points"] = feed["map_points"].astype(np.float64) @ R.T + origin
+    world["agent_vel"] = feed["agent_vel"].astype(np.float64) @ R.T
+    world["agent_heading"] = feed["agent_heading"].astype(np.float64) + h0
+    out = p.predict_world(world, origin, h0)
+    back = (out.traj[..., :2] - origin) @ R
+    mask = feed["agent_valid"][:, :, -1]
+    assert np.abs(back - local.traj[..., :2])[mask].max() < 5e-3
+
+
+def test_runtime_rejects_bad_inputs_and_files(exported, tmp_path):
+    _, scenes, path = exported
+    p = OnnxPredictor(path)
+    feed = {k: v.numpy() for k, v in collate_scenes(scenes[:1]).model_inputs().items()}
+    with pytest.raises(InputError, match="missing"):
+        p.predict({k: v for k, v in feed.items() if k != "map_mask"})
+    with pytest.raises(InputError, match="agent_type: dtype"):
+        p.predict({**feed, "agent_type": feed["agent_type"].astype(np.float32)})
+    with pytest.raises(InputError, match="dimension A"):
+        p.predict({**feed, "agent_size": feed["agent_size"][:, :-1]})
+    bad = feed["agent_pos"].copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        p.predict({**feed, "agent_pos": bad})
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not onnx")
+    with pytest.raises(ModelFormatError):
+        OnnxPredictor(junk)
+    import onnx
+
+    m = onnx.load(str(path))
+    for prop in m.metadata_props:
+        if prop.key == "drope_format_version":
+            prop.value = "99"
+    future = tmp_path / "future.onnx"
+    onnx.save(m, str(future))
+    with pytest.raises(ModelFormatError, match="version 99"):
+        OnnxPredictor(future)
