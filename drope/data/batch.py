@@ -144,3 +144,25 @@ def collate_scenes(
         out["map_signal"][b, :m] = seg.signal_state[keep]
         out["map_mask"][b, :m] = True
     return SceneBatch(**out, scenario_id=[s.scenario_id for s in scenes])
+
+
+def stack_batches(batches: Sequence[SceneBatch]) -> SceneBatch:
+    """Concatenate pre-collated batches along B, padding A and M to the largest (training caches one
+    single-scene batch per scene so that map splitting runs once, not every step)."""
+    if not batches:
+        raise ValueError("stack_batches needs at least one batch")
+    A = max(b.agent_mask.shape[1] for b in batches)
+    M = max(b.map_mask.shape[1] for b in batches)
+    pad_value = {"agent_index": -1}
+    out = {}
+    for name, _ in batches[0].tensor_items():
+        parts = []
+        for b in batches:
+            v = getattr(b, name)
+            axis_len = A if name.startswith(("agent_", "future_", "predict_")) else M
+            if v.shape[1] < axis_len:
+                pad = v.new_full((v.shape[0], axis_len - v.shape[1], *v.shape[2:]), pad_value.get(name, 0))
+                v = torch.cat([v, pad], 1)
+            parts.append(v)
+        out[name] = torch.cat(parts, 0)
+    return SceneBatch(**out, scenario_id=[s for b in batches for s in b.scenario_id])

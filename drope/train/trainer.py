@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from drope.data.batch import SceneBatch, collate_scenes
+from drope.data.batch import SceneBatch, collate_scenes, stack_batches
 from drope.data.scene import Scene
 from drope.model import ModelConfig, build_model, to_scene_frame
 from drope.nn.encodings import no_weight_decay_names
@@ -158,6 +158,7 @@ class Trainer:
         self.train, self.val = list(train), list(val)
         self.out = Path(cfg.out)
         self.step = 0
+        self._cache: dict[tuple[str, int], SceneBatch] = {}
         self.resolved = resolved_config or {}
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -200,10 +201,19 @@ class Trainer:
         (self.out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(self.resolved or {})))
 
     # ---- batches ---------------------------------------------------------------------------------
+    def _collate_one(self, scene: Scene) -> SceneBatch:
+        return collate_scenes([scene], self.model_cfg.history, self.model_cfg.future, self.cfg.max_agents,
+                              self.cfg.max_map, segment_points=self.model_cfg.map_points)
+
+    def _cached(self, split: str, i: int) -> SceneBatch:
+        """Scene → padded tensors once per scene (map splitting is the costly part), reused every epoch."""
+        key = (split, i)
+        if key not in self._cache:
+            self._cache[key] = self._collate_one((self.train if split == "train" else self.val)[i])
+        return self._cache[key]
+
     def _batch(self, scenes: Sequence[Scene]) -> SceneBatch:
-        b = collate_scenes(scenes, self.model_cfg.history, self.model_cfg.future, self.cfg.max_agents, self.cfg.max_map,
-                           segment_points=self.model_cfg.map_points)
-        return b.to(self.device)
+        return stack_batches([self._collate_one(s) for s in scenes]).to(self.device)
 
     # ---- loop ----------------------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -230,7 +240,7 @@ class Trainer:
                 break
             idx = batch_indices(self.step, len(self.train), cfg.batch_size * self.world, cfg.seed)
             idx = idx[self.rank :: self.world]
-            batch = self._batch([self.train[i] for i in idx])
+            batch = stack_batches([self._cached("train", i) for i in idx]).to(self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
                 out = compute_loss(self.ddp, batch, cfg.loss)
             self.opt.zero_grad(set_to_none=True)
@@ -270,10 +280,14 @@ class Trainer:
         from drope.eval.metrics import displacement_metrics
 
         self.model.eval()
-        scenes = self.val if scenes is None else scenes
+        n = len(self.val) if scenes is None else len(scenes)
         vals = []
-        for i in range(0, len(scenes), self.cfg.batch_size):
-            b = self._batch(scenes[i : i + self.cfg.batch_size])
+        for i in range(0, n, self.cfg.batch_size):
+            chunk = range(i, min(i + self.cfg.batch_size, n))
+            if scenes is None:
+                b = stack_batches([self._cached("val", j) for j in chunk]).to(self.device)
+            else:
+                b = self._batch([scenes[j] for j in chunk])
             xy, prob = predict_scene_frame(self.model, b)
             m = b.agent_mask & b.agent_valid[:, :, -1]
             r = displacement_metrics(xy[m], prob[m], b.future_pos[m], b.future_valid[m], k=6, horizon=80)
