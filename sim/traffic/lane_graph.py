@@ -28,7 +28,7 @@ from drope.data.types import LaneLink, MapType
 FAR = 1e3  # "no leader" gap, m
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity equality: fields are numpy arrays
 class LaneGraph:
     lane_ids: np.ndarray  # [L] int64 map feature ids
     offsets: np.ndarray  # [L+1] int64: lane l owns points[offsets[l]:offsets[l+1]]
