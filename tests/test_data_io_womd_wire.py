@@ -86,3 +86,29 @@ def test_odd_point_layouts_fall_back_per_feature(proto):
     w = scene.to_world_xy(scene.map_points[~is_sign, :2])
     assert np.abs(w - ref[:, :2]).max() < 1e-3
     assert np.array_equal(scene.map_points[~is_sign, 2].numpy(), ref[:, 2].astype(np.float32))
+
+
+def test_point_tags_follow_the_official_field_numbers():
+    from waymo_open_dataset.protos import map_pb2
+
+    from drope.data import womd
+
+    for kind, msg in [("lane", map_pb2.LaneCenter), ("road_line", map_pb2.RoadLine), ("road_edge", map_pb2.RoadEdge),
+                      ("crosswalk", map_pb2.Crosswalk), ("speed_bump", map_pb2.SpeedBump),
+                      ("driveway", map_pb2.Driveway)]:
+        field = msg.DESCRIPTOR.fields_by_name.get("polyline") or msg.DESCRIPTOR.fields_by_name["polygon"]
+        assert womd._POINT_FIELD[kind] == field.number
+        assert womd_wire.POINT_FIELD_TAG[field.number] == (field.number << 3) | 2
+
+
+def test_encoders_produce_what_the_proto_api_writes(proto):
+    from waymo_open_dataset.protos import map_pb2, scenario_pb2
+
+    ref, valid = ref_states(proto)
+    for a, blob in enumerate(womd_wire.encode_track_states(ref, valid)):
+        t = scenario_pb2.Track.FromString(blob)
+        got = np.array([[getattr(s, k) for k in FIELDS] for s in t.states])
+        assert [s.valid for s in t.states] == valid[a].tolist() and np.array_equal(got, ref[a])
+    pts = np.array([[1.5, -2.25, 3.0], [-7785.9165, -6683.4059, 0.1]])
+    lane = map_pb2.LaneCenter.FromString(womd_wire.encode_points(pts, np.full(2, 0x42)))
+    assert [(q.x, q.y, q.z) for q in lane.polyline] == [tuple(p) for p in pts.tolist()]

@@ -28,6 +28,8 @@ _MAP_KINDS = [m.name for m in MapType]  # oneof field names, in MapType order
 _STATE_FIELDS = ("center_x", "center_y", "center_z", "length", "width", "height", "heading", "velocity_x", "velocity_y")
 _STATE_GETTER = attrgetter(*_STATE_FIELDS, "valid")
 _XYZ = attrgetter("x", "y", "z")
+# field number of the polyline/polygon of each map kind (MapPoint records carry it as their tag)
+_POINT_FIELD = {"lane": 8, "road_line": 2, "road_edge": 2, "crosswalk": 1, "speed_bump": 1, "driveway": 1}
 _LANE_STATE = attrgetter("lane", "state", "stop_point.x", "stop_point.y", "stop_point.z")
 
 
@@ -282,79 +284,69 @@ def scene_to_proto(scene: Scene):
     proto.sdc_track_index = scene.sdc_index
     proto.objects_of_interest.extend(scene.objects_of_interest.tolist())
     valid = scene.agent_valid.numpy()
-    z = scene.agent_z.numpy().astype(np.float64)
-    size = scene.agent_size.numpy().astype(np.float64)
-    for a in range(scene.num_agents):
+    values = np.concatenate(  # [A, T, 9] world frame, zero where invalid
+        [w.agent_pos, scene.agent_z.numpy()[..., None], scene.agent_size.numpy(), w.agent_heading[..., None],
+         w.agent_vel], axis=-1,
+    ) * valid[..., None]
+    for a, states in enumerate(womd_wire.encode_track_states(values, valid)):
         track = proto.tracks.add()
         track.id = int(scene.agent_id[a])
         track.object_type = int(scene.agent_type[a])
-        rows = np.concatenate(
-            [w.agent_pos[a], z[a, :, None], size[a], w.agent_heading[a, :, None], w.agent_vel[a]], axis=-1
-        ).tolist()
-        for t, row in enumerate(rows):
-            s = track.states.add()
-            if valid[a, t]:
-                (s.center_x, s.center_y, s.center_z, s.length, s.width, s.height, s.heading,
-                 s.velocity_x, s.velocity_y) = row
-                s.valid = True
-            else:
-                s.valid = False
+        track.MergeFromString(states)  # appends the repeated states in one C call
     for i, d in zip(scene.tracks_to_predict.tolist(), scene.tracks_to_predict_difficulty.tolist()):
         r = proto.tracks_to_predict.add()
         r.track_index, r.difficulty = i, d
 
     links = scene.lane_links.numpy()
-    by_lane: dict[int, list[np.ndarray]] = {}
-    for row in links:
-        by_lane.setdefault(int(row[0]), []).append(row)
+    by_lane: dict[int, list[list[int]]] = {}
+    for row in links.tolist():
+        by_lane.setdefault(row[0], []).append(row)
     stop_lanes: dict[int, list[int]] = {}
     for sid, lane in scene.stop_sign_lanes.tolist():
         stop_lanes.setdefault(sid, []).append(lane)
-    map_xy = w.map_xy
-    map_z = scene.map_points[:, 2].numpy().astype(np.float64)
     off = scene.map_offsets.tolist()
-    for f in range(scene.num_map_features):
+    kinds = [MapType(k).name for k in scene.map_type.tolist()]
+    point_field = [_POINT_FIELD.get(k, 0) for k in kinds]
+    tags = np.repeat([womd_wire.POINT_FIELD_TAG.get(n, 0) for n in point_field], np.diff(off))
+    world = np.concatenate([w.map_xy, scene.map_points[:, 2:].numpy().astype(np.float64)], axis=-1)  # [P, 3]
+    point_bytes = womd_wire.encode_points(world, tags)
+    subtype, speed = scene.map_subtype.tolist(), scene.lane_speed_limit.tolist()
+    interp = scene.lane_interpolating.tolist()
+    for f, (fid, kind) in enumerate(zip(scene.map_id.tolist(), kinds)):
         feat = proto.map_features.add()
-        fid = int(scene.map_id[f])
         feat.id = fid
-        kind = MapType(int(scene.map_type[f])).name
         body = getattr(feat, kind)
-        pts = np.concatenate([map_xy[off[f] : off[f + 1]], map_z[off[f] : off[f + 1], None]], axis=-1).tolist()
         if kind == "stop_sign":
-            body.position.x, body.position.y, body.position.z = pts[0]
+            body.position.x, body.position.y, body.position.z = world[off[f]].tolist()
             body.lane.extend(stop_lanes.get(fid, []))
             continue
-        target = body.polygon if kind in ("crosswalk", "speed_bump", "driveway") else body.polyline
-        for x, y, zz in pts:
-            p = target.add()
-            p.x, p.y, p.z = x, y, zz
+        body.MergeFromString(point_bytes[29 * off[f] : 29 * off[f + 1]])
         if kind in ("lane", "road_line", "road_edge"):
-            body.type = int(scene.map_subtype[f])
+            body.type = subtype[f]
         if kind == "lane":
-            body.speed_limit_mph = float(scene.lane_speed_limit[f])
-            body.interpolating = bool(scene.lane_interpolating[f])
+            body.speed_limit_mph = speed[f]
+            body.interpolating = interp[f]
             for row in by_lane.get(fid, []):
-                k = int(row[2])
+                k = row[2]
                 if k == LaneLink.entry:
-                    body.entry_lanes.append(int(row[1]))
+                    body.entry_lanes.append(row[1])
                 elif k == LaneLink.exit:
-                    body.exit_lanes.append(int(row[1]))
+                    body.exit_lanes.append(row[1])
                 else:
                     n = (body.left_neighbors if k == LaneLink.left else body.right_neighbors).add()
-                    n.feature_id = int(row[1])
-                    n.self_start_index, n.self_end_index = int(row[3]), int(row[4])
-                    n.neighbor_start_index, n.neighbor_end_index = int(row[5]), int(row[6])
+                    n.feature_id = row[1]
+                    n.self_start_index, n.self_end_index, n.neighbor_start_index, n.neighbor_end_index = row[3:7]
     sig_valid = scene.signal_valid.numpy()
     stop_xy = w.signal_stop_xy
     stop_z = scene.signal_stop_point[..., 2].numpy().astype(np.float64)
+    sig_lane, sig_state = scene.signal_lane_id.numpy(), scene.signal_state.numpy()
     for t in range(scene.num_steps):  # WOMD stores one (possibly empty) entry per step
         d = proto.dynamic_map_states.add()
-        for s in np.flatnonzero(sig_valid[t]):
+        for s in np.flatnonzero(sig_valid[t]).tolist():
             ls = d.lane_states.add()
-            ls.lane = int(scene.signal_lane_id[t, s])
-            ls.state = int(scene.signal_state[t, s])
-            ls.stop_point.x, ls.stop_point.y = float(stop_xy[t, s, 0]), float(stop_xy[t, s, 1])
-            ls.stop_point.z = float(stop_z[t, s])
+            ls.lane, ls.state = int(sig_lane[t, s]), int(sig_state[t, s])
+            ls.stop_point.x, ls.stop_point.y, ls.stop_point.z = (
+                float(stop_xy[t, s, 0]), float(stop_xy[t, s, 1]), float(stop_z[t, s]))
     return proto
 
 

@@ -1,4 +1,4 @@
-"""Vectorised decoding of WOMD's two bulkiest repeated messages straight from their wire bytes.
+"""Vectorised decoding and encoding of WOMD's two bulkiest repeated messages as wire bytes.
 
 Reading ``ObjectState`` and ``MapPoint`` values one attribute at a time through the protobuf
 Python API costs ~60 % of converting a scenario (~75k track-state and ~60k map-point
@@ -15,6 +15,10 @@ structured view. Records are checked against what the proto API reports (the num
 states, the number of points per feature, and that a feature's points form one contiguous
 run); on any disagreement they return ``None`` (or flag the feature) and the caller falls
 back to attribute access, so unusual layouts stay correct and only cost speed.
+
+The encoders write the same layouts (invalid states as ``1a 02 58 00``: only ``valid=false``,
+every other field absent, so it reads as zero) for the writer to ``MergeFromString`` into
+its protos.
 """
 from __future__ import annotations
 
@@ -93,3 +97,41 @@ def polyline_points(bodies: Sequence, counts: np.ndarray) -> tuple[np.ndarray, n
         # runs are joined in body order, so they fill the ok bodies' rows in order
         points[np.repeat(ok, counts)] = np.stack([rec["x"], rec["y"], rec["z"]], axis=-1)
     return points, ok
+
+
+# polyline/polygon field number → wire tag byte of its MapPoint records (pinned by a test)
+POINT_FIELD_TAG = {1: 0x0A, 2: 0x12, 8: 0x42}
+_STATE_TAGS = {0: 0x1A, 1: 0x3B, 2: 0x11, 11: 0x19, 20: 0x21, 29: 0x2D, 34: 0x35, 39: 0x3D, 44: 0x45, 49: 0x4D,
+               54: 0x55, 59: 0x58, 60: 0x01}
+_INVALID_STATE = np.frombuffer(b"\x1a\x02\x58\x00", np.uint8)
+_POINT_TAGS = {1: 0x1B, 2: 0x09, 11: 0x11, 20: 0x19}
+
+
+def encode_track_states(values: np.ndarray, valid: np.ndarray) -> list[bytes]:
+    """Serialised ``states`` of every track: ``values [A, T, 9]`` (center x/y/z, length, width,
+    height, heading, velocity x/y; world frame) and ``valid [A, T]`` → A byte strings."""
+    A, T = valid.shape
+    mat = np.zeros((A * T, _STATE_LEN), np.uint8)  # [A*T, 61] one record per row
+    for off, tag in _STATE_TAGS.items():
+        mat[:, off] = tag
+    rec = mat.view(_STATE_DTYPE)[:, 0]  # writes through to mat
+    for name, col in zip(_STATE_DTYPE.names, values.reshape(-1, 9).T):
+        rec[name] = col
+    v = valid.reshape(-1)
+    mat[~v, : len(_INVALID_STATE)] = _INVALID_STATE
+    lens = np.where(v, _STATE_LEN, len(_INVALID_STATE))  # [A*T]
+    flat = mat[np.arange(_STATE_LEN) < lens[:, None]].tobytes()  # records back to back, row order
+    ends = np.cumsum(lens.reshape(A, T).sum(1)).tolist()
+    return [flat[a:b] for a, b in zip([0] + ends[:-1], ends)]
+
+
+def encode_points(points: np.ndarray, tags: np.ndarray) -> bytes:
+    """MapPoint records for ``points [P, 3]`` (world x, y, z) with per-point field tags ``[P]``;
+    point ``i`` occupies bytes ``[29 i, 29 (i + 1))``."""
+    mat = np.zeros((len(points), _POINT_LEN), np.uint8)  # [P, 29]
+    mat[:, 0] = tags
+    for off, tag in _POINT_TAGS.items():
+        mat[:, off] = tag
+    rec = mat.view(_POINT_DTYPE)[:, 0]
+    rec["x"], rec["y"], rec["z"] = points[:, 0], points[:, 1], points[:, 2]
+    return mat.tobytes()
