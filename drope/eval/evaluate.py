@@ -21,7 +21,7 @@ def evaluate(model, scenes: Sequence[Scene], batch_size: int = 8, max_agents: in
     cfg = model.cfg
     preds = {"drope": [], "constant_velocity": [], "constant_turn_rate": []}
     probs = {k: [] for k in preds}
-    gts, valids, types = [], [], []
+    gts, valids, types, headings, speeds = [], [], [], [], []
     plotted = 0
     for i in range(0, len(scenes), batch_size):
         chunk = scenes[i : i + batch_size]
@@ -38,10 +38,13 @@ def evaluate(model, scenes: Sequence[Scene], batch_size: int = 8, max_agents: in
         gts.append(b.future_pos[m])
         valids.append(b.future_valid[m])
         types.append(b.agent_type[m])
+        headings.append(b.future_heading[m])
+        speeds.append(b.agent_vel[:, :, -1].norm(dim=-1)[m])
         if plot_dir is not None and plotted < num_plots:
             plotted += _plot(chunk, b, xy, prob, m, plot_dir, num_plots - plotted)
     gt, valid, typ = torch.cat(gts), torch.cat(valids), torch.cat(types)
-    return {k: summarize(torch.cat(preds[k]), torch.cat(probs[k]), gt, valid, typ) for k in preds}
+    head, speed = torch.cat(headings), torch.cat(speeds)
+    return {k: summarize(torch.cat(preds[k]), torch.cat(probs[k]), gt, valid, typ, head, speed) for k in preds}
 
 
 def _plot(scenes, b, xy, prob, mask, plot_dir: Path, limit: int) -> int:
