@@ -107,19 +107,6 @@ def _copy_metadata(src, dst, variant: str) -> None:
     q.key, q.value = "variant", variant
 
 
-def make_fp16(path: str | Path, out: str | Path) -> Path:
-    """fp16 weights/activations; trigonometry (rotary angles, frames) and softmax stay fp32."""
-    import onnx
-    from onnxconverter_common import float16
-
-    src = onnx.load(str(path))
-    keep_fp32 = ["Cos", "Sin", "Atan", "Softmax", "ReduceSum", "CumSum", "Einsum", "Range", "Pow", "Sqrt", "Div"]
-    m16 = float16.convert_float_to_float16(src, keep_io_types=True, op_block_list=keep_fp32)
-    _copy_metadata(src, m16, "fp16")
-    onnx.save(m16, str(out))
-    return Path(out)
-
-
 def make_int8(path: str | Path, out: str | Path) -> Path:
     """Dynamic int8 quantisation of MatMul/Gemm weights (onnxruntime.quantization)."""
     import onnx
