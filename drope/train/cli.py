@@ -50,6 +50,11 @@ def run(overrides: list[str]) -> dict:
     result = trainer.fit()
     if trainer.val and trainer.rank == 0:
         result["val"] = trainer.validate()
+    result["rank"] = trainer.rank
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
     return result
 
 
@@ -68,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"drope-train: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=1))
+    if result.pop("rank") == 0:
+        print(json.dumps(result, indent=1))
     return 0
 
 

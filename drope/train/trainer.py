@@ -153,8 +153,10 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_lambda(s, cfg.warmup_steps, cfg.steps))
         self.ddp = self.model
         if self.world > 1:
+            # self-attention layers leave their context LayerNorm unused: DDP must be told
             self.ddp = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)
         self.train, self.val = list(train), list(val)
         self.out = Path(cfg.out)
         self.step = 0
