@@ -8,15 +8,24 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="drope-viz", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="drope-viz",
+        description="Plot one scenario of a WOMD Scenario TFRecord shard: map (lanes, road lines and edges, "
+        "crosswalks, stop signs, signal states at the step), agents as oriented boxes coloured by type "
+        "(SDC orange, tracks to predict outlined), their history (solid) and logged future (dashed).",
+        epilog="example: drope-viz shard.tfrecord --index 3 --out scene.png --dpi 150",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("file", type=Path, help="Scenario TFRecord shard (plain or gzip)")
-    p.add_argument("--out", type=Path, default=Path("scene.png"), help="output image (png/pdf/svg; default scene.png)")
+    p.add_argument("--out", type=Path, default=Path("scene.png"), help="output image (png/pdf/svg)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--index", type=int, default=0, help="which scenario of the shard (0-based, default 0)")
+    g.add_argument("--index", type=int, default=0, help="which scenario of the shard (0-based)")
     g.add_argument("--scenario-id", help="plot the scenario with this id instead")
     p.add_argument("--step", type=int, default=None, help="time step to draw boxes at (default: current)")
     p.add_argument("--extent", type=float, default=None, help="half-width of the view in metres (default: auto)")
-    p.add_argument("--dpi", type=int, default=130)
+    p.add_argument("--dpi", type=int, default=130, help="resolution of raster outputs")
+    p.add_argument("--no-legend", dest="legend", action="store_false", help="leave out the legend")
+    p.add_argument("--no-future", dest="future", action="store_false", help="leave out the logged future")
     return p
 
 
@@ -37,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
             if (args.scenario_id is None and i == args.index) or s.scenario_id == args.scenario_id:
                 scene = s
                 break
-    except (CorruptRecordError, FileNotFoundError) as e:
-        print(f"drope-viz: {e}", file=sys.stderr)
+    except (CorruptRecordError, OSError, ValueError) as e:
+        print(f"drope-viz: {args.file}: {e}", file=sys.stderr)
         return 2
     if scene is None:
         what = f"scenario id {args.scenario_id!r}" if args.scenario_id else f"index {args.index}"
@@ -46,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     t0 = time.perf_counter()
     fig, ax = plt.subplots(figsize=(8, 8))
-    plot_scene(scene, ax, step=args.step, extent=args.extent)
+    try:
+        plot_scene(scene, ax, step=args.step, extent=args.extent, legend=args.legend, future=args.future)
+    except ValueError as e:  # e.g. --step outside the scenario
+        plt.close(fig)
+        print(f"drope-viz: {e}", file=sys.stderr)
+        return 2
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=args.dpi)
