@@ -95,3 +95,14 @@ def test_overfits_the_real_womd_scenario(womd_path):
                                 log_every=10**9, ckpt_every=10**9, progress=False), ModelConfig(), [scene], [scene])
         t.fit()
         assert t.validate()["min_ade@6"] < 0.3
+
+
+def test_training_sources_read_shards_and_the_cache_alike(womd_path, tmp_path):
+    from drope.data.cache import build_cache
+    from drope.train.data import load_scenes
+
+    build_cache([womd_path], tmp_path / "cache", workers=1, progress=False)
+    (a,), (b,) = load_scenes([str(womd_path)]), load_scenes([str(tmp_path / "cache")])
+    assert a.scenario_id == b.scenario_id and torch.equal(a.agent_pos, b.agent_pos)
+    with pytest.raises(FileNotFoundError, match="nope"):
+        load_scenes([str(tmp_path / "nope.tfrecord")])

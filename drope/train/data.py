@@ -16,14 +16,14 @@ def load_scenes(sources: Sequence[str], on_corrupt: str = "skip") -> list[Scene]
     from drope.data import cache
     from drope.data.womd import read_scenarios
 
-    iter_cached = getattr(cache, "load_cached_scenes", None) or getattr(cache, "iter_cached_scenes")
-
     scenes: list[Scene] = []
     for src in sources:
         paths = sorted(glob.glob(str(src))) or [src]
         for p in map(Path, paths):
             if p.is_dir():
-                scenes += list(iter_cached(p))
+                scenes += list(cache.load_cached_scenes(p))
+            elif p.exists() and p.name.endswith(cache.CACHE_SUFFIX):
+                scenes += cache.load_scenes(p)
             elif p.exists():
                 scenes += list(read_scenarios(p, on_corrupt=on_corrupt))
             else:
