@@ -189,7 +189,18 @@ class Trainer:
         self.sched.load_state_dict(ckpt["scheduler"])
         self.step = int(ckpt["step"])
         _set_rng_state(ckpt["rng"])
+        self._truncate_log()
         log.info("resumed from %s at step %d", path, self.step)
+
+    def _truncate_log(self) -> None:
+        """Drop CSV rows written after the checkpoint (the resumed run writes them again)."""
+        f = self.out / "metrics.csv"
+        if self.rank != 0 or not f.exists():
+            return
+        rows = list(csv.reader(f.open(newline="")))
+        keep = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= self.step]
+        with f.open("w", newline="") as fh:
+            csv.writer(fh).writerows(keep)
 
     def save(self) -> None:
         if self.rank != 0:
