@@ -273,6 +273,7 @@ class Trainer:
                 csv_w.writerow([self.step, "train", *(f"{last[k]:.5f}" for k in ("loss", "nll", "heading", "cls", "min_ade")),
                                 f"{lr:.6g}", f"{sps:.2f}"])
                 bar.set_postfix(loss=f"{last['loss']:.3f}", minADE=f"{last['min_ade']:.2f}")
+                csv_file.flush()  # readable while the run goes on (and after a kill)
             if self.val and self.rank == 0 and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
                 v = self.validate()
                 writer.add_scalar("val/min_ade6", v["min_ade@6"], self.step)
