@@ -39,6 +39,8 @@ def _run_one(args: dict) -> dict:
     import torch
 
     torch.set_num_threads(args["threads"])
+    # this process only: map truncation to max_map is expected on large generated scenes
+    logging.getLogger("drope.data.batch").setLevel(logging.ERROR)
     from drope.eval.evaluate import evaluate
     from drope.model import ModelConfig
     from drope.nn import EncodingConfig
@@ -111,7 +113,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("drope.data.batch").setLevel(logging.ERROR)
     if args.val_seed == args.seed:
         p.error("--val-seed must differ from --seed (held-out scenes)")
     import torch
