@@ -252,3 +252,19 @@ def test_encoding_yaml_mirrors_the_dataclass():
         d = yaml.safe_load((root / f"{name}.yaml").read_text())
         assert set(d) == fields and d["name"] == name
         EncodingConfig(**d)
+
+
+def test_rotary_math_stays_fp32_under_autocast():
+    """bf16 autocast (GPU training) must not touch angles or cos/sin: radian errors at ±150 m otherwise."""
+    att = attn()
+    x, pose = scene(4, span=300.0)
+    p4 = torch.nn.functional.pad(pose, (0, 1))
+    q = att._heads(torch.randn(1, 12, 64))
+    with torch.no_grad():
+        ref_ang = pose_angles(p4, att.encoding.coefficients())
+        ref_rot = att.encoding.rotate(q, p4)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ang = pose_angles(p4, att.encoding.coefficients())
+            rot = att.encoding.rotate(q, p4)
+    assert ang.dtype == torch.float32 and torch.equal(ang, ref_ang)
+    assert torch.allclose(rot, ref_rot, atol=1e-5)

@@ -73,11 +73,14 @@ def pose_angles(pose: Tensor, coeff: Tensor) -> Tensor:
     Always computed in at least fp32 (fp64 stays fp64), never in half precision.
     """
     dtype = torch.float64 if pose.dtype == torch.float64 else torch.float32
-    return torch.einsum("...nc,hpc->...nhp", pose.to(dtype), coeff.to(dtype))
+    # autocast would otherwise run this einsum in bf16/fp16 (radian errors at ±150 m)
+    with torch.autocast(pose.device.type, enabled=False):
+        return torch.einsum("...nc,hpc->...nhp", pose.to(dtype), coeff.to(dtype))
 
 
 def rotate_heads(x: Tensor, angles: Tensor) -> Tensor:
     """Rotate ``x [B, H, N, D]`` by ``angles [B, N, H, D/2]`` (fp32 math, result in ``x.dtype``)."""
     a = angles.transpose(-3, -2)  # [B, H, N, P]
     # cos/sin from the angles' own precision (fp64 inputs stay exact), then fp32 for the rotation
-    return apply_rotary(x, torch.cos(a).float(), torch.sin(a).float())
+    with torch.autocast(a.device.type, enabled=False):
+        return apply_rotary(x, torch.cos(a).float(), torch.sin(a).float())
