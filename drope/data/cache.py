@@ -14,6 +14,8 @@ shards whose cache file exists and was made from a source of the same size and m
 """
 from __future__ import annotations
 
+import multiprocessing
+
 import io
 import json
 import logging
@@ -211,7 +213,8 @@ def build_cache(
                 report.add(*_cache_one(s, str(out), on_corrupt))
                 bar.update()
         else:
-            with ProcessPoolExecutor(workers) as pool:
+            # spawn, not fork: forking a process whose torch/OpenMP threads are running can deadlock
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 futures = [pool.submit(_cache_one, s, str(out), on_corrupt) for s in todo]
                 for fut in as_completed(futures):
                     report.add(*fut.result())

@@ -6,6 +6,8 @@ Scene ``i`` depends only on (seed, i), so output is identical for any number of 
 """
 from __future__ import annotations
 
+import multiprocessing
+
 import argparse
 import logging
 import os
@@ -83,16 +85,22 @@ def generate(out: str | Path, num_scenes: int, seed: int = 0, scenes_per_shard: 
     workers = workers or os.cpu_count() or 1
     totals = {"rejected_overlap": 0, "rejected_no_sdc": 0, "cpu_s": 0.0}
     bar = tqdm(total=num_scenes, unit="scene", desc="generate", disable=not progress)
+    pool = None
     if workers == 1 or n_shards == 1:
         results = map(_write_shard, jobs)
     else:
-        pool = ProcessPoolExecutor(min(workers, n_shards))
+        # spawn, not fork: forking a process whose torch/OpenMP threads are running can deadlock
+        pool = ProcessPoolExecutor(min(workers, n_shards), mp_context=multiprocessing.get_context("spawn"))
         results = pool.map(_write_shard, jobs)
-    for _, n, st in results:
-        bar.update(n)
-        for k in totals:
-            totals[k] += st[k]
-    bar.close()
+    try:
+        for _, n, st in results:
+            bar.update(n)
+            for k in totals:
+                totals[k] += st[k]
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        bar.close()
     if totals["rejected_overlap"] or totals["rejected_no_sdc"]:
         log.info("redrawn scenes: %s", totals)
     if stats is not None:
