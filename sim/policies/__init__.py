@@ -1,0 +1,1 @@
+from sim.policies.base import POLICIES, ConstantVelocity, LogReplay, Policy, controlled_mask
