@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -11,7 +12,8 @@ from drope.nn import ENCODINGS, EncodingConfig, PoseAttention
 from drope.nn.rotary import apply_rotary, metric_frequencies, pose_angles, schedule_cos_sum
 from drope.registry import Registry
 
-PROP = settings(max_examples=25, deadline=None)
+# 25 examples in CI; DROPE_PROPERTY_EXAMPLES=1000 for a deeper local search
+PROP = settings(max_examples=int(os.environ.get("DROPE_PROPERTY_EXAMPLES", "25")), deadline=None)
 
 
 def test_pair_layout_is_interleaved():
@@ -88,20 +90,55 @@ def test_relative_shift_identity(seed, dx, dy):
     assert (a - b).abs().max() <= 2e-3 * (1 + a.abs().max())
 
 
+def recentred_pair(pose: torch.Tensor, sx: float, sy: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scene-frame poses (float64) of a scene and of its copy shifted by (sx, sy) in the world.
+
+    The shift is applied to world coordinates, then each copy is re-centred on its own mean
+    position in float64, the way a Scene is built from WOMD (origin held in float64).
+    """
+    world = pose.double() + torch.tensor([sx, sy, 0.0], dtype=torch.float64)
+    a = world - torch.nn.functional.pad(world[0, :, :2].mean(0), (0, 1))
+    b = pose.double() - torch.nn.functional.pad(pose.double()[0, :, :2].mean(0), (0, 1))
+    return a, b
+
+
 @PROP
 @given(seed=st.integers(0, 1000), sx=st.floats(-1e4, 1e4), sy=st.floats(-1e4, 1e4))
 def test_translation_invariance_after_recentring(seed, sx, sy):
-    """World shifts up to 10 km, re-centred in float64 before fp32: scores equal to ≤ 1e-5."""
+    """World shifts up to 10 km, re-centred in float64, fp32 q/k/logits: scores equal to ≤ 1e-5.
+
+    The re-centred float64 poses go straight into the encoding (angles and cos/sin from float64,
+    rotation and dot products in fp32), as design.md §2 prescribes.
+    """
     att = attn()
     x, pose = scene(seed)
-    world = pose.double() + torch.tensor([sx, sy, 0.0], dtype=torch.float64)
-    origin = world[0, :, :2].mean(0)
-    ref_origin = pose.double()[0, :, :2].mean(0)
-    a_pose = (world - torch.nn.functional.pad(origin, (0, 1))).float()
-    b_pose = (pose.double() - torch.nn.functional.pad(ref_origin, (0, 1))).float()
+    a_pose, b_pose = recentred_pair(pose, sx, sy)
     with torch.no_grad():
         a, b = logits(att, x, a_pose), logits(att, x, b_pose)
     assert (a - b).abs().max() <= 1e-5 * (1 + a.abs().max())
+
+
+@PROP
+@given(seed=st.integers(0, 1000), sx=st.floats(-1e4, 1e4), sy=st.floats(-1e4, 1e4))
+def test_translation_invariance_fp32_poses_within_rounding(seed, sx, sy):
+    """Same with the re-centred poses cast to fp32 first: exact unless a coordinate rounds the other way.
+
+    One fp32 step of a coordinate within ±128 m is 7.6e-6 m; at the shortest wavelength
+    (ω = 4π rad/m) that turns a pair by 1e-4 rad, so scores may differ by that much times
+    |q_p||k_p| — the bound asserted here, and the reason float64 re-centring is recommended.
+    """
+    att = attn()
+    x, pose = scene(seed)
+    a_pose, b_pose = recentred_pair(pose, sx, sy)
+    a_pose, b_pose = a_pose.float(), b_pose.float()
+    step = float((a_pose[..., :2].double() - b_pose[..., :2].double()).abs().max())  # 0 or one fp32 step
+    assert step <= 2**-23 * float(a_pose[..., :2].abs().max())
+    with torch.no_grad():
+        a, b = logits(att, x, a_pose), logits(att, x, b_pose)
+        q, k = att._heads(att.q(x)).double(), att._heads(att.k(x)).double()
+    omega_max = float(att.encoding.coefficients()[..., :2].norm(dim=-1).max())
+    bound = 2 * omega_max * step * q.norm(dim=-1).max() * k.norm(dim=-1).max() + 1e-5 * (1 + a.abs().max())
+    assert (a - b).abs().max() <= bound
 
 
 @PROP
@@ -268,3 +305,14 @@ def test_rotary_math_stays_fp32_under_autocast():
             rot = att.encoding.rotate(q, p4)
     assert ang.dtype == torch.float32 and torch.equal(ang, ref_ang)
     assert torch.allclose(rot, ref_rot, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["none", "rope2d", "drope", "drope_rope"])
+def test_rotate_pair_equals_separate_rotations(name):
+    """Self-attention computes cos/sin once; the result must equal rotating q and k separately."""
+    att = attn(name)
+    _, pose = scene(6)
+    p4 = torch.nn.functional.pad(pose, (0, 1))
+    q, k = torch.randn(2, 1, 4, 12, 16).unbind(0)
+    rq, rk = att.encoding.rotate_pair(q, k, p4)
+    assert torch.equal(rq, att.encoding.rotate(q, p4)) and torch.equal(rk, att.encoding.rotate(k, p4))

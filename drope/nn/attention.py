@@ -3,8 +3,8 @@
 Dense backend: padded tokens ``[B, N, D]``, boolean masks, fused
 ``scaled_dot_product_attention`` (no ``[H, N, N]`` score tensor for rotary encodings). Graph
 backend: PyG ``edge_index`` with per-edge dot products, ``torch_geometric.utils.softmax`` and a
-scatter-sum, for very large scenes. A query with no allowed key returns exactly zero in both
-(the exported softmax would otherwise return the mean of V).
+scatter-sum, for very large scenes. A query with no allowed key returns exactly zero in both,
+output projection included (the exported softmax would otherwise return the mean of V).
 
 Poses are ``[B, N, 3]`` (x, y, heading) or ``[B, N, 4]`` (…, time step), scene frame.
 """
@@ -60,7 +60,8 @@ class PoseAttention(nn.Module):
         ``key_mask [B, Nk]`` True = valid key; ``attn_mask [B, Nq, Nk]`` True = may attend;
         ``radius`` additionally restricts keys to that distance. Returns ``[B, Nq, D]``.
         """
-        if x_k is None:
+        self_attention = x_k is None
+        if self_attention:
             x_k, pose_k = x_q, pose_q
         if pose_k is None:
             raise ValueError("pose_k is required when x_k is given")
@@ -90,11 +91,14 @@ class PoseAttention(nn.Module):
         if enc.relative:
             o = self._dense_relative(q, k, v, pose_q, pose_k, safe, p)
         else:
-            if enc.rotary:
+            if enc.rotary and self_attention:
+                q, k = enc.rotate_pair(q, k, pose_q)
+            elif enc.rotary:
                 q, k = enc.rotate(q, pose_q), enc.rotate(k, pose_k)
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=safe, dropout_p=p)
-        o = o.transpose(1, 2).reshape(B, Nq, self.dim) * has_key[..., None].to(o.dtype)
-        return self.out(o)
+        o = o.transpose(1, 2).reshape(B, Nq, self.dim)
+        # zero after the projection too: a row without keys must not even carry the output bias
+        return self.out(o) * has_key[..., None].to(o.dtype)
 
     def _dense_relative(self, q, k, v, pose_q, pose_k, mask, p):
         # O(N²) by design: the per-pair embedding [B, Nq, Nk, D] is what RoPE avoids
@@ -131,7 +135,9 @@ class PoseAttention(nn.Module):
         if self.training and self.dropout:
             alpha = F.dropout(alpha, self.dropout)
         o = scatter(alpha[..., None] * ve, dst, dim=0, dim_size=x_q.shape[0], reduce="sum")  # [Nq, H, Dh]
-        return self.out(o.reshape(-1, self.dim))
+        has_key = torch.zeros(x_q.shape[0], dtype=torch.bool, device=x_q.device)
+        has_key[dst] = True
+        return self.out(o.reshape(-1, self.dim)) * has_key[:, None].to(o.dtype)
 
 
 class PoseTransformerLayer(nn.Module):

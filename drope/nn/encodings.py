@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from drope.nn.rotary import metric_frequencies, pose_angles, rotate_heads, schedule_cos_sum, spread_directions
+from drope.nn.rotary import (apply_rotary, head_cos_sin, metric_frequencies, pose_angles, rotate_heads, schedule_cos_sum,
+                             spread_directions)
 from drope.registry import Registry
 
 Tensor = torch.Tensor
@@ -74,6 +75,10 @@ class PoseEncoding(nn.Module):
     def rotate(self, x: Tensor, pose: Tensor) -> Tensor:
         """Rotate per-head features ``x [B, H, N, Dh]`` by ``pose [B, N, 4]``."""
         return x
+
+    def rotate_pair(self, q: Tensor, k: Tensor, pose: Tensor) -> tuple[Tensor, Tensor]:
+        """Rotate queries and keys that share one pose tensor (self-attention)."""
+        return self.rotate(q, pose), self.rotate(k, pose)
 
     def pair_embedding(self, pose_q: Tensor, pose_k: Tensor) -> Tensor:
         """Relative embedding for broadcastable pose pairs ``[..., 4]`` → ``[..., D]``."""
@@ -177,6 +182,12 @@ class RotaryPoseEncoding(PoseEncoding):
 
     def rotate(self, x: Tensor, pose: Tensor) -> Tensor:
         return rotate_heads(x, pose_angles(pose, self.coefficients()))
+
+    def rotate_pair(self, q: Tensor, k: Tensor, pose: Tensor) -> tuple[Tensor, Tensor]:
+        """Rotate ``q, k [B, H, N, Dh]`` sharing one ``pose [B, N, 4]`` (self-attention: cos/sin once)."""
+        cos, sin = head_cos_sin(pose_angles(pose, self.coefficients()))
+        with torch.autocast(q.device.type, enabled=False):
+            return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
 
     def schedule_margin(self, max_distance: float | None = None, directions: int = 25, samples: int = 4001) -> float:
         """min over position heads, directions and distances ≤ ``max_distance`` of Σ_p cos(W_p · d).

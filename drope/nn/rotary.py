@@ -78,9 +78,16 @@ def pose_angles(pose: Tensor, coeff: Tensor) -> Tensor:
         return torch.einsum("...nc,hpc->...nhp", pose.to(dtype), coeff.to(dtype))
 
 
-def rotate_heads(x: Tensor, angles: Tensor) -> Tensor:
-    """Rotate ``x [B, H, N, D]`` by ``angles [B, N, H, D/2]`` (fp32 math, result in ``x.dtype``)."""
+def head_cos_sin(angles: Tensor) -> tuple[Tensor, Tensor]:
+    """``cos, sin [B, H, N, P]`` (fp32) for ``angles [B, N, H, P]``, laid out for :func:`rotate_heads`."""
     a = angles.transpose(-3, -2)  # [B, H, N, P]
     # cos/sin from the angles' own precision (fp64 inputs stay exact), then fp32 for the rotation
     with torch.autocast(a.device.type, enabled=False):
-        return apply_rotary(x, torch.cos(a).float(), torch.sin(a).float())
+        return torch.cos(a).float(), torch.sin(a).float()
+
+
+def rotate_heads(x: Tensor, angles: Tensor) -> Tensor:
+    """Rotate ``x [B, H, N, D]`` by ``angles [B, N, H, D/2]`` (fp32 math, result in ``x.dtype``)."""
+    cos, sin = head_cos_sin(angles)
+    with torch.autocast(x.device.type, enabled=False):
+        return apply_rotary(x, cos, sin)
