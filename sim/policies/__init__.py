@@ -1,1 +1,11 @@
+"""Simulator policies, registered by name in :data:`POLICIES`.
+
+A policy has ``reset(scene, state, rng)`` and ``act(state, rng) -> Actions`` (it never modifies
+the state it is given). ``rng`` is a ``torch.Generator`` owned by the rollout (one per rollout
+seed). Importing this package registers the built-in policies.
+"""
 from sim.policies.base import POLICIES, ConstantVelocity, LogReplay, Policy, controlled_mask
+from sim.policies.learned import LearnedPolicy, Predictor
+
+__all__ = ["POLICIES", "Policy", "LogReplay", "ConstantVelocity", "LearnedPolicy", "Predictor",
+           "controlled_mask"]

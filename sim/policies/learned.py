@@ -1,0 +1,129 @@
+"""The learned policy: replan with a trajectory predictor, follow one mode through the dynamics.
+
+Every ``replan_every`` steps the policy builds a snapshot :class:`Scene` of each world from the
+*simulated* history (current step = the simulation step) and asks its predictor for K modes per
+agent. It keeps, per world and agent, the most likely mode (``mode="max"``) or one drawn from the
+mode probabilities with the rollout's generator (``mode="sample"``), and until the next replan
+feeds the plan's pose at the matching future step to the dynamics model's tracking controller
+(``dynamics.track``), so the agents stay dynamically feasible.
+
+Predictor protocol (:class:`Predictor`): ``predict(scenes)`` takes a list of B Scenes and returns
+``(traj, prob)`` with ``traj [B, A, K, F, 2 or 3]`` (x, y[, heading]) in each scene's frame
+for the steps after its current step, and ``prob [B, A, K]``, rows aligned with the scenes' agent
+indices (A = ``scene.num_agents``; rows of agents not valid at the current step are ignored).
+Adapters for the ONNX runtime and the torch model live in :mod:`sim.policies.predictors`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+
+from drope.data.scene import Scene
+from sim.policies.base import POLICIES
+from sim.state import Actions, SimState
+
+Tensor = torch.Tensor
+
+
+class Predictor(Protocol):
+    def predict(self, scenes: Sequence[Scene]) -> tuple[Tensor | np.ndarray, Tensor | np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class LearnedConfig:
+    replan_every: int = 10  # steps between predictor calls (10 = 1 Hz at WOMD's 10 Hz)
+    mode: str = "max"  # "max": most likely mode; "sample": draw from the mode probabilities
+    min_heading_speed: float = 0.5  # m/s: plans without headings keep the heading below this speed
+
+
+def plan_headings(xy: Tensor, start_heading: Tensor, start_xy: Tensor, min_step: float) -> Tensor:
+    """Headings ``[..., F]`` from planned positions ``xy [..., F, 2]``: direction of travel, held
+    where a step is shorter than ``min_step`` (standing agents keep their heading)."""
+    prev = torch.cat([start_xy[..., None, :], xy[..., :-1, :]], dim=-2)
+    d = xy - prev
+    moving = d.norm(dim=-1) > min_step
+    h = torch.atan2(d[..., 1], d[..., 0])
+    out = []
+    last = start_heading
+    for f in range(xy.shape[-2]):  # F = 80: a short loop keeps "hold the last heading" obvious
+        last = torch.where(moving[..., f], h[..., f], last)
+        out.append(last)
+    return torch.stack(out, dim=-1)
+
+
+@POLICIES.register("learned")
+class LearnedPolicy:
+    def __init__(self, dynamics, predictor: Predictor, cfg: LearnedConfig = LearnedConfig()) -> None:
+        if cfg.mode not in ("max", "sample"):
+            raise ValueError(f"learned policy: mode must be 'max' or 'sample', got {cfg.mode!r}")
+        if cfg.replan_every < 1:
+            raise ValueError(f"learned policy: replan_every must be >= 1, got {cfg.replan_every}")
+        self.dynamics, self.predictor, self.cfg = dynamics, predictor, cfg
+        self.num_predictions = 0
+
+    def reset(self, scene: Scene, state: SimState, rng: torch.Generator) -> None:
+        B = state.batch
+        self.scene = scene
+        self.start = state.step
+        # simulated history per world, seeded with the log up to the start step
+        self.h_xy = scene.agent_pos[None].repeat(B, 1, 1, 1)  # [B, A, T, 2]
+        self.h_heading = scene.agent_heading[None].repeat(B, 1, 1)  # [B, A, T]
+        self.h_vel = scene.agent_vel[None].repeat(B, 1, 1, 1)
+        self.h_valid = scene.agent_valid[None].repeat(B, 1, 1)
+        self.h_valid[:, :, state.step + 1 :] = False
+        self.plan_xy: Tensor | None = None  # [B, A, F, 2]
+        self.plan_heading: Tensor | None = None  # [B, A, F]
+        self.plan_step = state.step
+        self.num_predictions = 0
+
+    def _observe(self, state: SimState) -> None:
+        t = state.step
+        self.h_xy[:, :, t], self.h_heading[:, :, t], self.h_vel[:, :, t] = state.pos, state.heading, state.vel
+        self.h_valid[:, :, t] = state.valid
+        self.h_valid[:, :, t + 1 :] = False
+
+    def snapshots(self, state: SimState) -> list[Scene]:
+        """One Scene per world whose history is the simulated one and whose current step is ``state.step``."""
+        size = state.size[:, :, None].expand(-1, -1, self.scene.num_steps, -1)
+        return [dataclasses.replace(self.scene, agent_pos=self.h_xy[b] * self.h_valid[b, ..., None],
+                                    agent_heading=self.h_heading[b] * self.h_valid[b],
+                                    agent_vel=self.h_vel[b] * self.h_valid[b, ..., None], agent_valid=self.h_valid[b].clone(),
+                                    agent_size=size[b].contiguous(), current_index=state.step)
+                for b in range(state.batch)]
+
+    def _replan(self, state: SimState, rng: torch.Generator) -> None:
+        traj, prob = self.predictor.predict(self.snapshots(state))
+        traj = torch.as_tensor(np.asarray(traj) if not isinstance(traj, Tensor) else traj, dtype=torch.float32)
+        prob = torch.as_tensor(np.asarray(prob) if not isinstance(prob, Tensor) else prob, dtype=torch.float32)
+        B, A = state.batch, state.num_agents
+        if traj.dim() != 5 or tuple(traj.shape[:2]) != (B, A) or traj.shape[-1] not in (2, 3) or tuple(prob.shape) != tuple(traj.shape[:3]):
+            raise ValueError(f"predictor returned traj {tuple(traj.shape)} / prob {tuple(prob.shape)}; expected "
+                             f"[B={B}, A={A}, K, F, 2|3] and [B, A, K]")
+        K = traj.shape[2]
+        if self.cfg.mode == "max":
+            k = prob.argmax(-1)  # [B, A]
+        else:
+            p = prob.clamp_min(0).reshape(B * A, K) + 1e-12
+            k = torch.multinomial(p / p.sum(-1, keepdim=True), 1, generator=rng).reshape(B, A)
+        chosen = traj.gather(2, k[:, :, None, None, None].expand(B, A, 1, *traj.shape[3:]))[:, :, 0]  # [B, A, F, 2|3]
+        self.plan_xy = chosen[..., :2]
+        if chosen.shape[-1] == 3:
+            self.plan_heading = chosen[..., 2]
+        else:
+            self.plan_heading = plan_headings(self.plan_xy, state.heading, state.pos, self.cfg.min_heading_speed * self.scene.dt)
+        self.plan_step = state.step
+        self.num_predictions += 1
+
+    def act(self, state: SimState, rng: torch.Generator) -> Actions:
+        self._observe(state)
+        if self.plan_xy is None or (state.step - self.start) % self.cfg.replan_every == 0:
+            self._replan(state, rng)
+        j = min(state.step - self.plan_step, self.plan_xy.shape[2] - 1)  # plan index of step t + 1
+        ctrl = self.dynamics.track(state, self.plan_xy[:, :, j], self.plan_heading[:, :, j], self.scene.dt)
+        B, A = state.batch, state.num_agents
+        return Actions(ctrl=ctrl, ctrl_mask=state.valid, pose=torch.zeros(B, A, 5),
+                       pose_mask=torch.zeros(B, A, dtype=torch.bool), next_valid=state.valid)
