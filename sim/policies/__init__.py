@@ -5,7 +5,8 @@ the state it is given). ``rng`` is a ``torch.Generator`` owned by the rollout (o
 seed). Importing this package registers the built-in policies.
 """
 from sim.policies.base import POLICIES, ConstantVelocity, LogReplay, Policy, controlled_mask
+from sim.policies.idm import IDMPolicy
 from sim.policies.learned import LearnedPolicy, Predictor
 
-__all__ = ["POLICIES", "Policy", "LogReplay", "ConstantVelocity", "LearnedPolicy", "Predictor",
+__all__ = ["POLICIES", "Policy", "LogReplay", "ConstantVelocity", "IDMPolicy", "LearnedPolicy", "Predictor",
            "controlled_mask"]
