@@ -165,3 +165,30 @@ def test_scene_without_valid_keys_gives_zero_rows(name):
         ref0 = att(x[:1], pose[:1])
     assert torch.equal(out[1], torch.zeros(6, 64))
     assert (out[0] - ref0[0]).abs().max() < 1e-5
+
+
+# which transforms each encoding is invariant to (design.md §1); everything else must show a gap
+GUARANTEES = {
+    "none": {"shift 50 m", "headings + 2π", "headings + 0.7 rad", "rotate scene 0.7 rad"},
+    "absolute": {"headings + 2π"},
+    "rpe": {"shift 50 m", "headings + 2π", "rotate scene 0.7 rad"},
+    "rope2d": {"shift 50 m", "headings + 2π", "headings + 0.7 rad"},
+    "drope": {"shift 50 m", "headings + 2π", "headings + 0.7 rad", "rotate scene 0.7 rad"},
+    "drope_rope": {"shift 50 m", "headings + 2π", "headings + 0.7 rad"},
+}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_invariance_matrix(name):
+    from drope.nn.invariance import invariance_gaps
+
+    att = make(name)
+    x, pose = scene(24, seed=7)
+    gaps = invariance_gaps(att, x, pose)
+    assert set(gaps) == {t for ts in GUARANTEES.values() for t in ts}
+    for transform, gap in gaps.items():
+        if transform in GUARANTEES[name]:
+            assert gap < 1e-5, (transform, gap)
+        else:
+            assert gap > 1e-2, (transform, gap)  # e.g. drope_rope under a whole-scene rotation
+    assert next(att.parameters()).dtype == torch.float32  # measured on a copy

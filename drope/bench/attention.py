@@ -60,6 +60,20 @@ def run_point(encoding: str, n: int, repeats: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def merge_saved(path: Path, rows: list[dict]) -> list[dict]:
+    """Saved points updated with this run's: a run over a few sizes keeps the other sizes' rows."""
+    old = []
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise SystemExit(f"{path}: not valid JSON ({err}); move it away or pass --out") from None
+    new = {(r["encoding"], r["n"]) for r in rows}
+    kept = [r for r in old if (r.get("encoding"), r.get("n")) not in new]
+    order = {e: i for i, e in enumerate(ENCODINGS)}
+    return sorted(kept + rows, key=lambda r: (r["n"], order.get(r["encoding"], len(order))))
+
+
 def table(rows: list[dict]) -> str:
     sizes = sorted({r["n"] for r in rows})
     by = {(r["encoding"], r["n"]): r for r in rows}
@@ -106,6 +120,35 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def invariance_rows(n: int = 64, seed: int = 0) -> list[dict]:
+    """Relative output change of one layer (width 64, 4 heads) per encoding and rigid transform."""
+    import math
+
+    import torch
+
+    from drope.nn import EncodingConfig, PoseAttention
+    from drope.nn.invariance import invariance_gaps
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, n, 64, generator=g)
+    pose = torch.cat([(torch.rand(1, n, 2, generator=g) - 0.5) * 150,
+                      (torch.rand(1, n, 1, generator=g) * 2 - 1) * math.pi], -1)
+    rows = []
+    for enc in ENCODINGS:
+        torch.manual_seed(seed)
+        gaps = invariance_gaps(PoseAttention(64, 4, EncodingConfig(name=enc)), x, pose)
+        rows.append({"encoding": enc, **{k: float(f"{v:.2g}") for k, v in gaps.items()}})
+    return rows
+
+
+def invariance_table(rows: list[dict]) -> str:
+    cols = [k for k in rows[0] if k != "encoding"]
+    lines = ["| encoding | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for r in rows:
+        lines.append(f"| {r['encoding']} | " + " | ".join(f"{r[c]:.1e}" for c in cols) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "--child":
@@ -118,10 +161,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="timed forward passes per point (median)")
     p.add_argument("--max-gb", type=float, default=16.0, help="skip points estimated above this")
     p.add_argument("--json", action="store_true", help="print a JSON list of {encoding, n, peak_mb, ms}")
-    p.add_argument("--out", type=Path, default=RESULTS, help="where to save attention.{json,md,png}")
+    p.add_argument("--invariance", action="store_true",
+                   help="instead: relative output change under rigid scene transforms, per encoding "
+                        "(saved as attention.invariance.{json,md})")
+    p.add_argument("--out", type=Path, default=RESULTS,
+                   help="where attention.{json,md,png} are saved; points measured now replace saved ones")
     args = p.parse_args(argv)
     from tqdm import tqdm
 
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.invariance:
+        inv = invariance_rows()
+        (args.out / "attention.invariance.json").write_text(json.dumps(inv, indent=1))
+        text = invariance_table(inv)
+        (args.out / "attention.invariance.md").write_text(
+            "Relative output change max|y(T pose) - y(pose)| / max|y(pose)| of one layer (float64 copy, "
+            "64 tokens over 150 m, random weights); `drope-bench attention --invariance`.\n\n" + text + "\n")
+        print(json.dumps(inv) if args.json else text)
+        return 0
     rows = []
     points = [(e, n) for n in args.sizes for e in args.encodings]
     for enc, n in tqdm(points, desc="attention bench", disable=args.json):
@@ -130,10 +187,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"encoding": enc, "n": n, "peak_mb": None, "ms": None, "skipped": True, "estimate_gb": est})
             continue
         rows.append(run_point(enc, n, args.repeats))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "attention.json").write_text(json.dumps(rows, indent=1))
-    (args.out / "attention.md").write_text(table(rows) + "\n")
-    plot(rows, args.out / "attention.png")
+    saved = merge_saved(args.out / "attention.json", rows)
+    (args.out / "attention.json").write_text(json.dumps(saved, indent=1))
+    (args.out / "attention.md").write_text(table(saved) + "\n")
+    plot(saved, args.out / "attention.png")
     if args.json:
         print(json.dumps(rows))
     else:
