@@ -32,6 +32,7 @@ def box_signed_distance(a: Tensor, b: Tensor) -> Tensor:
     is the smallest distance to those 8 segments, negative when it lies inside all 8 edge lines.
     Returns ``[...]``.
     """
+    a, b = torch.broadcast_tensors(a, b)
     a_start, a_edge = _edges(a)  # [..., 4, 2]
     b_start, b_edge = _edges(b)
     # outward normals of CCW edges: (ey, -ex)

@@ -1,0 +1,336 @@
+"""Per-step features of the 2025 sim-agents metric, batched over rollouts (torch, float64).
+
+Conventions: N samples (rollouts; 1 for the log), O simulated objects ordered evaluated-first,
+E evaluated objects (the first E of O), T steps. Positions are in the scene frame; headings are
+*unwrapped* scene-frame values (world heading − scene origin heading) so that raw heading
+differences equal the world ones the official code thresholds on.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from drope.geometry import box_corners
+from drope.metrics.boxes import box_signed_distance
+
+Tensor = torch.Tensor
+
+HUGE = 1e10
+CORNER_ROUNDING = 0.7
+MAX_HEADING_DIFF = math.radians(75.0)
+MAX_HEADING_DIFF_SMALL_OVERLAP = math.radians(10.0)
+SMALL_OVERLAP = 0.5
+MAX_TTC = 5.0
+Z_STRETCH = 3.0
+CYCLIC_TOLERANCE_M2 = 1.0
+
+
+def _central_diff(t: Tensor) -> Tensor:
+    """(t[i+1] − t[i−1]) / 2 along the last axis, NaN at both ends."""
+    pad = torch.full_like(t[..., :1], float("nan"))
+    return torch.cat([pad, (t[..., 2:] - t[..., :-2]) / 2, pad], dim=-1)
+
+
+def _wrap(a: Tensor) -> Tensor:
+    return (a + math.pi) % (2 * math.pi) - math.pi
+
+
+def kinematics(xyz: Tensor, heading: Tensor, dt: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Linear speed, linear acceleration, angular speed, angular acceleration ``[..., T]``.
+
+    Central differences (NaN at the ends: 1 step for speeds, 2 for accelerations); speed is the 3D
+    norm; heading steps are wrapped as half of the wrapped double step, as the official code does.
+    """
+    d = _central_diff(xyz.movedim(-1, 0))  # [3, ..., T]
+    speed = d.norm(dim=0) / dt
+    accel = _central_diff(speed) / dt
+    dh = _wrap(_central_diff(heading) * 2) / 2
+    d2h = _wrap(_central_diff(dh) * 2) / 2
+    return speed, accel, dh / dt, d2h / dt**2
+
+
+def kinematic_validity(valid: Tensor) -> tuple[Tensor, Tensor]:
+    """Validity of speeds (steps i−1 and i+1 valid) and accelerations (applied twice)."""
+    def central_and(v: Tensor) -> Tensor:
+        pad = torch.zeros_like(v[..., :1])
+        return torch.cat([pad, v[..., 2:] & v[..., :-2], pad], dim=-1)
+
+    speed_valid = central_and(valid)
+    return speed_valid, central_and(speed_valid)
+
+
+def distance_to_nearest_object(
+    xy: Tensor, heading: Tensor, length: Tensor, width: Tensor, valid: Tensor, num_eval: int
+) -> Tensor:
+    """Signed distance ``[N, E, T]`` from each evaluated box to the nearest other box.
+
+    Boxes get rounded corners (shrunk by ``0.7·min(l, w)/2`` and the shrink subtracted again);
+    pairs with an invalid member and the object itself count as 1e10.
+    ``xy [N, O, T, 2]``, ``heading [N, O, T]``, ``length/width [O, T]``, ``valid [O, T]``.
+    """
+    shrink = torch.minimum(length, width) * CORNER_ROUNDING / 2  # [O, T]
+    corners = box_corners(xy, heading, (length - 2 * shrink).expand_as(heading), (width - 2 * shrink).expand_as(heading))
+    ev = corners[:, :num_eval]  # [N, E, T, 4, 2]
+    d = box_signed_distance(ev[:, :, None], corners[:, None])  # [N, E, O, T]
+    d = d - shrink[None, :num_eval, None] - shrink[None, None]
+    pair_valid = valid[:num_eval, None] & valid[None]  # [E, O, T]
+    eye = torch.zeros(num_eval, valid.shape[0], dtype=torch.bool)
+    eye[torch.arange(num_eval), torch.arange(num_eval)] = True
+    d = torch.where(eye[None, :, :, None], d + HUGE, d)
+    d = torch.where(pair_valid[None], d, torch.full_like(d, HUGE))
+    return d.amin(dim=2)
+
+
+def time_to_collision(
+    xy: Tensor, heading: Tensor, length: Tensor, width: Tensor, valid: Tensor, num_eval: int, dt: float
+) -> Tensor:
+    """Seconds ``[N, E, T]`` until each evaluated object reaches the object it follows at constant
+    speeds (capped at 5 s; 5 s when it follows none)."""
+    speed = _central_diff(xy.movedim(-1, 0)).norm(dim=0) / dt  # [N, O, T] 2D speed
+    ego_xy, ego_h, ego_v = xy[:, :num_eval], heading[:, :num_eval], speed[:, :num_eval]
+    yaw_diff = (heading[:, None] - ego_h[:, :, None]).abs()  # [N, E, O, T], raw (not wrapped)
+    c, s = yaw_diff.cos().abs(), yaw_diff.sin().abs()
+    half_l, half_w = (length / 2)[None, None], (width / 2)[None, None]  # [1, 1, O, T]
+    other_long = half_l * c + half_w * s
+    other_lat = half_l * s + half_w * c
+    rel = xy[:, None] - ego_xy[:, :, None]  # [N, E, O, T, 2]
+    ch, sh = ego_h.cos()[:, :, None], ego_h.sin()[:, :, None]
+    rel_x = ch * rel[..., 0] + sh * rel[..., 1]
+    rel_y = -sh * rel[..., 0] + ch * rel[..., 1]
+    long_dist = rel_x - (length[:num_eval] / 2)[None, :, None] - other_long
+    lat_overlap = rel_y.abs() - (width[:num_eval] / 2)[None, :, None] - other_lat
+    following = (
+        (long_dist > 0)
+        & (yaw_diff <= MAX_HEADING_DIFF)
+        & (lat_overlap < 0)
+        & ((lat_overlap < -SMALL_OVERLAP) | (yaw_diff <= MAX_HEADING_DIFF_SMALL_OVERLAP))
+    )
+    ok = following & valid[None, None]
+    masked = long_dist + (~ok).double() * HUGE
+    dist, idx = masked.min(dim=2)  # [N, E, T]
+    ahead_speed = speed[:, None].expand_as(masked).gather(2, idx[:, :, None])[:, :, 0]
+    rel_speed = ego_v - ahead_speed
+    ttc = torch.minimum(dist / rel_speed, torch.full_like(dist, MAX_TTC))
+    return torch.where(rel_speed > 0, ttc, torch.full_like(dist, MAX_TTC))
+
+
+# ---- road edges ------------------------------------------------------------------------------
+
+
+class EdgeSegments:
+    """Road-edge polylines flattened into segments with the neighbour data the sign rule needs.
+
+    Reproduces the official padding semantics: a polyline's first/last segment sees its cyclic
+    neighbour only when the polyline is cyclic (ends < 1 m apart in 3D) *and* as long as the
+    longest polyline; otherwise the segment's own side decides.
+    """
+
+    def __init__(self, polylines: list[Tensor]):
+        polylines = [p.to(torch.float64) for p in polylines if p.shape[0] >= 2]
+        if not polylines:
+            raise ValueError("the scene has no road edges (needed for distance to road edge / off-road)")
+        max_len = max(p.shape[0] for p in polylines)
+        start, vec, z0, z1, prev_vec, next_vec, has_prev, has_next = [], [], [], [], [], [], [], []
+        for p in polylines:
+            n = p.shape[0] - 1
+            seg = p[1:, :2] - p[:-1, :2]  # [n, 2]
+            cyclic = bool(((p[0] - p[-1]) ** 2).sum() < CYCLIC_TOLERANCE_M2)
+            full = p.shape[0] == max_len
+            prev = torch.cat([seg[-1:] if (cyclic and full) else seg[:1], seg[:-1]])
+            nxt = torch.cat([seg[1:], seg[:1] if (cyclic and full) else seg[-1:]])
+            hp = torch.ones(n, dtype=torch.bool)
+            hn = torch.ones(n, dtype=torch.bool)
+            if not full:  # neighbours of the ends are padding (invalid) in the official tensor
+                hp[0] = not cyclic
+                hn[-1] = False
+            start.append(p[:-1, :3])
+            vec.append(p[1:, :3] - p[:-1, :3])
+            prev_vec.append(prev)
+            next_vec.append(nxt)
+            has_prev.append(hp)
+            has_next.append(hn)
+        self.start = torch.cat(start)  # [M, 3]
+        self.vec = torch.cat(vec)  # [M, 3]
+        self.prev_vec = torch.cat(prev_vec)  # [M, 2]
+        self.next_vec = torch.cat(next_vec)  # [M, 2]
+        self.has_prev = torch.cat(has_prev)  # [M]
+        self.has_next = torch.cat(has_next)  # [M]
+
+    def __len__(self) -> int:
+        return int(self.start.shape[0])
+
+
+def _cross(a: Tensor, b: Tensor) -> Tensor:
+    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+
+
+def _segment_terms(p: Tensor, start: Tensor, vec: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """For points ``p [Q, 1, 3]`` and segments ``[1|Q, M, 3]``: rel_t, 3D stretched and 2D distances."""
+    sp = p - start  # [Q, M, 3]
+    den = (vec[..., :2] ** 2).sum(-1)
+    rel_t = torch.where(den > 0, (sp[..., :2] * vec[..., :2]).sum(-1) / den.clamp_min(1e-300), torch.zeros_like(den))
+    d = sp - vec * rel_t.clamp(0, 1)[..., None]
+    d3 = torch.sqrt(d[..., 0] ** 2 + d[..., 1] ** 2 + (Z_STRETCH * d[..., 2]) ** 2)
+    return rel_t, d3, d[..., :2].norm(dim=-1)
+
+
+def signed_distance_to_edges(points: Tensor, edges: EdgeSegments, group: int = 512) -> Tensor:
+    """Signed 2D distance ``[Q]`` of ``points [Q, 3]`` to the road-edge boundary (positive off-road).
+
+    The segment is chosen by the z-stretched 3D distance. Candidate segments are pruned per group of
+    points: a segment can win only if its 2D distance to the group's bounding box is below the worst
+    best-distance against a small seed set (exact: the pruning never drops the winner).
+    """
+    out = torch.empty(points.shape[0], dtype=torch.float64)
+    seg_lo = torch.minimum(edges.start[:, :2], edges.start[:, :2] + edges.vec[:, :2])  # [M, 2]
+    seg_hi = torch.maximum(edges.start[:, :2], edges.start[:, :2] + edges.vec[:, :2])
+    order = torch.argsort(points[:, 0] * 0.0 + torch.floor(points[:, 0] / 20) * 1e6 + torch.floor(points[:, 1] / 20))
+    for g0 in range(0, points.shape[0], group):
+        gi = order[g0 : g0 + group]
+        p = points[gi]  # [G, 3]
+        lo, hi = p[:, :2].amin(0), p[:, :2].amax(0)
+        # 2D gap between the group's box and each segment's box: a lower bound of any 2D (≤ 3D) distance
+        gap = (torch.clamp(seg_lo - hi, min=0) ** 2 + torch.clamp(lo - seg_hi, min=0) ** 2).sum(-1).sqrt()  # [M]
+        seeds = gap.topk(min(16, len(edges)), largest=False).indices
+        _, d3s, _ = _segment_terms(p[:, None], edges.start[seeds][None], edges.vec[seeds][None])
+        bound = d3s.amin(1).amax()
+        cand = (gap <= bound).nonzero()[:, 0]
+        rel_t, d3, d2 = _segment_terms(p[:, None], edges.start[cand][None], edges.vec[cand][None])  # [G, C]
+        best = d3.argmin(1)  # [G]
+        k = cand[best]
+        out[gi] = _signed(p, edges, k, rel_t.gather(1, best[:, None])[:, 0], d2.gather(1, best[:, None])[:, 0])
+    return out
+
+
+def _signed(p: Tensor, e: EdgeSegments, k: Tensor, rel_t: Tensor, d2: Tensor) -> Tensor:
+    """Sign rule of the official code for the chosen segment ``k`` of each point."""
+    start, vec = e.start[k, :2], e.vec[k, :2]
+    sp = p[:, :2] - start
+    n = torch.sign(_cross(sp, vec))
+    prev_start = start - e.prev_vec[k]
+    n_prior = torch.sign(_cross(p[:, :2] - prev_start, e.prev_vec[k]))
+    next_start = start + vec
+    n_next = torch.sign(_cross(p[:, :2] - next_start, e.next_vec[k]))
+    convex_before = _cross(e.prev_vec[k], vec) > 0
+    convex_after = _cross(vec, e.next_vec[k]) > 0
+    before = torch.where(convex_before, torch.maximum(n, n_prior), torch.minimum(n, n_prior))
+    after = torch.where(convex_after, torch.maximum(n, n_next), torch.minimum(n, n_next))
+    sign = torch.where((rel_t < 0) & e.has_prev[k], before, torch.where((rel_t > 1) & e.has_next[k], after, n))
+    return sign * d2
+
+
+def distance_to_road_edge(
+    xy: Tensor, z: Tensor, heading: Tensor, length: Tensor, width: Tensor, height: Tensor,
+    valid: Tensor, edges: EdgeSegments,
+) -> Tensor:
+    """Signed distance ``[N, E, T]`` of the evaluated boxes' worst corner to the road edge.
+
+    ``xy [N, E, T, 2]``, ``z/heading [N, E, T]``, sizes/valid ``[E, T]``. Invalid → −1e10.
+    """
+    corners = box_corners(xy, heading, length.expand_as(heading), width.expand_as(heading))  # [N, E, T, 4, 2]
+    cz = (z - height / 2)[..., None].expand(corners.shape[:-1])  # bottom corners
+    pts = torch.cat([corners, cz[..., None]], dim=-1).reshape(-1, 3)
+    d = signed_distance_to_edges(pts, edges).reshape(corners.shape[:-1]).amax(-1)
+    return torch.where(valid[None], d, torch.full_like(d, -HUGE))
+
+
+# ---- traffic lights ----------------------------------------------------------------------------
+
+
+class LaneSegments:
+    """Surface-street lane polylines flattened into segments, with their lane ids."""
+
+    def __init__(self, polylines: list[Tensor], lane_ids: list[int]):
+        keep = [(p.to(torch.float64)[:, :2], i) for p, i in zip(polylines, lane_ids) if p.shape[0] >= 2]
+        self.lane_ids = torch.tensor([i for _, i in keep], dtype=torch.int64)  # [L]
+        self.polylines = [p for p, _ in keep]
+        self.start = torch.cat([p[:-1] for p in self.polylines]) if keep else torch.zeros(0, 2, dtype=torch.float64)
+        self.vec = torch.cat([p[1:] - p[:-1] for p in self.polylines]) if keep else torch.zeros(0, 2, dtype=torch.float64)
+        self.owner = torch.cat([torch.full((p.shape[0] - 1,), j) for j, (p, _) in enumerate(keep)]) if keep else torch.zeros(0, dtype=torch.int64)
+
+    def __len__(self) -> int:
+        return int(self.start.shape[0])
+
+
+def _lane_score(p: Tensor, start: Tensor, vec: Tensor) -> Tensor:
+    """The official nearest-lane score |(p − s) + t·(e − s)| with t the clipped projection.
+
+    Note the *plus*: this is not the point-segment distance, but it is what the official
+    traffic-light feature ranks lanes by, so it is reproduced as is.
+    """
+    sp = p - start
+    den = (vec**2).sum(-1)
+    t = torch.where(den > 0, (sp * vec).sum(-1) / den.clamp_min(1e-300), torch.zeros_like(den)).clamp(0, 1)
+    return (sp + vec * t[..., None]).norm(dim=-1)
+
+
+def nearest_lane(points: Tensor, lanes: LaneSegments, group: int = 512) -> Tensor:
+    """Index into ``lanes.lane_ids`` of the lane ranked nearest to each of ``points [Q, 2]``.
+
+    Pruned per group like :func:`signed_distance_to_edges`, with the lower bound
+    score ≥ |p − s| − |e − s| (triangle inequality), so the winner is never dropped.
+    """
+    out = torch.empty(points.shape[0], dtype=torch.int64)
+    seg_len = lanes.vec.norm(dim=-1)
+    order = torch.argsort(torch.floor(points[:, 0] / 20) * 1e6 + torch.floor(points[:, 1] / 20))
+    for g0 in range(0, points.shape[0], group):
+        gi = order[g0 : g0 + group]
+        p = points[gi]
+        lo, hi = p.amin(0), p.amax(0)
+        gap = (torch.clamp(lanes.start - hi, min=0) ** 2 + torch.clamp(lo - lanes.start, min=0) ** 2).sum(-1).sqrt()
+        lower = gap - seg_len
+        seeds = lower.topk(min(16, len(lanes)), largest=False).indices
+        bound = _lane_score(p[:, None], lanes.start[seeds][None], lanes.vec[seeds][None]).amin(1).amax()
+        cand = (lower <= bound).nonzero()[:, 0]  # flat order kept: ties resolve to the lowest index
+        score = _lane_score(p[:, None], lanes.start[cand][None], lanes.vec[cand][None])
+        out[gi] = lanes.owner[cand[score.argmin(1)]]
+    return out
+
+
+def red_light_violation(
+    xy: Tensor, valid: Tensor, lanes: LaneSegments, signal_lane: Tensor, signal_state: Tensor, signal_stop: Tensor,
+    stop_states: tuple[int, ...] = (1, 4),
+) -> Tensor:
+    """Per-step red-light violations ``[N, E, T]`` (step 0 never).
+
+    An object violates at step t when its nearest lane (official ranking) carries a signal in a stop
+    state (STOP or ARROW_STOP; flashing stop is not) at t, and between t−1 and t its projection on
+    the signal's stop segment passes the stop point. ``xy [N, E, T, 2]``, ``valid [E, T]``;
+    ``signal_lane [Z]`` lane ids, ``signal_state [T, Z]`` (0 where the lane has no state),
+    ``signal_stop [T, Z, 2]`` (where absent: the world origin in scene coordinates, as the
+    official tensors hold zeros there).
+    """
+    N, E, T, _ = xy.shape
+    if len(lanes) == 0 or signal_lane.numel() == 0:
+        return torch.zeros(N, E, T, dtype=torch.bool)
+    lane_of_point = nearest_lane(xy.reshape(-1, 2), lanes).reshape(N, E, T)
+    current_lane = lanes.lane_ids[lane_of_point]  # [N, E, T]
+    Z = signal_lane.shape[0]
+    match = lanes.lane_ids[None, :] == signal_lane[:, None]  # [Z, L]
+    lane_valid = match.any(1)  # [Z]
+    lane_index = match.to(torch.int64).argmax(1)  # [Z]
+    seg_a = torch.zeros(T, Z, 2, dtype=torch.float64)
+    seg_b = torch.zeros(T, Z, 2, dtype=torch.float64)
+    for z in range(Z):
+        poly = lanes.polylines[int(lane_index[z])]  # [P, 2]
+        s, v = poly[:-1], poly[1:] - poly[:-1]
+        k = _lane_score(signal_stop[:, z, None, :], s[None], v[None]).argmin(1)  # [T]
+        seg_a[:, z], seg_b[:, z] = s[k], s[k] + v[k]
+    seg = seg_b - seg_a  # [T, Z, 2]
+    den = (seg**2).sum(-1)
+    def proj(q: Tensor) -> Tensor:
+        num = ((q - seg_a) * seg).sum(-1)
+        return torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(num))
+
+    stop_t = proj(signal_stop)  # [T, Z]
+    obj_t = proj(xy[..., None, :])  # [N, E, T, Z]
+    behind = obj_t < stop_t
+    ahead = obj_t > stop_t
+    crossed = torch.zeros_like(behind)
+    crossed[:, :, 1:] = behind[:, :, :-1] & ahead[:, :, 1:]
+    is_stop = torch.zeros_like(signal_state, dtype=torch.bool)
+    for st in stop_states:
+        is_stop |= signal_state == st
+    hit = (current_lane[..., None] == signal_lane) & is_stop & lane_valid & crossed & valid[None, :, :, None]
+    return hit.any(-1)
