@@ -1,0 +1,224 @@
+"""``drope-sim key=value ...``: closed-loop rollouts of many scenarios, metrics and animations.
+
+Examples::
+
+    drope-sim data=[/data/womd/validation.tfrecord-00000-of-00150] policy=idm rollouts=8 out=runs/idm
+    drope-sim generate.num_scenes=64 policy=learned model=model.onnx controlled=all out=runs/learned
+
+Overrides use hydra syntax on ``configs/sim/default.yaml`` (no working-directory change, no hydra
+output folder: ``out`` is relative to the current directory). Writes ``out/metrics.json``
+(per-scenario entries + pooled aggregate), ``out/rollouts/<scenario>.npz`` and
+``out/animations/<scenario>.gif``, and prints a table.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "sim"
+SEED_STRIDE = 1_000_003
+log = logging.getLogger(__name__)
+
+
+def load_config(overrides: list[str], name: str = "default"):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name=name, overrides=overrides)
+
+
+# ---- scenes ---------------------------------------------------------------------------------------
+def _shards(data) -> list[Path]:
+    out: list[Path] = []
+    for p in map(Path, data):
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if ".tfrecord" in q.name and not q.name.endswith(".npz"))
+            if not found:
+                raise FileNotFoundError(f"no .tfrecord files in directory {p}")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"no such scenario file or directory: {p}")
+    return out
+
+
+def load_scenes(cfg) -> list:
+    """Scenes from ``cfg.data`` shards (real or generated), else generated in memory."""
+    limit = cfg.max_scenarios
+    if cfg.data:
+        from drope.data.womd import read_scenarios
+
+        scenes = []
+        for scene in read_scenarios(_shards(cfg.data)):
+            scenes.append(scene)
+            if limit is not None and len(scenes) >= limit:
+                break
+        return scenes
+    from sim.generate.scenario import generate_scene
+
+    n = cfg.generate.num_scenes if limit is None else min(limit, cfg.generate.num_scenes)
+    return [generate_scene(int(cfg.generate.seed), i)[0] for i in range(n)]
+
+
+# ---- one scenario -----------------------------------------------------------------------------------
+_PREDICTOR = None  # one ONNX session per process
+
+
+def build_policies(cfg, scene_dynamics):
+    from sim.policies import POLICIES
+    from sim.policies.learned import LearnedConfig
+
+    def make(name: str):
+        cls = POLICIES.get(name)
+        if name == "learned":
+            global _PREDICTOR
+            if cfg.model is None:
+                raise ValueError("policy=learned needs model=PATH (an ONNX file from drope-export)")
+            if _PREDICTOR is None:
+                from sim.policies.predictors import OnnxScenePredictor
+
+                _PREDICTOR = OnnxScenePredictor(cfg.model, threads=1)
+            return cls(scene_dynamics, _PREDICTOR, LearnedConfig(replan_every=int(cfg.replan_every), mode=str(cfg.mode)))
+        return cls(scene_dynamics)
+
+    policy = make(cfg.policy)
+    background = policy if cfg.background == cfg.policy else make(cfg.background)
+    return policy, background
+
+
+def build_dynamics_from(cfg):
+    from sim.dynamics import build_dynamics
+
+    kw = dict(cfg.bicycle) if cfg.dynamics == "bicycle" else {}
+    return build_dynamics(cfg.dynamics, **kw)
+
+
+def simulate_scene(cfg, scene, index: int, want_arrays: bool = False):
+    """Roll out one scene; returns (summary entry, rollouts, metrics) — arrays only if asked."""
+    import torch
+
+    torch.set_num_threads(1)
+    from sim.metrics import MetricsConfig, agent_metrics, scenario_summary
+    from sim.policies import controlled_mask
+    from sim.rollout import run_rollouts
+
+    dyn = build_dynamics_from(cfg)
+    policy, background = build_policies(cfg, dyn)
+    t0 = time.perf_counter()
+    ro = run_rollouts(scene, policy, background, controlled_mask(scene, cfg.controlled), dyn, int(cfg.rollouts),
+                      seed=int(cfg.seed) * SEED_STRIDE + index)
+    sim_s = time.perf_counter() - t0
+    m = agent_metrics(scene, ro, MetricsConfig(**cfg.metrics))
+    entry = scenario_summary(m, scene.scenario_id)
+    entry["sim_seconds"] = sim_s
+    if cfg.save_rollouts:
+        d = Path(cfg.out) / "rollouts"
+        d.mkdir(parents=True, exist_ok=True)
+        ro.to_npz(d / f"{index:05d}_{scene.scenario_id}.npz", scene)
+    return entry, (ro, m) if want_arrays else None
+
+
+def _worker(args):
+    cfg_dict, scene, index = args
+    cfg = OmegaConf.create(cfg_dict)
+    entry, _ = simulate_scene(cfg, scene, index)
+    return index, entry
+
+
+# ---- table ------------------------------------------------------------------------------------------
+TABLE_KEYS = {"ade": "ADE m", "fde": "FDE m", "collision_rate": "collision", "offroad_rate": "off-road",
+              "kinematic_infeasibility_rate": "kin.infeas", "red_light_violation_rate": "red light",
+              "progress_ratio": "progress"}
+
+
+def format_table(entries: list[dict], aggregate: dict) -> str:
+    head = f"{'scenario':<24}" + "".join(f"{h:>11}" for h in TABLE_KEYS.values())
+    rows = [head, "-" * len(head)]
+
+    def fmt(v):
+        return f"{v:>11.3f}" if isinstance(v, (int, float)) else f"{'-':>11}"
+
+    for e in entries:
+        rows.append(f"{e['scenario_id'][:24]:<24}" + "".join(fmt(e.get(k)) for k in TABLE_KEYS))
+    rows.append("-" * len(head))
+    rows.append(f"{'ALL (pooled)':<24}" + "".join(fmt(aggregate.get(k)) for k in TABLE_KEYS))
+    return "\n".join(rows)
+
+
+# ---- main -------------------------------------------------------------------------------------------
+def run(cfg) -> dict:
+    """Run the configured simulation; returns the metrics.json content."""
+    from tqdm import tqdm
+
+    from sim.metrics import aggregate
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    scenes = load_scenes(cfg)
+    if not scenes:
+        raise ValueError("no scenes to simulate (empty data files or generate.num_scenes=0)")
+    cfg_dict = OmegaConf.to_container(cfg, resolve=True)
+    cfg_dict["out"] = str(out.resolve())
+    entries: dict[int, dict] = {}
+    t0 = time.perf_counter()
+    workers = max(1, min(int(cfg.workers), len(scenes)))
+    if workers == 1:
+        for i, scene in enumerate(tqdm(scenes, desc="drope-sim", unit="scene")):
+            entries[i] = simulate_scene(OmegaConf.create(cfg_dict), scene, i)[0]
+    else:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_worker, (cfg_dict, s, i)) for i, s in enumerate(scenes)]
+            for f in tqdm(as_completed(futures), total=len(futures), desc="drope-sim", unit="scene"):
+                i, entry = f.result()
+                entries[i] = entry
+    ordered = [entries[i] for i in range(len(scenes))]
+    agg = aggregate(ordered)
+    agg["wall_seconds"] = time.perf_counter() - t0
+    result = {"config": cfg_dict, "aggregate": agg, "scenarios": ordered}
+    animations = []
+    for i, scene in enumerate(scenes[: int(cfg.animate)]):
+        _, (ro, m) = simulate_scene(OmegaConf.create({**cfg_dict, "save_rollouts": False}), scene, i, want_arrays=True)
+        from sim.animate import animate_rollout
+
+        (out / "animations").mkdir(exist_ok=True)
+        info = animate_rollout(scene, ro, m, out / "animations" / f"{i:05d}_{scene.scenario_id}.{cfg.animation_format}")
+        animations.append(info)
+        log.info("animation %s: %d frames, %.3f s/frame", info["path"], info["frames"], info["seconds_per_frame"])
+    result["animations"] = animations
+    (out / "metrics.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        print(OmegaConf.to_yaml(load_config([])))
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(argv)
+    except Exception as e:  # hydra's override errors name the bad key
+        print(f"drope-sim: bad override: {e}", file=sys.stderr)
+        return 2
+    try:
+        result = run(cfg)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"drope-sim: {e}", file=sys.stderr)
+        return 2
+    print(format_table(result["scenarios"], result["aggregate"]))
+    print(f"\n{result['aggregate']['num_rollouts']} rollouts of {len(result['scenarios'])} scenarios "
+          f"({cfg.policy} on {cfg.controlled}, background {cfg.background}) -> {Path(cfg.out) / 'metrics.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
