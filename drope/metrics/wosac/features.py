@@ -69,17 +69,22 @@ def distance_to_nearest_object(
     pairs with an invalid member and the object itself count as 1e10.
     ``xy [N, O, T, 2]``, ``heading [N, O, T]``, ``length/width [O, T]``, ``valid [O, T]``.
     """
+    N, O, T = heading.shape
     shrink = torch.minimum(length, width) * CORNER_ROUNDING / 2  # [O, T]
     corners = box_corners(xy, heading, (length - 2 * shrink).expand_as(heading), (width - 2 * shrink).expand_as(heading))
-    ev = corners[:, :num_eval]  # [N, E, T, 4, 2]
-    d = box_signed_distance(ev[:, :, None], corners[:, None])  # [N, E, O, T]
-    d = d - shrink[None, :num_eval, None] - shrink[None, None]
+    # Only pairs that can be nearest are measured: the rounded box lies inside the circle of
+    # radius half-diagonal, and the distance never exceeds the centre distance.
+    radius = torch.hypot(length, width) / 2  # [O, T]
+    centre = (xy[:, :num_eval, None] - xy[:, None]).norm(dim=-1)  # [N, E, O, T]
     pair_valid = valid[:num_eval, None] & valid[None]  # [E, O, T]
-    eye = torch.zeros(num_eval, valid.shape[0], dtype=torch.bool)
-    eye[torch.arange(num_eval), torch.arange(num_eval)] = True
-    d = torch.where(eye[None, :, :, None], d + HUGE, d)
-    d = torch.where(pair_valid[None], d, torch.full_like(d, HUGE))
-    return d.amin(dim=2)
+    pair_valid = pair_valid & ~torch.eye(num_eval, O, dtype=torch.bool)[..., None]
+    upper = torch.where(pair_valid[None], centre, torch.full_like(centre, HUGE)).amin(dim=2, keepdim=True)
+    lower = centre - radius[None, :num_eval, None] - radius[None, None]
+    n, e, o, t = (pair_valid[None] & (lower <= upper)).nonzero().unbind(1)
+    d = box_signed_distance(corners[n, e, t], corners[n, o, t]) - shrink[e, t] - shrink[o, t]
+    out = torch.full((N, num_eval, T), HUGE, dtype=torch.float64)
+    return out.index_put_((n, e, t), d, accumulate=False) if d.numel() == 0 else out.view(-1).scatter_reduce(
+        0, (n * num_eval + e) * T + t, d, reduce="amin").view(N, num_eval, T)
 
 
 def time_to_collision(
@@ -175,7 +180,7 @@ def _segment_terms(p: Tensor, start: Tensor, vec: Tensor) -> tuple[Tensor, Tenso
     return rel_t, d3, d[..., :2].norm(dim=-1)
 
 
-def signed_distance_to_edges(points: Tensor, edges: EdgeSegments, group: int = 512) -> Tensor:
+def signed_distance_to_edges(points: Tensor, edges: EdgeSegments, group: int = 2048) -> Tensor:
     """Signed 2D distance ``[Q]`` of ``points [Q, 3]`` to the road-edge boundary (positive off-road).
 
     The segment is chosen by the z-stretched 3D distance. Candidate segments are pruned per group of
@@ -185,9 +190,7 @@ def signed_distance_to_edges(points: Tensor, edges: EdgeSegments, group: int = 5
     out = torch.empty(points.shape[0], dtype=torch.float64)
     seg_lo = torch.minimum(edges.start[:, :2], edges.start[:, :2] + edges.vec[:, :2])  # [M, 2]
     seg_hi = torch.maximum(edges.start[:, :2], edges.start[:, :2] + edges.vec[:, :2])
-    order = torch.argsort(points[:, 0] * 0.0 + torch.floor(points[:, 0] / 20) * 1e6 + torch.floor(points[:, 1] / 20))
-    for g0 in range(0, points.shape[0], group):
-        gi = order[g0 : g0 + group]
+    for gi in _spatial_groups(points[:, :2], group):
         p = points[gi]  # [G, 3]
         lo, hi = p[:, :2].amin(0), p[:, :2].amax(0)
         # 2D gap between the group's box and each segment's box: a lower bound of any 2D (≤ 3D) distance
@@ -201,6 +204,21 @@ def signed_distance_to_edges(points: Tensor, edges: EdgeSegments, group: int = 5
         k = cand[best]
         out[gi] = _signed(p, edges, k, rel_t.gather(1, best[:, None])[:, 0], d2.gather(1, best[:, None])[:, 0])
     return out
+
+
+def _spatial_groups(xy: Tensor, max_size: int, cell: float = 16.0) -> list[Tensor]:
+    """Indices of ``xy [Q, 2]`` grouped by square cells (groups split at ``max_size``), so each
+    group's bounding box stays small and the candidate pruning stays tight."""
+    if xy.shape[0] == 0:
+        return []
+    key = torch.floor(xy / cell).to(torch.int64)
+    key = (key[:, 0] - key[:, 0].min()) * (int(key[:, 1].max() - key[:, 1].min()) + 1) + (key[:, 1] - key[:, 1].min())
+    order = torch.argsort(key, stable=True)
+    _, counts = torch.unique_consecutive(key[order], return_counts=True)
+    groups = []
+    for chunk in torch.split(order, counts.tolist()):
+        groups.extend(torch.split(chunk, max_size))
+    return groups
 
 
 def _signed(p: Tensor, e: EdgeSegments, k: Tensor, rel_t: Tensor, d2: Tensor) -> Tensor:
@@ -230,9 +248,11 @@ def distance_to_road_edge(
     """
     corners = box_corners(xy, heading, length.expand_as(heading), width.expand_as(heading))  # [N, E, T, 4, 2]
     cz = (z - height / 2)[..., None].expand(corners.shape[:-1])  # bottom corners
-    pts = torch.cat([corners, cz[..., None]], dim=-1).reshape(-1, 3)
-    d = signed_distance_to_edges(pts, edges).reshape(corners.shape[:-1]).amax(-1)
-    return torch.where(valid[None], d, torch.full_like(d, -HUGE))
+    pts = torch.cat([corners, cz[..., None]], dim=-1)  # [N, E, T, 4, 3]
+    keep = valid[None].expand(heading.shape)  # invalid states are −1e10 anyway: skip them
+    d = torch.full(heading.shape + (4,), -HUGE, dtype=torch.float64)
+    d[keep] = signed_distance_to_edges(pts[keep].reshape(-1, 3), edges).reshape(-1, 4)
+    return d.amax(-1)
 
 
 # ---- traffic lights ----------------------------------------------------------------------------
@@ -265,7 +285,7 @@ def _lane_score(p: Tensor, start: Tensor, vec: Tensor) -> Tensor:
     return (sp + vec * t[..., None]).norm(dim=-1)
 
 
-def nearest_lane(points: Tensor, lanes: LaneSegments, group: int = 512) -> Tensor:
+def nearest_lane(points: Tensor, lanes: LaneSegments, group: int = 2048) -> Tensor:
     """Index into ``lanes.lane_ids`` of the lane ranked nearest to each of ``points [Q, 2]``.
 
     Pruned per group like :func:`signed_distance_to_edges`, with the lower bound
@@ -273,9 +293,7 @@ def nearest_lane(points: Tensor, lanes: LaneSegments, group: int = 512) -> Tenso
     """
     out = torch.empty(points.shape[0], dtype=torch.int64)
     seg_len = lanes.vec.norm(dim=-1)
-    order = torch.argsort(torch.floor(points[:, 0] / 20) * 1e6 + torch.floor(points[:, 1] / 20))
-    for g0 in range(0, points.shape[0], group):
-        gi = order[g0 : g0 + group]
+    for gi in _spatial_groups(points[:, :2], group):
         p = points[gi]
         lo, hi = p.amin(0), p.amax(0)
         gap = (torch.clamp(lanes.start - hi, min=0) ** 2 + torch.clamp(lo - lanes.start, min=0) ** 2).sum(-1).sqrt()
@@ -304,8 +322,9 @@ def red_light_violation(
     N, E, T, _ = xy.shape
     if len(lanes) == 0 or signal_lane.numel() == 0:
         return torch.zeros(N, E, T, dtype=torch.bool)
-    lane_of_point = nearest_lane(xy.reshape(-1, 2), lanes).reshape(N, E, T)
-    current_lane = lanes.lane_ids[lane_of_point]  # [N, E, T]
+    keep = valid[None].expand(N, E, T)  # invalid states never violate: skip their lane search
+    current_lane = torch.full((N, E, T), -1, dtype=torch.int64)
+    current_lane[keep] = lanes.lane_ids[nearest_lane(xy[keep], lanes)]
     Z = signal_lane.shape[0]
     match = lanes.lane_ids[None, :] == signal_lane[:, None]  # [Z, L]
     lane_valid = match.any(1)  # [Z]
