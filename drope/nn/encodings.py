@@ -72,6 +72,23 @@ class PoseEncoding(nn.Module):
         """Token features before q/k/v projections ``[B, N, D]``."""
         return x
 
+    def _apply(self, fn, recurse=True):
+        # .half()/.to(bfloat16) must not cast frequency tables: a bf16 ω errs by ~0.4 %, i.e.
+        # radians at 100 m. Floating buffers and rope_* parameters stay fp32 (devices still move).
+        keep = {n: t for n, t in self._buffers.items() if t is not None and t.dtype == torch.float32}
+        keep |= {n: p for n, p in self._parameters.items() if n.startswith("rope_") and p.dtype == torch.float32}
+        keep = {n: t.detach().clone() for n, t in keep.items()}
+        super()._apply(fn, recurse)
+        for name, old in keep.items():
+            cur = self._buffers[name] if name in self._buffers else self._parameters[name]
+            if cur.dtype in (torch.float16, torch.bfloat16):
+                fixed = old.to(cur.device)
+                if name in self._buffers:
+                    self._buffers[name] = fixed
+                else:
+                    cur.data = fixed
+        return self
+
     def rotate(self, x: Tensor, pose: Tensor) -> Tensor:
         """Rotate per-head features ``x [B, H, N, Dh]`` by ``pose [B, N, 4]``."""
         return x
@@ -251,7 +268,7 @@ class AbsolutePose(PoseEncoding):
     def tokens(self, x: Tensor, pose: Tensor) -> Tensor:
         p = pose.float()
         feats = torch.stack([p[..., 0], p[..., 1], torch.cos(p[..., 2]), torch.sin(p[..., 2])], dim=-1)
-        return x + self.proj(fourier_features(feats, self.freqs)).to(x.dtype)
+        return x + self.proj(fourier_features(feats, self.freqs).to(self.proj.weight.dtype)).to(x.dtype)
 
 
 def relative_pose(pose_q: Tensor, pose_k: Tensor) -> Tensor:
@@ -277,8 +294,8 @@ class RelativePoseEmbedding(PoseEncoding):
         self.mlp = nn.Sequential(nn.Linear(n_in, dim), nn.LayerNorm(dim), nn.ReLU(), nn.Linear(dim, dim))
 
     def pair_embedding(self, pose_q: Tensor, pose_k: Tensor) -> Tensor:
-        rel = relative_pose(pose_q.float(), pose_k.float())
-        return self.mlp(fourier_features(rel, self.freqs))
+        rel = relative_pose(pose_q.float(), pose_k.float())  # relative pose in fp32, then the MLP's dtype
+        return self.mlp(fourier_features(rel, self.freqs).to(self.mlp[0].weight.dtype))
 
 
 def build_encoding(cfg: EncodingConfig, dim: int, num_heads: int) -> PoseEncoding:
