@@ -6,7 +6,11 @@ backend: PyG ``edge_index`` with per-edge dot products, ``torch_geometric.utils.
 scatter-sum, for very large scenes. A query with no allowed key returns exactly zero in both,
 output projection included (the exported softmax would otherwise return the mean of V).
 
-Poses are ``[B, N, 3]`` (x, y, heading) or ``[B, N, 4]`` (…, time step), scene frame.
+Poses are ``[B, N, 3]`` (x, y, heading) or ``[B, N, 4]`` (…, time step), scene frame, metres
+and radians. Temporal attention: pass the step index (float, any origin: only differences
+matter) as the fourth column and give the encoding ``time_pairs > 0``; those pairs then rotate
+by ``ω_t · t`` with wavelengths ``time_lambda_min..time_lambda_max`` steps. A 3-column pose is
+time 0 for every token.
 """
 from __future__ import annotations
 
