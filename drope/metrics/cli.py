@@ -1,0 +1,141 @@
+"""``drope-score``: score sim-agents rollouts or motion predictions against scenario shards.
+
+    drope-score wosac ROLLOUTS --scenarios FILE... [--json]
+    drope-score motion SUBMISSION --scenarios FILE... [--json]
+
+Exit status: 0 scored, 2 bad input (unreadable file, rule violation, missing scenario).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def _scenes(paths: list[str], wanted: set[str]) -> dict:
+    from drope.data.womd import read_scenarios
+
+    out = {}
+    for scene in read_scenarios(paths):
+        if scene.scenario_id in wanted:
+            out[scene.scenario_id] = scene
+    missing = wanted - set(out)
+    if missing:
+        raise ValueError(f"scenarios {sorted(missing)} not found in {paths}")
+    return out
+
+
+def _json_value(v):
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def run_wosac(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from drope.metrics.submission import read_rollouts, scenario_rollouts_arrays, validate_scenario_rollouts
+    from drope.metrics.wosac import METRIC_FIELDS, prepare_scene, score_prepared
+
+    rollouts = read_rollouts(args.rollouts)
+    scenes = _scenes(args.scenarios, {ro.scenario_id for ro in rollouts})
+    rows = []
+    for ro in tqdm(rollouts, desc="wosac", disable=len(rollouts) < 2 or args.json):
+        scene = scenes[ro.scenario_id]
+        validate_scenario_rollouts(ro, scene, n_rollouts=args.rollouts_per_scenario)
+        p = prepare_scene(scene)
+        xy, z, h = scenario_rollouts_arrays(ro, p)
+        rows.append(score_prepared(p, xy, z, h))
+    if args.json:
+        for r in rows:
+            print(json.dumps({k: _json_value(v) for k, v in r.items()}))
+        return 0
+    for r in rows:
+        print(f"scenario {r['scenario_id']}")
+        for k in METRIC_FIELDS[1:]:
+            print(f"  {k:<42} {r[k]:.4f}")
+    if len(rows) > 1:
+        print("mean over scenarios")
+        for k in METRIC_FIELDS[1:]:
+            print(f"  {k:<42} {np.mean([r[k] for r in rows]):.4f}")
+    return 0
+
+
+def run_motion(args: argparse.Namespace) -> int:
+    from drope.data.frames import world_to_frame
+    from drope.metrics.motion import MotionMetricsConfig, aggregate_motion_metrics, motion_records_2hz
+    from drope.metrics.submission import read_motion_submission
+
+    config = MotionMetricsConfig()
+    preds = read_motion_submission(args.submission)
+    scenes = _scenes(args.scenarios, set(preds))
+    records = []
+    for sid, rows in preds.items():
+        scene = scenes[sid]
+        id_to_index = {int(i): a for a, i in enumerate(scene.agent_id.tolist())}
+        required = {int(scene.agent_id[a]) for a in scene.tracks_to_predict.tolist()}
+        given = {oid for oid, _, _ in rows}
+        if required - given:
+            raise ValueError(f"scenario {sid}: missing predictions for required objects {sorted(required - given)}")
+        unknown = given - set(id_to_index)
+        if unknown:
+            raise ValueError(f"scenario {sid}: predictions for unknown objects {sorted(unknown)}")
+        K = max(xy.shape[0] for _, xy, _ in rows)
+        P = config.num_prediction_steps
+        for oid, xy, _ in rows:
+            if xy.shape[1] != P:
+                raise ValueError(f"scenario {sid}, object {oid}: {xy.shape[1]} points per trajectory, expected {P}")
+        if any(xy.shape[0] != K for _, xy, _ in rows):
+            bad = [oid for oid, xy, _ in rows if xy.shape[0] != K]
+            raise ValueError(f"scenario {sid}: objects {bad} carry fewer than {K} predictions (all must have the same count)")
+        pred = np.stack([world_to_frame(xy, scene.origin_xy.numpy(), float(scene.origin_heading)) for _, xy, _ in rows])
+        prob = np.stack([conf for _, _, conf in rows])
+        agent_index = torch.tensor([id_to_index[oid] for oid, _, _ in rows])
+        records.append(motion_records_2hz(scene, agent_index, torch.from_numpy(pred), torch.from_numpy(prob), config))
+    result = aggregate_motion_metrics(records, config)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for t, per_h in result.items():
+        print(t if per_h is not None else f"{t}: no objects")
+        for h, m in (per_h or {}).items():
+            vals = "  ".join(f"{k}={'-' if v is None else f'{v:.4f}'}" for k, v in m.items())
+            print(f"  {h}: {vals}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="drope-score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    w = sub.add_parser("wosac", help="2025 sim-agents metrics of a SimAgentsChallengeSubmission / ScenarioRollouts file")
+    w.add_argument("rollouts")
+    w.add_argument("--scenarios", nargs="+", required=True, help="WOMD Scenario TFRecord shards")
+    w.add_argument("--json", action="store_true", help="one JSON object per scenario (SimAgentMetrics field names)")
+    w.add_argument("--rollouts-per-scenario", type=int, default=32, help="expected joint scenes per scenario (official: 32)")
+    w.set_defaults(fn=run_wosac)
+    m = sub.add_parser("motion", help="WOMD motion metrics of a MotionChallengeSubmission file")
+    m.add_argument("submission")
+    m.add_argument("--scenarios", nargs="+", required=True, help="WOMD Scenario TFRecord shards")
+    m.add_argument("--json", action="store_true", help="one JSON object: type -> horizon -> metric")
+    m.set_defaults(fn=run_motion)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(1)
+    try:
+        return int(args.fn(args))
+    except (ValueError, OSError) as e:
+        print(f"drope-score: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
