@@ -153,34 +153,42 @@ def offroad_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig, lane_dist: Lan
 
 
 # ---- kinematics -----------------------------------------------------------------------------------
-def _diff(x: Tensor, ok: Tensor, w: int, dt: float) -> tuple[Tensor, Tensor]:
-    """Backward difference over ``w`` steps along the last axis (left-padded to keep T)."""
+def _full_windows(v: Tensor, w: int) -> Tensor:
+    """``[..., T]`` bool: steps t-w..t are all valid (False for t < w)."""
+    cs = torch.cumsum(v.to(torch.int32), dim=-1)
+    out = torch.zeros_like(v)
+    prev = torch.cat([torch.zeros_like(cs[..., :1]), cs[..., : -w - 1]], dim=-1) if v.shape[-1] > w else None
+    if prev is not None:
+        out[..., w:] = (cs[..., w:] - prev) == w + 1
+    return out
+
+
+def _diff(x: Tensor, w: int, dt: float) -> Tensor:
+    """Backward difference over ``w`` steps along the last axis (zero-padded on the left to keep T)."""
     d = torch.zeros_like(x)
-    o = torch.zeros_like(ok)
     d[..., w:] = (x[..., w:] - x[..., :-w]) / (w * dt)
-    o[..., w:] = ok[..., w:] & ok[..., :-w]
-    return d, o
+    return d
 
 
 def infeasible_steps(ro: Rollouts, cfg: MetricsConfig) -> Tensor:
     """``[R, A, T]`` bool: a kinematic bound is exceeded (vehicles and cyclists).
 
-    Speeds, accelerations and jerks are differences over ``cfg.window`` steps: logged positions
-    jitter by centimetres, which one-step differences at 10 Hz turn into 10-30 m/s² "accelerations"
-    even for parked cars (measured on the WOMD sample).
+    Speeds, accelerations and jerks are differences over ``cfg.window`` steps (only windows in
+    which every step is valid): logged positions jitter by centimetres, which one-step differences
+    at 10 Hz turn into 10-30 m/s² "accelerations" even for parked cars (measured on the WOMD sample).
     """
     xy, h, v, dt, w = ro.xy, ro.heading, ro.valid, ro.dt, cfg.window
     R, A, T = v.shape
     if T <= w:
         return torch.zeros(R, A, T, dtype=torch.bool)
-    step_len = torch.zeros(R, A, T)
-    step_len[..., w:] = (xy[..., w:, :] - xy[..., :-w, :]).norm(dim=-1) / (w * dt)  # [R, A, T] speed
-    ok = torch.zeros_like(v)
-    ok[..., w:] = v[..., w:] & v[..., :-w]
-    yaw, _ = _diff(torch.cumsum(torch.cat([torch.zeros(R, A, 1), wrap(h[..., 1:] - h[..., :-1])], -1), -1), v, w, dt)
-    acc, ok2 = _diff(step_len, ok, w, dt)
-    jerk, ok3 = _diff(acc, ok2, w, dt)
-    bad = ok & ((step_len > cfg.max_speed) | ((yaw.abs() > cfg.max_yaw_rate) & (step_len > cfg.min_speed_yaw)))
+    ok1, ok2, ok3 = _full_windows(v, w), _full_windows(v, 2 * w), _full_windows(v, 3 * w)
+    speed = torch.zeros(R, A, T)
+    speed[..., w:] = (xy[..., w:, :] - xy[..., :-w, :]).norm(dim=-1) / (w * dt)  # [R, A, T]
+    unwrapped = torch.cumsum(torch.cat([torch.zeros(R, A, 1), wrap(h[..., 1:] - h[..., :-1])], -1), -1)
+    yaw = _diff(unwrapped, w, dt)
+    acc = _diff(speed, w, dt)
+    jerk = _diff(acc, w, dt)
+    bad = ok1 & ((speed > cfg.max_speed) | ((yaw.abs() > cfg.max_yaw_rate) & (speed > cfg.min_speed_yaw)))
     bad |= ok2 & ((acc > cfg.max_accel) | (acc < -cfg.max_decel))
     bad |= ok3 & (jerk.abs() > cfg.max_jerk)
     kinds = torch.tensor([int(ObjectType.TYPE_VEHICLE), int(ObjectType.TYPE_CYCLIST)])

@@ -1,0 +1,196 @@
+"""Closed-loop metrics against slow references (shapely, loops) and hand-made cases."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from shapely.geometry import LineString, MultiLineString, Point, Polygon
+from shapely.ops import unary_union
+
+from drope.data.types import MapType, ObjectType, SignalState
+from drope.geometry import box_corners
+from sim.metrics import (EVENT_METRICS, LaneDistance, MetricsConfig, agent_metrics, aggregate, boxes_overlap,
+                         collision_steps, displacement, infeasible_steps, offroad_steps, red_light_steps, scenario_summary)
+from sim.rollout import Rollouts
+
+
+@pytest.fixture(scope="module")
+def womd_scene(womd_path):
+    from drope.data.womd import read_scenarios
+
+    return next(read_scenarios(womd_path))
+
+
+def make_rollouts(scene, xy, heading, valid, start=None, controlled=None) -> Rollouts:
+    A = xy.shape[1]
+    return Rollouts(scenario_id="t", xy=xy, heading=heading, vel=torch.zeros(*xy.shape), valid=valid,
+                    size=torch.tensor([[4.0, 2.0, 1.5]]).repeat(A, 1), type=torch.full((A,), int(ObjectType.TYPE_VEHICLE)),
+                    controlled=torch.ones(A, dtype=torch.bool) if controlled is None else controlled,
+                    start=scene.current_index if start is None else start, dt=scene.dt, seed=0)
+
+
+def _poly(c):
+    return Polygon(c.tolist())
+
+
+box = st.tuples(st.floats(-6, 6), st.floats(-6, 6), st.floats(-math.pi, math.pi), st.floats(0.5, 6), st.floats(0.5, 3))
+
+
+@settings(max_examples=25, deadline=None)
+@given(boxes=st.lists(st.tuples(box, box), min_size=8, max_size=8))
+def test_box_overlap_matches_shapely(boxes):
+    ca = torch.stack([box_corners(torch.tensor([b[0], b[1]], dtype=torch.float64), torch.tensor(b[2], dtype=torch.float64),
+                                  torch.tensor(b[3], dtype=torch.float64), torch.tensor(b[4], dtype=torch.float64))
+                      for b, _ in boxes])
+    cb = torch.stack([box_corners(torch.tensor([b[0], b[1]], dtype=torch.float64), torch.tensor(b[2], dtype=torch.float64),
+                                  torch.tensor(b[3], dtype=torch.float64), torch.tensor(b[4], dtype=torch.float64))
+                      for _, b in boxes])
+    got = boxes_overlap(ca, cb)
+    for k in range(len(boxes)):
+        pa, pb = _poly(ca[k]), _poly(cb[k])
+        area, dist = pa.intersection(pb).area, pa.distance(pb)
+        if area > 1e-6:
+            assert bool(got[k]), (boxes[k], area)
+        elif dist > 1e-6:
+            assert not bool(got[k]), (boxes[k], dist)
+
+
+def test_collision_steps_match_pairwise_shapely():
+    g = torch.Generator().manual_seed(3)
+    R, A, T = 2, 12, 5
+    xy = torch.rand(R, A, T, 2, generator=g) * 15
+    heading = (torch.rand(R, A, T, generator=g) * 2 - 1) * math.pi
+    valid = torch.rand(R, A, T, generator=g) > 0.2
+    size = torch.tensor([[4.0, 2.0, 1.5]]).repeat(A, 1)
+    got = collision_steps(xy, heading, size, valid, chunk=2)
+    c = box_corners(xy, heading, size[None, :, None, 0].expand(R, A, T), size[None, :, None, 1].expand(R, A, T))
+    want = torch.zeros(R, A, T, dtype=torch.bool)
+    for r in range(R):
+        for t in range(T):
+            polys = [_poly(c[r, a, t]) for a in range(A)]
+            for i in range(A):
+                for j in range(A):
+                    if i != j and valid[r, i, t] and valid[r, j, t] and polys[i].intersection(polys[j]).area > 1e-9:
+                        want[r, i, t] = True
+    assert int(want.sum()) > 5  # the configuration has collisions to find
+    assert torch.equal(got, want)
+
+
+def test_lane_distance_and_offroad_match_shapely(womd_scene):
+    sc = womd_scene
+    cfg = MetricsConfig()
+    lanes = []
+    for f in (sc.map_type == int(MapType.lane)).nonzero(as_tuple=True)[0].tolist():
+        p = sc.map_polyline(f)[:, :2].double().numpy()
+        lanes.append(LineString(p if len(p) > 1 else np.repeat(p, 2, 0)))
+    ml = MultiLineString(lanes)
+    rng = np.random.default_rng(0)
+    pts = sc.map_points[:, :2].double().numpy()
+    q = pts[rng.integers(0, len(pts), 300)] + rng.normal(0, 4, (300, 2))
+    got = LaneDistance(sc)(q)
+    want = np.array([ml.distance(Point(p)) for p in q])
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    # off-road: some box corner outside the union of lane corridors (shapely buffer; its polygonal arcs
+    # approximate circles, so points within 2 cm of the corridor border are not compared)
+    drivable = unary_union([ln.buffer(cfg.lane_half_width, quad_segs=64) for ln in lanes])
+    A = 40
+    xy = torch.from_numpy(q[:A]).float()[None, :, None].repeat(1, 1, sc.num_steps, 1)
+    heading = torch.from_numpy(rng.uniform(-math.pi, math.pi, A)).float()[None, :, None].repeat(1, 1, sc.num_steps)
+    valid = torch.zeros(1, A, sc.num_steps, dtype=torch.bool)
+    valid[..., -1] = True
+    ro = make_rollouts(sc, xy, heading, valid)
+    off = offroad_steps(sc, ro, cfg)[0, :, -1]
+    corners = box_corners(xy[0, :, -1], heading[0, :, -1], ro.size[:, 0], ro.size[:, 1]).double().numpy()
+    compared = 0
+    for a in range(A):
+        d = [drivable.exterior.distance(Point(c)) if drivable.geom_type == "Polygon" else drivable.boundary.distance(Point(c))
+             for c in corners[a]]
+        if min(d) < 0.02:
+            continue
+        compared += 1
+        assert bool(off[a]) == any(not drivable.contains(Point(c)) for c in corners[a]), a
+    assert compared > 30 and 0 < int(off.sum()) < A
+
+
+def test_kinematic_bounds():
+    class S:  # a scene stub: only dt and current_index are used
+        dt, current_index = 0.1, 0
+
+    T = 30
+    t = torch.arange(T, dtype=torch.float32)
+    smooth = torch.stack([t * 1.0, torch.zeros(T)], -1)  # 10 m/s straight
+    jump = smooth.clone()
+    jump[15:, 0] += 5.0  # a 5 m teleport
+    xy = torch.stack([smooth, jump])[None]  # [1, 2, T, 2]
+    ro = make_rollouts(S, xy, torch.zeros(1, 2, T), torch.ones(1, 2, T, dtype=torch.bool), start=0)
+    bad = infeasible_steps(ro, MetricsConfig())
+    assert not bool(bad[0, 0].any()) and bool(bad[0, 1].any())
+    ped = Rollouts(**{**vars(ro), "type": torch.full((2,), int(ObjectType.TYPE_PEDESTRIAN))})
+    assert not bool(infeasible_steps(ped, MetricsConfig()).any())  # pedestrians are not bounded
+
+
+def test_red_light_crossing(womd_scene):
+    import dataclasses
+
+    sc = womd_scene
+    # one STOP signal slot at every step on the longest lane, stop point at its middle point
+    lanes = (sc.map_type == int(MapType.lane)).nonzero(as_tuple=True)[0]
+    lane_f = int(lanes[(sc.map_offsets[lanes + 1] - sc.map_offsets[lanes]).argmax()])
+    poly = sc.map_polyline(lane_f)[:, :2]
+    m = len(poly) // 2
+    stop, direction = poly[m], (poly[m + 1] - poly[m - 1]) / (poly[m + 1] - poly[m - 1]).norm()
+    T = sc.num_steps
+    sig = dict(signal_lane_id=torch.full((T, 1), int(sc.map_id[lane_f])), signal_state=torch.full((T, 1), int(SignalState.LANE_STATE_STOP)),
+               signal_stop_point=torch.cat([stop, torch.zeros(1)]).repeat(T, 1, 1), signal_valid=torch.ones(T, 1, dtype=torch.bool))
+    red = dataclasses.replace(sc, **sig)
+    green = dataclasses.replace(sc, **{**sig, "signal_state": torch.full((T, 1), int(SignalState.LANE_STATE_GO))})
+    s = (torch.arange(T, dtype=torch.float32) - 50) * 0.5  # crosses the stop line at step 50
+    along = stop + s[:, None] * direction  # [T, 2]
+    against = stop - s[:, None] * direction  # crossing in the opposite direction (other lane)
+    lateral = along + torch.stack([-direction[1], direction[0]]) * 4.0  # 4 m beside the line
+    xy = torch.stack([along, against, lateral])[None]
+    ro = make_rollouts(sc, xy, torch.zeros(1, 3, T), torch.ones(1, 3, T, dtype=torch.bool))
+    hits = red_light_steps(red, ro, MetricsConfig())
+    assert hits[0, 0].nonzero().flatten().tolist() == [50]
+    assert not bool(hits[0, 1:].any())
+    assert not bool(red_light_steps(green, ro, MetricsConfig()).any())
+
+
+def test_log_replay_metrics_equal_the_logs(womd_scene):
+    """The metrics of the log itself: ADE 0 and events only where the log has them."""
+    from sim.dynamics import build_dynamics
+    from sim.policies import LogReplay, controlled_mask
+    from sim.rollout import run_rollouts
+
+    sc = womd_scene
+    dyn = build_dynamics("bicycle")
+    ro = run_rollouts(sc, LogReplay(dyn), LogReplay(dyn), controlled_mask(sc, "all"), dyn, num_rollouts=2)
+    assert torch.equal(ro.valid[0], sc.agent_valid) and torch.equal(ro.xy[1][sc.agent_valid], sc.agent_pos[sc.agent_valid])
+    log = make_rollouts(sc, sc.agent_pos[None], sc.agent_heading[None], sc.agent_valid[None], controlled=ro.controlled)
+    log = Rollouts(**{**vars(log), "size": ro.size, "type": sc.agent_type})
+    m, m_log = agent_metrics(sc, ro), agent_metrics(sc, log)
+    for k in EVENT_METRICS:
+        assert torch.equal(getattr(m, k)[0], getattr(m_log, k)[0]), k
+    e = m.evaluated
+    assert float(torch.nan_to_num(m.ade[:, e]).abs().max()) == 0.0 and float(torch.nan_to_num(m.fde[:, e]).abs().max()) == 0.0
+    summary = scenario_summary(m, sc.scenario_id)
+    assert summary["ade"] == 0.0 and summary["num_rollouts"] == 2 and summary["num_agents"] == int(e.sum())
+
+
+def test_displacement_and_pooled_aggregate(womd_scene):
+    sc = womd_scene
+    xy = sc.agent_pos[None].clone()
+    xy[:, :, sc.current_index + 1 :, 0] += 2.0  # 2 m off at every simulated step
+    ro = make_rollouts(sc, xy, sc.agent_heading[None], sc.agent_valid[None])
+    ade, fde = displacement(sc, ro)
+    ok = ~torch.isnan(ade)
+    assert torch.allclose(ade[ok], torch.full_like(ade[ok], 2.0)) and torch.allclose(fde[ok], torch.full_like(fde[ok], 2.0))
+    a = {"num_agents": 1, "num_rollouts": 3, **{f"{k}_count": 0 for k in EVENT_METRICS},
+         **{f"{k}_{s}": v for k in ("ade", "fde", "progress", "progress_ratio") for s, v in (("sum", 3.0), ("n", 3))}}
+    b = {**a, "num_agents": 2, "collision_count": 3, "ade_sum": 0.0}
+    agg = aggregate([a, b])
+    assert agg["collision_rate"] == 3 / 9 and agg["ade"] == 0.5 and agg["num_rollouts"] == 6
