@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         fut = slice(11, None)
         noise = torch.randn(args.rollouts, len(p.objects), 80, 2, generator=g, dtype=torch.float64).cumsum(2) * 0.05
         xy = p.xy[None, :, fut] + noise
-        z = p.z[None, :, fut].expand(args.rollouts, -1, -1)
+        z = p.z[None, :, 10:11].expand(args.rollouts, -1, 80)  # current z held (log z is 0 where invalid)
         h = p.heading[None, :, fut].expand(args.rollouts, -1, -1)
         times = []
         for _ in range(args.repeats):

@@ -188,13 +188,15 @@ def signed_distance_to_edges(points: Tensor, edges: EdgeSegments, group: int = 2
     best-distance against a small seed set (exact: the pruning never drops the winner).
     """
     out = torch.empty(points.shape[0], dtype=torch.float64)
-    seg_lo = torch.minimum(edges.start[:, :2], edges.start[:, :2] + edges.vec[:, :2])  # [M, 2]
-    seg_hi = torch.maximum(edges.start[:, :2], edges.start[:, :2] + edges.vec[:, :2])
-    for gi in _spatial_groups(points[:, :2], group):
+    seg_lo = torch.minimum(edges.start, edges.start + edges.vec)  # [M, 3]
+    seg_hi = torch.maximum(edges.start, edges.start + edges.vec)
+    stretch = torch.tensor([1.0, 1.0, Z_STRETCH], dtype=torch.float64)
+    for gi in _spatial_groups(points * torch.tensor([1.0, 1.0, Z_STRETCH], dtype=torch.float64), group):
         p = points[gi]  # [G, 3]
-        lo, hi = p[:, :2].amin(0), p[:, :2].amax(0)
-        # 2D gap between the group's box and each segment's box: a lower bound of any 2D (≤ 3D) distance
-        gap = (torch.clamp(seg_lo - hi, min=0) ** 2 + torch.clamp(lo - seg_hi, min=0) ** 2).sum(-1).sqrt()  # [M]
+        lo, hi = p.amin(0), p.amax(0)
+        # z-stretched gap between the group's box and each segment's box: a lower bound of the
+        # stretched 3D distance used to pick the segment
+        gap = (((torch.clamp(seg_lo - hi, min=0) + torch.clamp(lo - seg_hi, min=0)) * stretch) ** 2).sum(-1).sqrt()
         seeds = gap.topk(min(16, len(edges)), largest=False).indices
         _, d3s, _ = _segment_terms(p[:, None], edges.start[seeds][None], edges.vec[seeds][None])
         bound = d3s.amin(1).amax()
@@ -206,15 +208,18 @@ def signed_distance_to_edges(points: Tensor, edges: EdgeSegments, group: int = 2
     return out
 
 
-def _spatial_groups(xy: Tensor, max_size: int, cell: float = 16.0) -> list[Tensor]:
-    """Indices of ``xy [Q, 2]`` grouped by square cells (groups split at ``max_size``), so each
+def _spatial_groups(pts: Tensor, max_size: int, cell: float = 16.0) -> list[Tensor]:
+    """Indices of ``pts [Q, D]`` grouped by cubic cells (groups split at ``max_size``), so each
     group's bounding box stays small and the candidate pruning stays tight."""
-    if xy.shape[0] == 0:
+    if pts.shape[0] == 0:
         return []
-    key = torch.floor(xy / cell).to(torch.int64)
-    key = (key[:, 0] - key[:, 0].min()) * (int(key[:, 1].max() - key[:, 1].min()) + 1) + (key[:, 1] - key[:, 1].min())
-    order = torch.argsort(key, stable=True)
-    _, counts = torch.unique_consecutive(key[order], return_counts=True)
+    key = torch.floor(pts / cell).to(torch.int64)
+    key = key - key.amin(0)
+    flat = torch.zeros(pts.shape[0], dtype=torch.int64)
+    for d in range(pts.shape[1]):
+        flat = flat * (int(key[:, d].max()) + 1) + key[:, d]
+    order = torch.argsort(flat, stable=True)
+    _, counts = torch.unique_consecutive(flat[order], return_counts=True)
     groups = []
     for chunk in torch.split(order, counts.tolist()):
         groups.extend(torch.split(chunk, max_size))
