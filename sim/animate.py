@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 
 from drope.data.scene import Scene
 from sim.metrics import AgentMetrics

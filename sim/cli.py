@@ -18,6 +18,7 @@ import multiprocessing
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -25,6 +26,55 @@ from omegaconf import OmegaConf
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "sim"
 SEED_STRIDE = 1_000_003
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Top level of ``configs/sim/default.yaml``; component sections map to their own dataclasses
+    (``bicycle`` → BicycleConfig, ``idm`` → IDMPolicyConfig, ``metrics`` → MetricsConfig)."""
+
+    data: list = field(default_factory=list)
+    generate: dict = field(default_factory=lambda: {"num_scenes": 8, "seed": 0})
+    max_scenarios: int | None = None
+    policy: str = "constant_velocity"
+    background: str = "log_replay"
+    controlled: str = "all"
+    dynamics: str = "bicycle"
+    rollouts: int = 4
+    seed: int = 0
+    model: str | None = None
+    replan_every: int = 10
+    mode: str = "max"
+    out: str = "sim_out"
+    workers: int = 2
+    animate: int = 1
+    animation_format: str = "gif"
+    save_rollouts: bool = True
+    bicycle: dict = field(default_factory=dict)
+    idm: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+
+def check_config(cfg) -> SimConfig:
+    """Fail early, naming the key, on unknown keys, names or out-of-range values."""
+    from sim.dynamics import DYNAMICS, BicycleConfig
+    from sim.metrics import MetricsConfig
+    from sim.policies import POLICIES
+    from sim.policies.base import CONTROLLED
+    from sim.policies.idm import IDMPolicyConfig
+
+    c = SimConfig(**OmegaConf.to_container(cfg, resolve=True))  # TypeError names an unknown key
+    for key, reg in (("policy", POLICIES), ("background", POLICIES), ("controlled", CONTROLLED), ("dynamics", DYNAMICS)):
+        reg.get(getattr(c, key))
+    if c.background not in ("log_replay", "idm"):
+        raise ValueError(f"background must be log_replay or idm, got {c.background!r}")
+    for key in ("rollouts", "replan_every", "workers"):
+        if getattr(c, key) < 1:
+            raise ValueError(f"{key} must be >= 1, got {getattr(c, key)}")
+    if c.animation_format not in ("gif", "mp4"):
+        raise ValueError(f"animation_format must be gif or mp4, got {c.animation_format!r}")
+    BicycleConfig(**c.bicycle), IDMPolicyConfig(**c.idm), MetricsConfig(**c.metrics)
+    return c
 
 
 def load_config(overrides: list[str], name: str = "default"):
@@ -87,6 +137,10 @@ def build_policies(cfg, scene_dynamics):
 
                 _PREDICTOR = OnnxScenePredictor(cfg.model, threads=1)
             return cls(scene_dynamics, _PREDICTOR, LearnedConfig(replan_every=int(cfg.replan_every), mode=str(cfg.mode)))
+        if name == "idm":
+            from sim.policies.idm import IDMPolicyConfig
+
+            return cls(scene_dynamics, IDMPolicyConfig(**cfg.idm))
         return cls(scene_dynamics)
 
     policy = make(cfg.policy)
@@ -210,8 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"drope-sim: bad override: {e}", file=sys.stderr)
         return 2
     try:
+        check_config(cfg)
         result = run(cfg)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
         print(f"drope-sim: {e}", file=sys.stderr)
         return 2
     print(format_table(result["scenarios"], result["aggregate"]))

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from sim.cli import main
 
@@ -112,6 +111,10 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["policy=learned", "generate.num_scenes=1", "workers=1", f"out={tmp_path / 'y'}"]) == 2
     assert "model=PATH" in capsys.readouterr().err
     assert main(["no_such_key=1"]) == 2
+    assert main(["policy=teleport", f"out={tmp_path / 'z'}"]) == 2
+    assert "unknown policy 'teleport'" in capsys.readouterr().err
+    assert main(["rollouts=0", f"out={tmp_path / 'z'}"]) == 2
+    assert "rollouts must be >= 1" in capsys.readouterr().err
 
 
 def test_bench_sim_runs(tmp_path, womd_path, onnx_model):

@@ -22,7 +22,7 @@ import torch
 from drope.data.scene import Scene
 from drope.data.types import ObjectType
 from sim.metrics import STOP_STATES
-from sim.policies.base import POLICIES, log_pose
+from sim.policies.base import POLICIES
 from sim.state import Actions, SimState
 from sim.traffic import FAR, PARAMS_BY_TYPE, IDMParams, LaneGraph, idm_acceleration
 
