@@ -33,6 +33,19 @@ def test_apply_rotary_equals_complex_multiplication(seed):
     assert torch.allclose(apply_rotary(x, torch.cos(a), torch.sin(a)), ref.reshape(3, 5, 16), atol=1e-10)
 
 
+@PROP
+@given(seed=st.integers(0, 10_000), scale=st.sampled_from([1.0, 100.0, 1e4]))
+def test_rotary_relative_identity(seed, scale):
+    """<R(a) q, R(b) k> = <q, R(b - a) k> pair by pair: the score sees only angle differences."""
+    g = torch.Generator().manual_seed(seed)
+    q, k = torch.randn(2, 7, 32, generator=g, dtype=torch.float64).unbind(0)
+    a, b = ((torch.rand(2, 7, 16, generator=g, dtype=torch.float64) - 0.5) * scale).unbind(0)
+    rot = lambda x, t: apply_rotary(x, torch.cos(t), torch.sin(t))  # noqa: E731
+    lhs = (rot(q, a) * rot(k, b)).sum(-1)
+    rhs = (q * rot(k, b - a)).sum(-1)
+    assert torch.allclose(lhs, rhs, atol=1e-9)
+
+
 def logits(att: PoseAttention, x: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
     """[B, H, N, N] pre-softmax scores of a rotary attention (slow path, for checks)."""
     pose = torch.nn.functional.pad(pose, (0, 4 - pose.shape[-1]))
