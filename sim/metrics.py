@@ -6,8 +6,11 @@ All functions are pure and vectorised over rollouts R, agents A and steps T.
   normals; touching boxes do not collide).
 * **off-road** (vehicles only: pedestrians and cyclists use sidewalks): a box corner is
   off-road when it lies farther than ``lane_half_width`` from every lane centre line, i.e. outside
-  the union of lane corridors. Road edges are not used (their side of the road is not
-  recorded consistently); parking lots without lanes therefore count as off-road, in the log too.
+  the union of lane corridors, and within ``map_margin`` of some map point (any feature type).
+  Corners farther than that from every map feature are beyond the mapped area (a map crop's end,
+  where nothing is known about the road) and are not counted. Road edges are not used as
+  boundaries (their side of the road is not recorded consistently); parking lots without lanes
+  therefore count as off-road, in the log too.
 * **kinematic infeasibility** (vehicles and cyclists): speed, acceleration, jerk or yaw rate from
   finite differences of the simulated poses exceed the bounds of :class:`MetricsConfig`.
 * **red-light violation**: the box centre crosses a signal's stop point, moving along the
@@ -36,6 +39,7 @@ STOP_STATES = (int(SignalState.LANE_STATE_STOP), int(SignalState.LANE_STATE_ARRO
 @dataclass(frozen=True)
 class MetricsConfig:
     lane_half_width: float = 2.2  # m, lane corridor half width of the drivable area
+    map_margin: float = 10.0  # m: corners farther than this from every map point are off the map, not off-road
     max_accel: float = 6.0  # m/s², forward
     max_decel: float = 10.0  # m/s², braking
     max_jerk: float = 30.0  # m/s³
@@ -124,6 +128,15 @@ class LaneDistance:
         self.a, self.b = lane_segments(scene)
         self.k = min(k, len(self.a))
         self.tree = cKDTree((self.a + self.b) / 2) if len(self.a) else None
+        pts = scene.map_points[:, :2].double().numpy()
+        self.map_tree = cKDTree(pts) if len(pts) else None
+
+    def to_map(self, xy: np.ndarray) -> np.ndarray:
+        """Distance from points ``[N, 2]`` to the nearest map point of any feature type."""
+        xy = np.asarray(xy, np.float64).reshape(-1, 2)
+        if self.map_tree is None:
+            return np.full(len(xy), np.inf)
+        return self.map_tree.query(xy)[0]
 
     def __call__(self, xy: np.ndarray) -> np.ndarray:
         xy = np.asarray(xy, np.float64).reshape(-1, 2)
@@ -138,7 +151,7 @@ class LaneDistance:
 
 
 def offroad_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig, lane_dist: LaneDistance | None = None) -> Tensor:
-    """``[R, A, T]`` bool: a vehicle's box corner lies outside every lane corridor."""
+    """``[R, A, T]`` bool: a vehicle's box corner lies outside every lane corridor (on the mapped area)."""
     R, A, T = ro.valid.shape
     out = torch.zeros(R, A, T, dtype=torch.bool)
     veh = (ro.type == int(ObjectType.TYPE_VEHICLE))[None, :, None] & ro.valid  # [R, A, T]
@@ -147,8 +160,9 @@ def offroad_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig, lane_dist: Lan
     lane_dist = lane_dist or LaneDistance(scene)
     r, a, t = veh.nonzero(as_tuple=True)
     c = box_corners(ro.xy[r, a, t], ro.heading[r, a, t], ro.size[a, 0], ro.size[a, 1])  # [N, 4, 2]
-    d = lane_dist(c.reshape(-1, 2).double().numpy()).reshape(-1, 4)
-    out[r, a, t] = torch.from_numpy((d > cfg.lane_half_width).any(1))
+    pts = c.reshape(-1, 2).double().numpy()
+    off = (lane_dist(pts) > cfg.lane_half_width) & (lane_dist.to_map(pts) <= cfg.map_margin)
+    out[r, a, t] = torch.from_numpy(off.reshape(-1, 4).any(1))
     return out
 
 

@@ -112,8 +112,13 @@ def test_lane_distance_and_offroad_match_shapely(womd_scene):
         if min(d) < 0.02:
             continue
         compared += 1
-        assert bool(off[a]) == any(not drivable.contains(Point(c)) for c in corners[a]), a
+        near_map = np.linalg.norm(pts[None] - corners[a][:, None], axis=-1).min(1) <= cfg.map_margin  # [4]
+        assert bool(off[a]) == any(not drivable.contains(Point(c)) and n for c, n in zip(corners[a], near_map)), a
     assert compared > 30 and 0 < int(off.sum()) < A
+    # beyond the mapped area nothing is known: not off-road
+    far = xy.clone()
+    far[..., 0] += 1e4
+    assert not bool(offroad_steps(sc, make_rollouts(sc, far, heading, valid), cfg).any())
 
 
 def test_kinematic_bounds():

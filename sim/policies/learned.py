@@ -1,7 +1,8 @@
 """The learned policy: replan with a trajectory predictor, follow one mode through the dynamics.
 
 Every ``replan_every`` steps the policy builds a snapshot :class:`Scene` of each world from the
-*simulated* history (current step = the simulation step) and asks its predictor for K modes per
+*simulated* history (current step = the simulation step; re-framed to the SDC's current simulated
+pose with ``recentre``, as the models are trained) and asks its predictor for K modes per
 agent. It keeps, per world and agent, the most likely mode (``mode="max"``) or one drawn from the
 mode probabilities with the rollout's generator (``mode="sample"``), and until the next replan
 feeds the plan's pose at the matching future step to the dynamics model's tracking controller
@@ -37,7 +38,9 @@ class Predictor(Protocol):
 class LearnedConfig:
     replan_every: int = 10  # steps between predictor calls (10 = 1 Hz at WOMD's 10 Hz)
     mode: str = "max"  # "max": most likely mode; "sample": draw from the mode probabilities
-    min_heading_speed: float = 0.5  # m/s: plans without headings keep the heading below this speed
+    min_heading_speed: float = 0.5  # m/s: headings derived from plans are held below this speed
+    predicted_heading: bool = False  # track the predictor's heading channel instead of the plan's direction of travel
+    recentre: bool = True  # predict in the frame of the SDC's current simulated pose (as the model was trained)
 
 
 def plan_headings(xy: Tensor, start_heading: Tensor, start_xy: Tensor, min_step: float) -> Tensor:
@@ -86,23 +89,51 @@ class LearnedPolicy:
         self.h_valid[:, :, t] = state.valid
         self.h_valid[:, :, t + 1 :] = False
 
-    def snapshots(self, state: SimState) -> list[Scene]:
-        """One Scene per world whose history is the simulated one and whose current step is ``state.step``."""
+    def frames(self, state: SimState) -> Tensor:
+        """``[B, 3]`` float64 pose (x, y, heading) in the scene frame of each world's prediction frame:
+        the SDC's current simulated pose with ``recentre`` (models are trained SDC-centred), else identity."""
+        out = torch.zeros(state.batch, 3, dtype=torch.float64)
+        i = self.scene.sdc_index
+        if self.cfg.recentre and 0 <= i < state.num_agents:
+            ok = state.valid[:, i]
+            out[ok, :2] = state.pos[ok, i].double()
+            out[ok, 2] = state.heading[ok, i].double()
+        return out
+
+    def snapshots(self, state: SimState, frames: Tensor | None = None) -> list[Scene]:
+        """One Scene per world whose history is the simulated one and whose current step is ``state.step``,
+        expressed in the frame ``frames[b]`` (re-framed through float64 world coordinates)."""
         size = state.size[:, :, None].expand(-1, -1, self.scene.num_steps, -1)
-        return [dataclasses.replace(self.scene, agent_pos=self.h_xy[b] * self.h_valid[b, ..., None],
-                                    agent_heading=self.h_heading[b] * self.h_valid[b],
-                                    agent_vel=self.h_vel[b] * self.h_valid[b, ..., None], agent_valid=self.h_valid[b].clone(),
-                                    agent_size=size[b].contiguous(), current_index=state.step)
-                for b in range(state.batch)]
+        out = []
+        for b in range(state.batch):
+            snap = dataclasses.replace(self.scene, agent_pos=self.h_xy[b] * self.h_valid[b, ..., None],
+                                       agent_heading=self.h_heading[b] * self.h_valid[b],
+                                       agent_vel=self.h_vel[b] * self.h_valid[b, ..., None], agent_valid=self.h_valid[b].clone(),
+                                       agent_size=size[b].contiguous(), current_index=state.step)
+            if frames is not None and bool(frames[b].any()):
+                origin = snap.to_world_xy(frames[b, :2])
+                snap = snap.reframe(origin, float(snap.origin_heading) + float(frames[b, 2]))
+            out.append(snap)
+        return out
 
     def _replan(self, state: SimState, rng: torch.Generator) -> None:
-        traj, prob = self.predictor.predict(self.snapshots(state))
-        traj = torch.as_tensor(np.asarray(traj) if not isinstance(traj, Tensor) else traj, dtype=torch.float32)
+        frames = self.frames(state)
+        traj, prob = self.predictor.predict(self.snapshots(state, frames))
+        traj = torch.as_tensor(np.asarray(traj) if not isinstance(traj, Tensor) else traj, dtype=torch.float64)
         prob = torch.as_tensor(np.asarray(prob) if not isinstance(prob, Tensor) else prob, dtype=torch.float32)
         B, A = state.batch, state.num_agents
         if traj.dim() != 5 or tuple(traj.shape[:2]) != (B, A) or traj.shape[-1] not in (2, 3) or tuple(prob.shape) != tuple(traj.shape[:3]):
             raise ValueError(f"predictor returned traj {tuple(traj.shape)} / prob {tuple(prob.shape)}; expected "
                              f"[B={B}, A={A}, K, F, 2|3] and [B, A, K]")
+        # prediction frame → scene frame (rigid transform by each world's frame pose)
+        c, s = torch.cos(frames[:, 2]).view(B, 1, 1, 1), torch.sin(frames[:, 2]).view(B, 1, 1, 1)
+        x, y = traj[..., 0], traj[..., 1]
+        xy = torch.stack([c * x - s * y + frames[:, 0].view(B, 1, 1, 1), s * x + c * y + frames[:, 1].view(B, 1, 1, 1)], -1)
+        if traj.shape[-1] == 3:
+            traj = torch.cat([xy, (traj[..., 2:] + frames[:, 2].view(B, 1, 1, 1, 1) + torch.pi) % (2 * torch.pi) - torch.pi], -1)
+        else:
+            traj = xy
+        traj = traj.float()
         K = traj.shape[2]
         if self.cfg.mode == "max":
             k = prob.argmax(-1)  # [B, A]
@@ -111,7 +142,7 @@ class LearnedPolicy:
             k = torch.multinomial(p / p.sum(-1, keepdim=True), 1, generator=rng).reshape(B, A)
         chosen = traj.gather(2, k[:, :, None, None, None].expand(B, A, 1, *traj.shape[3:]))[:, :, 0]  # [B, A, F, 2|3]
         self.plan_xy = chosen[..., :2]
-        if chosen.shape[-1] == 3:
+        if chosen.shape[-1] == 3 and self.cfg.predicted_heading:
             self.plan_heading = chosen[..., 2]
         else:
             self.plan_heading = plan_headings(self.plan_xy, state.heading, state.pos, self.cfg.min_heading_speed * self.scene.dt)
