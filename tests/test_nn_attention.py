@@ -116,7 +116,8 @@ def test_layer_runs_self_and_cross():
     (y.sum() + z.sum()).backward()
 
 
-def test_onnx_export_dynamic_n_matches_onnxruntime(tmp_path):
+@pytest.mark.parametrize("radius", [None, 40.0])
+def test_onnx_export_dynamic_n_matches_onnxruntime(tmp_path, radius):
     import numpy as np
     import onnxruntime as ort
 
@@ -128,7 +129,7 @@ def test_onnx_export_dynamic_n_matches_onnxruntime(tmp_path):
             self.m = m
 
         def forward(self, x, pose, key_mask):
-            return self.m(x, pose, key_mask=key_mask)
+            return self.m(x, pose, key_mask=key_mask, radius=radius)
 
     wrapped = Wrap(att).eval()
     x, pose = scene(16)
@@ -147,6 +148,13 @@ def test_onnx_export_dynamic_n_matches_onnxruntime(tmp_path):
             ref = wrapped(x, pose, km).numpy()
         got = sess.run(None, {"x": x.numpy(), "pose": pose.numpy(), "key_mask": km.numpy()})[0]
         assert np.abs(got - ref).max() < 1e-5
+    if radius is not None:  # a far-away token whose own key is padding has no key at all: zero
+        x, pose = scene(20, seed=3)
+        pose[0, 0, :2] = torch.tensor([5000.0, 5000.0])
+        km = np.ones((1, 20), bool)
+        km[0, 0] = False
+        got = sess.run(None, {"x": x.numpy(), "pose": pose.numpy(), "key_mask": km})[0]
+        assert not np.any(got[0, 0]) and np.all(np.abs(got[0, 1:]).sum(-1) > 0)
     # no valid key at all: the exported softmax would give the mean of V; the layer gives zeros
     none_valid = torch.zeros(1, 9, dtype=torch.bool)
     x, pose = scene(9, seed=9)
@@ -213,3 +221,20 @@ def test_half_precision_module_keeps_frequency_tables_fp32(name):
             errors[enc, len(kw)] = float((out.float() - ref).abs().max() / ref.abs().max())
     # cast bf16 tables gave 6-12 % for drope_rope; fp32 tables leave only the weights' rounding
     assert max(errors.values()) < 3 * errors["none", 0] + 5e-3, errors
+
+
+def test_export_attention_path_matches_fused_kernel(monkeypatch):
+    """The scores-written-out path used under export equals SDPA, junk in masked keys included."""
+    from drope.nn.attention import _attend
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = torch.randn(3, 2, 4, 9, 16, generator=g).unbind(0)
+    k[..., 6:, :] *= 1e3  # masked keys with huge logits and values must still weigh nothing
+    v[..., 6:, :] = 1e20
+    mask = torch.rand(2, 1, 9, 9, generator=g) < 0.6
+    mask[..., :, 0] = True
+    mask[..., 6:] = False
+    ref = _attend(q, k, v, mask, 0.0)
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    got = _attend(q, k, v, mask, 0.0)
+    assert (got - ref).abs().max() < 1e-5

@@ -33,8 +33,30 @@ def _pose4(pose: Tensor) -> Tensor:
 
 def radius_mask(pose_q: Tensor, pose_k: Tensor, radius: float) -> Tensor:
     """``[B, Nq, Nk]`` True where keys lie within ``radius`` metres of the query (explicit differences)."""
-    d = pose_q[..., :, None, :2].float() - pose_k[..., None, :, :2].float()
-    return (d * d).sum(-1) <= radius * radius
+    # x and y apart: no [B, Nq, Nk, 2] intermediate (the exported graph's costliest mask step)
+    dx = pose_q[..., :, None, 0].float() - pose_k[..., None, :, 0].float()  # [B, Nq, Nk]
+    dy = pose_q[..., :, None, 1].float() - pose_k[..., None, :, 1].float()
+    return dx * dx + dy * dy <= radius * radius
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout: float) -> Tensor:
+    """Softmax attention ``[B, H, Nq, Dh]``; ``mask`` broadcastable to ``[B, H, Nq, Nk]``, ≥ 1 key per row.
+
+    Eager: the fused kernel (no ``[H, Nq, Nk]`` tensor). Under export the scores are written out
+    instead: the exporter's opset-18 decomposition of SDPA guards its softmax with IsNaN + Where
+    over the full ``[B, H, Nq, Nk]`` scores (about half of ONNX Runtime's attention time at
+    N = 1024), a guard that is dead here because every row keeps at least one key. The mask
+    becomes an additive bias at its own (head-free) shape.
+    """
+    if not torch.compiler.is_exporting():
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+    bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(~mask, torch.finfo(q.dtype).min)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * (q.shape[-1] ** -0.5) + bias  # [B, H, Nq, Nk]
+    # ONNX Runtime's softmax is ~12x slower on rows where exp underflows (every masked entry):
+    # clamp logits at 80 below the row's maximum; a clamped key weighs e^-80 ≈ 2e-35 of the
+    # largest, far below fp32 resolution
+    scores = (scores - scores.amax(dim=-1, keepdim=True)).clamp_min(-80.0)
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
 
 
 class PoseAttention(nn.Module):
@@ -99,7 +121,7 @@ class PoseAttention(nn.Module):
                 q, k = enc.rotate_pair(q, k, pose_q)
             elif enc.rotary:
                 q, k = enc.rotate(q, pose_q), enc.rotate(k, pose_k)
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=safe, dropout_p=p)
+            o = _attend(q, k, v, safe, p)
         o = o.transpose(1, 2).reshape(B, Nq, self.dim)
         # zero after the projection too: a row without keys must not even carry the output bias
         return self.out(o) * has_key[..., None].to(o.dtype)
