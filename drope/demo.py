@@ -5,7 +5,8 @@ Stages run in order, each a thin call of the same code the CLIs use, and each wr
 ``--data`` files), summary (``drope-data info``/``stats``, side by side with the shared WOMD
 sample when present), plots and an animation (``drope-viz``), cache (``drope-data cache``),
 a short ``drope_small`` training run, evaluation against kinematic baselines with prediction
-plots, ONNX export with verification, and a prediction through the torch-free runtime.
+plots, ONNX export with verification, a prediction through the torch-free runtime, and a
+closed-loop rollout of the ONNX model (``drope-sim``) with its animation.
 """
 from __future__ import annotations
 
@@ -132,6 +133,15 @@ def main(argv: list[str] | None = None) -> int:
 
     pred = OnnxPredictor(onnx_path).predict({k: v.numpy() for k, v in collate_scenes(held_out[:1]).model_inputs().items()})
     print(f"[{time.perf_counter() - t:.1f} s] runtime (numpy + onnxruntime) predicted {pred.traj.shape} trajectories")
+
+    t = _stage("closed loop: the ONNX model drives every agent (drope-sim)")
+    from sim.cli import main as sim_main
+
+    rc = sim_main(["policy=learned", f"model={onnx_path}", "controlled=all", "generate.num_scenes=4",
+                   f"generate.seed={args.seed + 3000}", "rollouts=2", f"out={args.out / 'sim'}", "animate=1"])
+    if rc != 0:
+        raise SystemExit(f"drope-sim failed with exit status {rc}")
+    print(f"[{time.perf_counter() - t:.1f} s] metrics and animation -> {args.out / 'sim'}")
 
     print(f"\ndemo finished in {time.perf_counter() - t0:.1f} s; outputs in {args.out}/")
     return 0
