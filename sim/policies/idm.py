@@ -8,6 +8,7 @@ ahead of its box (catches agents off the lane graph or cutting in) and (c) the s
 STOP signal on its path. The target pose one step ahead on the route (lateral offset decaying
 by ``lateral_decay`` per step) goes to the dynamics model's tracking controller.
 
+The desired speed is capped where the route ahead curves (``max_lateral_accel``).
 Agents that stand still at the start more than ``parked_lateral`` from a lane centre are parked
 (desired speed 0). Pedestrians and other types replay the log while it has them, else keep
 their velocity.
@@ -39,6 +40,10 @@ class IDMPolicyConfig:
     lookahead: float = 60.0  # m
     lateral_decay: float = 0.8  # lateral offset kept per step while returning to the centre line
     off_lane: float = 4.0  # m: farther from every lane the agent drives straight along its heading
+    max_lateral_accel: float = 2.5  # m/s²: desired speed is capped by the curvature of the route ahead
+    curve_preview: float = 1.0  # s of travel beyond the braking distance over which curves are looked for
+    curve_window: float = 8.0  # m over which a curve's heading change is measured
+    curve_samples: int = 6  # preview points
 
 
 @POLICIES.register("idm")
@@ -113,7 +118,14 @@ class IDMPolicy:
             if not drive:
                 continue
             np_pos, np_h = pos.double().numpy(), h.double().numpy()
-            lane, s, lat = self.graph.project(np_pos, np_h)
+            lane, s, _ = self.graph.project(np_pos, np_h)
+            # offsets in the lane's frame at the projection: beyond a lane's end (the map's edge)
+            # the clamped projection's distance is mostly longitudinal, not lateral
+            foot, foot_h = self.graph.pose_at(lane, s)
+            rel = np_pos - foot
+            along = rel[:, 0] * np.cos(foot_h) + rel[:, 1] * np.sin(foot_h)
+            lat = -rel[:, 0] * np.sin(foot_h) + rel[:, 1] * np.cos(foot_h)
+            s = s + np.maximum(along, 0.0)
             lane_all = np.where(valid.numpy() & (np.abs(lat) < self.cfg.off_lane), lane, -1)
             gap_c, dv_c = self._corridor_gaps(pos, h, vel, size, valid)
             gap_r = self._red_light_gaps(state.step, pos, h, size)
@@ -128,7 +140,10 @@ class IDMPolicy:
                         gap, dv = g_l, float(speed[a] - speed[j])
                 if float(gap_r[a]) < gap:
                     gap, dv = float(gap_r[a]), float(speed[a])
-                acc = idm_acceleration(float(speed[a]), float(self.v_des[a]), gap, dv, self.params[a])
+                v_des = float(self.v_des[a])
+                if lane_all[a] >= 0 and v_des > 0:
+                    v_des = min(v_des, self._curve_speed(route, float(s[a]), float(speed[a]), self.params[a].b_comf))
+                acc = idm_acceleration(float(speed[a]), v_des, gap, dv, self.params[a])
                 v_new = max(0.0, float(speed[a]) + acc * dt)
                 if lane_all[a] < 0:  # off the lane graph: straight along the heading
                     target_pos[b, a] = pos[a] + v_new * dt * torch.stack([torch.cos(h[a]), torch.sin(h[a])])
@@ -143,6 +158,21 @@ class IDMPolicy:
         return Actions(ctrl=ctrl, ctrl_mask=state.valid & ~replay, pose=log_next.expand(B, A, 5), pose_mask=replay,
                        next_valid=state.valid)
 
+    def _curve_speed(self, route: list[int], s: float, speed: float, b_comf: float) -> float:
+        """Highest speed now from which every curve ahead (within the braking distance) can be
+        reached at ``max_lateral_accel`` while braking at ``b_comf``: min over preview points of
+        ``sqrt(v_curve(d)² + 2·b·d)``, curvature from the heading change over ``curve_window``."""
+        c = self.cfg
+        reach = max(c.curve_window, speed * c.curve_preview + speed * speed / (2 * b_comf))
+        best = np.inf
+        for d in np.linspace(0.0, reach, c.curve_samples):
+            _, h0 = self._along_route(route, s + d)
+            _, h1 = self._along_route(route, s + d + c.curve_window)
+            kappa = abs((h1 - h0 + np.pi) % (2 * np.pi) - np.pi) / c.curve_window
+            v_curve2 = c.max_lateral_accel / max(kappa, 1e-4)
+            best = min(best, v_curve2 + 2 * b_comf * d)
+        return float(np.sqrt(best))
+
     def _route(self, b: int, a: int, lane: int) -> list[int]:
         """The agent's route from its current lane (re-anchored when it left the drawn route)."""
         route = self.routes[b][a]
@@ -155,9 +185,13 @@ class IDMPolicy:
         return new
 
     def _along_route(self, route: list[int], s: float) -> tuple[np.ndarray, float]:
+        """Pose at arc length ``s`` along the route; past the route's end (the map's edge) the last
+        lane is extended straight, so agents drive on instead of braking at the end of the data."""
         for k, lane in enumerate(route):
-            if s <= self.graph.length[lane] or k == len(route) - 1:
-                xy, h = self.graph.pose_at(lane, s)
-                return xy[0], float(h[0])
-            s -= float(self.graph.length[lane])
+            length = float(self.graph.length[lane])
+            if s <= length or k == len(route) - 1:
+                xy, h = self.graph.pose_at(lane, min(s, length))
+                beyond = max(0.0, s - length)
+                return xy[0] + beyond * np.array([np.cos(h[0]), np.sin(h[0])]), float(h[0])
+            s -= length
         raise AssertionError("unreachable: the last route lane always returns")
