@@ -6,9 +6,10 @@ All functions are pure and vectorised over rollouts R, agents A and steps T.
   normals; touching boxes do not collide).
 * **off-road** (vehicles only: pedestrians and cyclists use sidewalks): a box corner is
   off-road when it lies farther than ``lane_half_width`` from every lane centre line, i.e. outside
-  the union of lane corridors, and within ``map_margin`` of some map point (any feature type).
-  Corners farther than that from every map feature are beyond the mapped area (a map crop's end,
-  where nothing is known about the road) and are not counted. Road edges are not used as
+  the union of lane corridors, on the mapped area: corners beyond the end of a lane without
+  successors (or before the start of one without predecessors), or farther than ``map_margin``
+  from every map point, are past the map's edge (a crop, where nothing is known about the road)
+  and are not counted. Road edges are not used as
   boundaries (their side of the road is not recorded consistently); parking lots without lanes
   therefore count as off-road, in the log too.
 * **kinematic infeasibility** (vehicles and cyclists): speed, acceleration, jerk or yaw rate from
@@ -96,12 +97,21 @@ def collision_steps(xy: Tensor, heading: Tensor, size: Tensor, valid: Tensor, ch
     return out
 
 
-def lane_segments(scene: Scene, max_len: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Lane centre-line segments ``(start [G, 2], end [G, 2])`` float64, split to at most ``max_len``."""
+def lane_segments(scene: Scene, max_len: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Lane centre-line segments ``(start [G, 2], end [G, 2], dead_end [G], dead_start [G])``,
+    float64, split to at most ``max_len``. ``dead_end`` marks the last piece of a lane without
+    successors, ``dead_start`` the first piece of one without predecessors (the map's edges)."""
+    from sim.traffic import LaneGraph
+
     pts = scene.map_points[:, :2].double().numpy()
     off = scene.map_offsets.tolist()
-    starts, ends = [], []
-    for f in (scene.map_type == int(MapType.lane)).nonzero(as_tuple=True)[0].tolist():
+    lanes = (scene.map_type == int(MapType.lane)).nonzero(as_tuple=True)[0].tolist()
+    if not lanes:
+        z = np.zeros((0, 2))
+        return z, z, np.zeros(0, bool), np.zeros(0, bool)
+    graph = LaneGraph.from_scene(scene)  # same lane order (map order)
+    starts, ends, dead_end, dead_start = [], [], [], []
+    for li, f in enumerate(lanes):
         p = pts[off[f] : off[f + 1]]
         if len(p) == 1:
             p = np.concatenate([p, p])
@@ -113,9 +123,11 @@ def lane_segments(scene: Scene, max_len: float = 1.0) -> tuple[np.ndarray, np.nd
         a, b = p[k], p[k + 1]
         starts.append(a + (b - a) * frac0[:, None])
         ends.append(a + (b - a) * frac1[:, None])
-    if not starts:
-        return np.zeros((0, 2)), np.zeros((0, 2))
-    return np.concatenate(starts), np.concatenate(ends)
+        e, s0 = np.zeros(len(k), bool), np.zeros(len(k), bool)
+        e[-1], s0[0] = not graph.successors[li], not graph.predecessors[li]
+        dead_end.append(e)
+        dead_start.append(s0)
+    return np.concatenate(starts), np.concatenate(ends), np.concatenate(dead_end), np.concatenate(dead_start)
 
 
 class LaneDistance:
@@ -125,7 +137,7 @@ class LaneDistance:
     def __init__(self, scene: Scene, k: int = 32) -> None:
         from scipy.spatial import cKDTree
 
-        self.a, self.b = lane_segments(scene)
+        self.a, self.b, self.dead_end, self.dead_start = lane_segments(scene)
         self.k = min(k, len(self.a))
         self.tree = cKDTree((self.a + self.b) / 2) if len(self.a) else None
         pts = scene.map_points[:, :2].double().numpy()
@@ -138,16 +150,27 @@ class LaneDistance:
             return np.full(len(xy), np.inf)
         return self.map_tree.query(xy)[0]
 
-    def __call__(self, xy: np.ndarray) -> np.ndarray:
+    def query(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(distance [N], past_map_edge [N])``: the nearest lane piece is a dead end (start) and the
+        point lies beyond its end (before its start), i.e. where the map's lanes stop."""
         xy = np.asarray(xy, np.float64).reshape(-1, 2)
         if self.tree is None:
-            return np.full(len(xy), np.inf)
+            return np.full(len(xy), np.inf), np.zeros(len(xy), bool)
         _, idx = self.tree.query(xy, k=self.k)
         idx = np.asarray(idx).reshape(len(xy), self.k)
         a, d = self.a[idx], self.b[idx] - self.a[idx]  # [N, k, 2]
         rel = xy[:, None] - a
-        t = np.clip((rel * d).sum(-1) / np.maximum((d * d).sum(-1), 1e-12), 0.0, 1.0)
-        return np.linalg.norm(rel - t[..., None] * d, axis=-1).min(1)
+        t_raw = (rel * d).sum(-1) / np.maximum((d * d).sum(-1), 1e-12)
+        t = np.clip(t_raw, 0.0, 1.0)
+        dist = np.linalg.norm(rel - t[..., None] * d, axis=-1)  # [N, k]
+        j = dist.argmin(1)
+        n = np.arange(len(xy))
+        g, tj = idx[n, j], t_raw[n, j]
+        past = (self.dead_end[g] & (tj > 1.0)) | (self.dead_start[g] & (tj < 0.0))
+        return dist[n, j], past
+
+    def __call__(self, xy: np.ndarray) -> np.ndarray:
+        return self.query(xy)[0]
 
 
 def offroad_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig, lane_dist: LaneDistance | None = None) -> Tensor:
@@ -161,7 +184,8 @@ def offroad_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig, lane_dist: Lan
     r, a, t = veh.nonzero(as_tuple=True)
     c = box_corners(ro.xy[r, a, t], ro.heading[r, a, t], ro.size[a, 0], ro.size[a, 1])  # [N, 4, 2]
     pts = c.reshape(-1, 2).double().numpy()
-    off = (lane_dist(pts) > cfg.lane_half_width) & (lane_dist.to_map(pts) <= cfg.map_margin)
+    dist, past_edge = lane_dist.query(pts)
+    off = (dist > cfg.lane_half_width) & ~past_edge & (lane_dist.to_map(pts) <= cfg.map_margin)
     out[r, a, t] = torch.from_numpy(off.reshape(-1, 4).any(1))
     return out
 

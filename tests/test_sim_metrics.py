@@ -81,8 +81,11 @@ def test_collision_steps_match_pairwise_shapely():
 
 
 def test_lane_distance_and_offroad_match_shapely(womd_scene):
+    from sim.traffic import LaneGraph
+
     sc = womd_scene
     cfg = MetricsConfig()
+    graph = LaneGraph.from_scene(sc)
     lanes = []
     for f in (sc.map_type == int(MapType.lane)).nonzero(as_tuple=True)[0].tolist():
         p = sc.map_polyline(f)[:, :2].double().numpy()
@@ -94,10 +97,20 @@ def test_lane_distance_and_offroad_match_shapely(womd_scene):
     got = LaneDistance(sc)(q)
     want = np.array([ml.distance(Point(p)) for p in q])
     np.testing.assert_allclose(got, want, atol=1e-6)
+
+    def past_map_edge(c):
+        """Reference: the nearest lane ends (starts) without a successor (predecessor) and the point lies past it."""
+        d = [ln.distance(Point(c)) for ln in lanes]
+        li = int(np.argmin(d))
+        xy = np.asarray(lanes[li].coords)
+        if not graph.successors[li] and np.dot(c - xy[-1], xy[-1] - xy[-2]) > 0:
+            return True
+        return not graph.predecessors[li] and np.dot(c - xy[0], xy[1] - xy[0]) < 0
+
     # off-road: some box corner outside the union of lane corridors (shapely buffer; its polygonal arcs
-    # approximate circles, so points within 2 cm of the corridor border are not compared)
+    # approximate circles, so points within 2 cm of the corridor border are not compared), on the map
     drivable = unary_union([ln.buffer(cfg.lane_half_width, quad_segs=64) for ln in lanes])
-    A = 40
+    A = 60
     xy = torch.from_numpy(q[:A]).float()[None, :, None].repeat(1, 1, sc.num_steps, 1)
     heading = torch.from_numpy(rng.uniform(-math.pi, math.pi, A)).float()[None, :, None].repeat(1, 1, sc.num_steps)
     valid = torch.zeros(1, A, sc.num_steps, dtype=torch.bool)
@@ -107,14 +120,13 @@ def test_lane_distance_and_offroad_match_shapely(womd_scene):
     corners = box_corners(xy[0, :, -1], heading[0, :, -1], ro.size[:, 0], ro.size[:, 1]).double().numpy()
     compared = 0
     for a in range(A):
-        d = [drivable.exterior.distance(Point(c)) if drivable.geom_type == "Polygon" else drivable.boundary.distance(Point(c))
-             for c in corners[a]]
-        if min(d) < 0.02:
+        if min(drivable.boundary.distance(Point(c)) for c in corners[a]) < 0.02:
             continue
         compared += 1
         near_map = np.linalg.norm(pts[None] - corners[a][:, None], axis=-1).min(1) <= cfg.map_margin  # [4]
-        assert bool(off[a]) == any(not drivable.contains(Point(c)) and n for c, n in zip(corners[a], near_map)), a
-    assert compared > 30 and 0 < int(off.sum()) < A
+        want_off = any(not drivable.contains(Point(c)) and n and not past_map_edge(c) for c, n in zip(corners[a], near_map))
+        assert bool(off[a]) == want_off, a
+    assert compared > 40 and 0 < int(off.sum()) < compared
     # beyond the mapped area nothing is known: not off-road
     far = xy.clone()
     far[..., 0] += 1e4
