@@ -67,14 +67,12 @@ def boxes_overlap(xy: torch.Tensor, heading: torch.Tensor, length: torch.Tensor,
 
     Inputs ``xy [..., N, 2]``, ``heading/length/width [..., N]``; leading dims are batched.
     """
+    from drope.metrics.boxes import boxes_overlap as corners_overlap
+
     c = box_corners(xy, heading, length, width)  # [..., N, 4, 2]
-    axes = torch.stack([c[..., 0, :] - c[..., 1, :], c[..., 0, :] - c[..., 3, :]], -2)  # [..., N, 2, 2] edges
-    proj = torch.einsum("...bkd,...amd->...abkm", c, axes)  # corners of box b on the axes of box a
-    own = torch.diagonal(proj, dim1=-4, dim2=-3).movedim(-1, -3)  # [..., N(a), 4, 2]
-    lo, hi = own.min(-2).values[..., None, :], own.max(-2).values[..., None, :]  # [..., N, 1, 2]
-    sep = ((proj.min(-2).values >= hi) | (proj.max(-2).values <= lo)).any(-1)  # [..., N(a), N(b)]
     n = xy.shape[-2]
-    return ~(sep | sep.transpose(-1, -2)) & ~torch.eye(n, dtype=torch.bool, device=xy.device)
+    pair = corners_overlap(c[..., :, None, :, :], c[..., None, :, :, :])  # [..., N, N] one shared SAT
+    return pair & ~torch.eye(n, dtype=torch.bool, device=xy.device)
 
 
 def _simulate(rng: np.random.Generator, cfg: GeneratorConfig):
