@@ -9,6 +9,15 @@ Overrides use hydra syntax on ``configs/sim/default.yaml`` (no working-directory
 output folder: ``out`` is relative to the current directory). Writes ``out/metrics.json``
 (per-scenario entries + pooled aggregate), ``out/rollouts/<scenario>.npz`` and
 ``out/animations/<scenario>.gif``, and prints a table.
+
+``submission=FILE`` also writes the rollouts as an official ``SimAgentsChallengeSubmission``
+(one ``ScenarioRollouts`` per scenario, one joint scene per rollout, every sim agent = object
+valid at the current step, 80 steps of world x/y/z/heading), checked with the official
+``submission_specs`` rules; ``drope-score wosac FILE --scenarios ...`` scores it. The official
+rules need ``rollouts=32`` and every sim agent simulated (``controlled=all``, or
+``background=idm``); ``submission_meta.*`` fills the header (placeholders by default)::
+
+    drope-sim data=[scenarios.tfrecord] policy=idm controlled=all rollouts=32 submission=sim_sub.binproto
 """
 from __future__ import annotations
 
@@ -25,6 +34,7 @@ from omegaconf import OmegaConf
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "sim"
 SEED_STRIDE = 1_000_003
+OFFICIAL_ROLLOUTS = 32  # joint scenes per scenario in the sim-agents challenge
 log = logging.getLogger(__name__)
 
 
@@ -50,6 +60,8 @@ class SimConfig:
     animate: int = 1
     animation_format: str = "gif"
     save_rollouts: bool = True
+    submission: str | None = None
+    submission_meta: dict = field(default_factory=dict)
     bicycle: dict = field(default_factory=dict)
     idm: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
@@ -74,7 +86,26 @@ def check_config(cfg) -> SimConfig:
     if c.animation_format not in ("gif", "mp4"):
         raise ValueError(f"animation_format must be gif or mp4, got {c.animation_format!r}")
     BicycleConfig(**c.bicycle), IDMPolicyConfig(**c.idm), MetricsConfig(**c.metrics)
+    submission_metadata(c)  # TypeError names an unknown submission_meta key
+    if c.submission is not None:
+        from sim.submission import submission_rule_violation
+
+        if (why := submission_rule_violation(c.policy, c.background, c.controlled)) is not None:
+            raise ValueError(f"submission={c.submission}: {why}")
+        if c.rollouts != OFFICIAL_ROLLOUTS:
+            log.warning("submission with rollouts=%d: the official sim-agents challenge needs rollouts=%d "
+                        "(drope-score wosac --rollouts-per-scenario %d scores it anyway)", c.rollouts,
+                        OFFICIAL_ROLLOUTS, c.rollouts)
     return c
+
+
+def submission_metadata(cfg):
+    from drope.metrics.submission import SubmissionMetadata
+
+    meta = dict(cfg.submission_meta)
+    if "authors" in meta and not isinstance(meta["authors"], str):
+        meta["authors"] = tuple(meta["authors"])
+    return SubmissionMetadata(**meta)
 
 
 def load_config(overrides: list[str], name: str = "default"):
@@ -156,7 +187,8 @@ def build_dynamics_from(cfg):
 
 
 def simulate_scene(cfg, scene, index: int, want_arrays: bool = False):
-    """Roll out one scene; returns (summary entry, rollouts, metrics) — arrays only if asked."""
+    """Roll out one scene; returns (summary entry, (rollouts, metrics) if asked, serialized
+    ``ScenarioRollouts`` if ``cfg.submission`` is set)."""
     import torch
 
     torch.set_num_threads(1)
@@ -167,7 +199,8 @@ def simulate_scene(cfg, scene, index: int, want_arrays: bool = False):
     dyn = build_dynamics_from(cfg)
     policy, background = build_policies(cfg, dyn)
     t0 = time.perf_counter()
-    ro = run_rollouts(scene, policy, background, controlled_mask(scene, cfg.controlled), dyn, int(cfg.rollouts),
+    controlled = controlled_mask(scene, cfg.controlled)
+    ro = run_rollouts(scene, policy, background, controlled, dyn, int(cfg.rollouts),
                       seed=int(cfg.seed) * SEED_STRIDE + index)
     sim_s = time.perf_counter() - t0
     m = agent_metrics(scene, ro, MetricsConfig(**cfg.metrics))
@@ -177,14 +210,20 @@ def simulate_scene(cfg, scene, index: int, want_arrays: bool = False):
         d = Path(cfg.out) / "rollouts"
         d.mkdir(parents=True, exist_ok=True)
         ro.to_npz(d / f"{index:05d}_{scene.scenario_id}.npz", scene)
-    return entry, (ro, m) if want_arrays else None
+    proto = None
+    if cfg.get("submission"):
+        from sim.submission import REPLAY_POLICIES, sim_scenario_rollouts
+
+        replayed = torch.where(controlled, cfg.policy in REPLAY_POLICIES, cfg.background in REPLAY_POLICIES)
+        proto = sim_scenario_rollouts(scene, ro, replayed).SerializeToString()
+    return entry, (ro, m) if want_arrays else None, proto
 
 
 def _worker(args):
     cfg_dict, scene, index = args
     cfg = OmegaConf.create(cfg_dict)
-    entry, _ = simulate_scene(cfg, scene, index)
-    return index, entry
+    entry, _, proto = simulate_scene(cfg, scene, index)
+    return index, entry, proto
 
 
 # ---- table ------------------------------------------------------------------------------------------
@@ -222,24 +261,38 @@ def run(cfg) -> dict:
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
     cfg_dict["out"] = str(out.resolve())
     entries: dict[int, dict] = {}
+    protos: dict[int, bytes | None] = {}
     t0 = time.perf_counter()
     workers = max(1, min(int(cfg.workers), len(scenes)))
     if workers == 1:
         for i, scene in enumerate(tqdm(scenes, desc="drope-sim", unit="scene")):
-            entries[i] = simulate_scene(OmegaConf.create(cfg_dict), scene, i)[0]
+            entries[i], _, protos[i] = simulate_scene(OmegaConf.create(cfg_dict), scene, i)
     else:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(_worker, (cfg_dict, s, i)) for i, s in enumerate(scenes)]
             for f in tqdm(as_completed(futures), total=len(futures), desc="drope-sim", unit="scene"):
-                i, entry = f.result()
-                entries[i] = entry
+                i, entries[i], protos[i] = f.result()
     ordered = [entries[i] for i in range(len(scenes))]
     agg = aggregate(ordered)
     agg["wall_seconds"] = time.perf_counter() - t0
     result = {"config": cfg_dict, "aggregate": agg, "scenarios": ordered}
+    if cfg.submission:
+        from waymo_open_dataset.protos.sim_agents_submission_pb2 import ScenarioRollouts
+
+        from drope.metrics.submission import write_sim_agents_submission
+
+        try:  # workers send serialized protos (cheap to pickle); parsed once here
+            n = write_sim_agents_submission(cfg.submission, (ScenarioRollouts.FromString(protos[i]) for i in range(len(scenes))),
+                                            submission_metadata(cfg))
+        except OSError as e:
+            raise ValueError(f"submission={cfg.submission}: {e}") from e
+        result["submission"] = {"path": str(Path(cfg.submission).resolve()), "scenarios": n,
+                                "rollouts_per_scenario": int(cfg.rollouts)}
+        log.info("SimAgentsChallengeSubmission: %d scenarios x %d rollouts -> %s", n, cfg.rollouts, cfg.submission)
     animations = []
     for i, scene in enumerate(scenes[: int(cfg.animate)]):
-        _, (ro, m) = simulate_scene(OmegaConf.create({**cfg_dict, "save_rollouts": False}), scene, i, want_arrays=True)
+        _, (ro, m), _ = simulate_scene(OmegaConf.create({**cfg_dict, "save_rollouts": False, "submission": None}), scene, i,
+                                       want_arrays=True)
         from sim.animate import animate_rollout
 
         (out / "animations").mkdir(exist_ok=True)
@@ -270,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"drope-sim: {e}", file=sys.stderr)
         return 2
     print(format_table(result["scenarios"], result["aggregate"]))
+    if "submission" in result:
+        print(f"SimAgentsChallengeSubmission ({result['submission']['scenarios']} scenarios x {cfg.rollouts} rollouts) "
+              f"-> {cfg.submission}")
     print(f"\n{result['aggregate']['num_rollouts']} rollouts of {len(result['scenarios'])} scenarios "
           f"({cfg.policy} on {cfg.controlled}, background {cfg.background}) -> {Path(cfg.out) / 'metrics.json'}")
     return 0

@@ -6,7 +6,7 @@ import torch
 
 from drope.data.batch import collate_scenes
 from drope.eval.baselines import constant_turn_rate, constant_velocity
-from drope.eval.metrics import displacement_metrics, speed_scale, summarize
+from drope.eval.metrics import OFFICIAL_KEYS, displacement_metrics, summarize
 from sim.generate.scenario import generate_scene
 
 
@@ -42,18 +42,30 @@ def test_constant_velocity_is_exact_for_constant_velocity_motion(gen_scenes):
     assert ctr.shape == (1, b.agent_pos.shape[1], 1, 80, 2) and torch.isfinite(ctr).all()
 
 
-def test_womd_miss_rate_uses_speed_scaled_box_in_the_ground_truth_frame():
-    gt = torch.zeros(1, 80, 2)
-    gt[0, :, 1] = torch.arange(1, 81) * 0.1  # moving along +y: longitudinal = y, lateral = x
-    head = torch.full((1, 80), torch.pi / 2)
-    valid = torch.ones(1, 80, dtype=torch.bool)
-    fast, slow = torch.tensor([20.0]), torch.tensor([0.0])
-    along = (gt + torch.tensor([0.0, 5.0]))[:, None]  # 5 m longitudinal error at 8 s (threshold 6 m)
-    across = (gt + torch.tensor([2.0, 0.0]))[:, None]  # 2 m lateral error (threshold 3 m)
-    prob = torch.ones(1, 1)
-    kw = dict(k=1, horizon=80, gt_heading=head)
-    assert float(displacement_metrics(along, prob, gt, valid, speed=fast, **kw)["womd_miss_rate"]) == 0.0
-    assert float(displacement_metrics(across, prob, gt, valid, speed=fast, **kw)["womd_miss_rate"]) == 0.0
-    assert float(displacement_metrics(along, prob, gt, valid, speed=slow, **kw)["womd_miss_rate"]) == 1.0  # 3 m box
-    assert float(displacement_metrics(along, prob, gt, valid, **kw | {"gt_heading": None})["miss_rate"]) == 1.0
-    assert speed_scale(torch.tensor([0.0, 6.2, 30.0])).tolist() == pytest.approx([0.5, 0.75, 1.0])
+def test_perfect_predictions_score_zero_error_and_full_precision(gen_scenes):
+    """Predictions equal to the log: dense and official errors are zero, nothing is missed and the
+    official mAP is 1 for every type present; official keys exist per type only, not in ALL."""
+    from drope.eval.evaluate import ScenePredictions, score_predictions
+
+    preds = []
+    for scene in gen_scenes[:3]:
+        idx = scene.tracks_to_predict
+        gt = scene.agent_pos[idx, 11:]
+        xy = gt[:, None].repeat(1, 6, 1, 1) + torch.arange(6.0)[None, :, None, None] * 3.0  # mode 0 exact
+        prob = torch.tensor([0.5, 0.1, 0.1, 0.1, 0.1, 0.1]).expand(len(idx), 6)
+        preds.append(ScenePredictions(scene=scene, agent_index=idx, xy={k: xy for k in ("drope", "constant_velocity", "constant_turn_rate")},
+                                      prob={k: prob for k in ("drope", "constant_velocity", "constant_turn_rate")},
+                                      gt=gt, gt_valid=scene.agent_valid[idx, 11:], agent_type=scene.agent_type[idx]))
+    res = score_predictions(preds)["drope"]
+    present = [t for t in ("TYPE_VEHICLE", "TYPE_PEDESTRIAN", "TYPE_CYCLIST") if res[t]["8s"]["count"]]
+    assert present
+    for t in present:
+        for h in ("3s", "5s", "8s"):
+            row = res[t][h]
+            assert row["min_ade"] == pytest.approx(0.0, abs=1e-5) and row["min_ade@6"] == pytest.approx(0.0, abs=1e-5)
+            assert row["miss_rate"] == 0.0 and row["mean_average_precision"] == pytest.approx(1.0)
+            assert row["brier_min_fde@6"] == pytest.approx(0.25, abs=1e-5)
+    assert set(OFFICIAL_KEYS).isdisjoint(res["ALL"]["8s"])
+    absent = [t for t in ("TYPE_VEHICLE", "TYPE_PEDESTRIAN", "TYPE_CYCLIST") if t not in present]
+    for t in absent:
+        assert all(res[t]["8s"][k] is None for k in OFFICIAL_KEYS)

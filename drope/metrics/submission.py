@@ -4,13 +4,18 @@
   ``ScenarioRollouts`` / ``SimAgentsChallengeSubmission`` (world coordinates, 80 steps per agent).
 - :func:`read_rollouts`: either file kind → ``ScenarioRollouts`` protos.
 - :func:`validate_scenario_rollouts`: the official ``submission_specs`` rules plus finiteness,
-  with errors naming the scenario and object.
+  with errors naming the scenario and object; :func:`validate_with_submission_specs` runs the
+  official checks themselves (``waymo_open_dataset.utils.sim_agents.submission_specs`` imports
+  protos only, no TensorFlow).
+- :class:`SubmissionMetadata`: the header fields both submission kinds share.
 - :func:`write_motion_submission` / :func:`read_motion_submission`: ``MotionChallengeSubmission``
   with 16 points at 2 Hz (track steps 15, 20, …, 90).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -30,6 +35,35 @@ def _pb():
     from waymo_open_dataset.protos import motion_submission_pb2, sim_agents_submission_pb2
 
     return sim_agents_submission_pb2, motion_submission_pb2
+
+
+@dataclass(frozen=True)
+class SubmissionMetadata:
+    """Header of a submission file (the fields the official submission protos share).
+
+    The defaults are placeholders: a real challenge submission needs the ``account_name`` registered
+    with the Waymo Open Dataset and a ``unique_method_name`` of your own.
+    """
+
+    account_name: str = "drope-user@example.com"
+    unique_method_name: str = "drope"
+    authors: tuple[str, ...] = ("drope",)
+    affiliation: str = "drope"
+    description: str = "DRoPE: rotary pose attention for multi-agent trajectory prediction"
+    method_link: str = ""
+    uses_lidar_data: bool = False
+    uses_camera_data: bool = False
+    uses_public_model_pretraining: bool = False
+    num_model_parameters: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.authors, str):  # one author given as a plain string
+            object.__setattr__(self, "authors", (self.authors,))
+        object.__setattr__(self, "authors", tuple(str(a) for a in self.authors))
+
+    def fields(self) -> dict:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in dataclasses.fields(self)}
 
 
 # ---- sim agents ------------------------------------------------------------------------------------
@@ -64,29 +98,22 @@ def rollouts_to_scenario_rollouts(
 def write_sim_agents_submission(
     path: str | Path,
     scenario_rollouts: Iterable,
+    metadata: SubmissionMetadata = SubmissionMetadata(),
     *,
-    account_name: str = "drope@example.com",
-    method_name: str = "drope",
-    unique_method_id: str = "drope",
-    authors: Sequence[str] = ("drope",),
-    affiliation: str = "drope",
-    description: str = "DRoPE closed-loop simulator rollouts",
-    method_link: str = "",
+    closed_loop: bool = True,
 ) -> int:
-    """Write one ``SimAgentsChallengeSubmission`` file; returns the number of scenarios."""
+    """Write one ``SimAgentsChallengeSubmission`` file; returns the number of scenarios.
+
+    ``closed_loop`` fills ``acknowledge_complies_with_closed_loop_requirement`` (drope-sim's
+    rollouts are closed loop: every step's actions see only the simulated state)."""
     sa, _ = _pb()
     sub = sa.SimAgentsChallengeSubmission(
         scenario_rollouts=list(scenario_rollouts),
         submission_type=sa.SimAgentsChallengeSubmission.SIM_AGENTS_SUBMISSION,
-        account_name=account_name,
-        unique_method_name=method_name,
-        authors=list(authors),
-        affiliation=affiliation,
-        description=description,
-        method_link=method_link,
+        acknowledge_complies_with_closed_loop_requirement=closed_loop,
+        **metadata.fields(),
     )
-    if hasattr(sub, "unique_method_id"):
-        sub.unique_method_id = unique_method_id
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_bytes(sub.SerializeToString())
     return len(sub.scenario_rollouts)
 
@@ -142,6 +169,24 @@ def validate_scenario_rollouts(ro, scene: Scene, config: WosacConfig = WosacConf
             raise RolloutError(f"scenario {sid}, rollout {r}: sim agents {sorted(missing)} are missing")
 
 
+def validate_with_submission_specs(ro, scenario_proto) -> None:
+    """The official checks of ``submission_specs`` (sim-agents challenge) on one ``ScenarioRollouts``:
+    every joint scene holds exactly the sim agents with 80 steps each; with 32 joint scenes the
+    full ``validate_scenario_rollouts`` (scenario id, rollout count) runs too. Raises
+    :class:`RolloutError` with the official message, prefixed by the scenario."""
+    from waymo_open_dataset.utils.sim_agents import submission_specs as specs
+
+    challenge = specs.ChallengeType.SIM_AGENTS
+    try:
+        if len(ro.joint_scenes) == specs.get_submission_config(challenge).n_rollouts:
+            specs.validate_scenario_rollouts(ro, scenario_proto, challenge)
+        else:  # fewer rollouts (tests, quick looks): the per-scene rules still apply
+            for js in ro.joint_scenes:
+                specs.validate_joint_scene(js, scenario_proto, challenge)
+    except ValueError as e:
+        raise RolloutError(f"scenario {ro.scenario_id}: official submission_specs check failed: {e}") from None
+
+
 def scenario_rollouts_arrays(ro, p: PreparedScene) -> tuple[Tensor, Tensor, Tensor]:
     """Rollouts as ``xy [N, O, F, 2]`` scene frame, ``z``, ``heading`` (unwrapped scene frame) in
     the prepared object order. Assumes :func:`validate_scenario_rollouts` passed."""
@@ -165,38 +210,29 @@ def write_motion_submission(
     path: str | Path,
     scenes: Sequence[Scene],
     predictions: Sequence[tuple[Tensor, Tensor, Tensor]],
+    metadata: SubmissionMetadata = SubmissionMetadata(description="DRoPE transformer predictions"),
     *,
     config: MotionMetricsConfig = MotionMetricsConfig(),
-    account_name: str = "drope@example.com",
-    method_name: str = "drope",
-    authors: Sequence[str] = ("drope",),
-    affiliation: str = "drope",
-    description: str = "DRoPE transformer predictions",
-    method_link: str = "",
 ) -> int:
     """Write a ``MotionChallengeSubmission``: per scene ``(agent_index [R], pred_xy [R, K, 80, 2]
-    scene frame at 10 Hz, pred_prob [R, K])``; points are taken at the 2 Hz steps (16 per trajectory,
-    track steps 15…90) and written in world coordinates. Returns the number of scenarios."""
+    scene frame at 10 Hz, pred_prob [R, K])``; the first ``config.max_predictions`` modes, points
+    at the 2 Hz steps (16 per trajectory, track steps 15…90), world coordinates, object id = track
+    id, confidence = the given probability. Returns the number of scenarios."""
     _, ms = _pb()
-    sub = ms.MotionChallengeSubmission(
-        account_name=account_name,
-        unique_method_name=method_name,
-        authors=list(authors),
-        affiliation=affiliation,
-        description=description,
-        method_link=method_link,
-        submission_type=ms.MotionChallengeSubmission.MOTION_PREDICTION,
-    )
+    sub = ms.MotionChallengeSubmission(submission_type=ms.MotionChallengeSubmission.MOTION_PREDICTION,
+                                       **metadata.fields())
     idx = torch.arange(config.num_prediction_steps) * config.ratio + config.ratio - 1
     if len(scenes) != len(predictions):
         raise ValueError(f"{len(scenes)} scenes but {len(predictions)} prediction tuples")
     for scene, (agent_index, pred_xy, pred_prob) in zip(scenes, predictions):
-        pred_xy = torch.as_tensor(pred_xy).detach().cpu()
+        pred_xy = torch.as_tensor(pred_xy).detach().cpu()[:, : config.max_predictions]
         if pred_xy.dim() != 4 or pred_xy.shape[2] != config.track_future_samples:
             raise ValueError(f"scene {scene.scenario_id!r}: pred_xy has shape {tuple(pred_xy.shape)}, "
                              f"expected [R, K, {config.track_future_samples}, 2]")
+        if not bool(torch.isfinite(pred_xy).all()):
+            raise ValueError(f"scene {scene.scenario_id!r}: predictions hold NaN/Inf")
         world = scene.to_world_xy(pred_xy[:, :, idx])  # [R, K, 16, 2]
-        prob = torch.as_tensor(pred_prob).detach().cpu().double().numpy()
+        prob = torch.as_tensor(pred_prob).detach().cpu().double().numpy()[:, : config.max_predictions]
         sp = sub.scenario_predictions.add(scenario_id=scene.scenario_id)
         for r, a in enumerate(torch.as_tensor(agent_index).tolist()):
             pred = sp.single_predictions.predictions.add(object_id=int(scene.agent_id[a]))
@@ -204,6 +240,7 @@ def write_motion_submission(
                 st = pred.trajectories.add(confidence=float(prob[r, k]))
                 st.trajectory.center_x.extend(world[r, k, :, 0].tolist())
                 st.trajectory.center_y.extend(world[r, k, :, 1].tolist())
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_bytes(sub.SerializeToString())
     return len(sub.scenario_predictions)
 
