@@ -225,3 +225,13 @@ def test_submission_config_errors(tmp_path, capsys):
     assert main(["controlled=sdc", "background=idm", "generate.num_scenes=1", "rollouts=1", "animate=0", "workers=1",
                  "save_rollouts=false", sub, f"out={tmp_path / 'b'}"]) == 0
     assert (tmp_path / "s.bin").exists()
+
+
+def test_submission_meta_yaml_mirrors_the_dataclass():
+    from drope.metrics.submission import SubmissionMetadata
+    from sim.cli import load_config, submission_metadata
+
+    cfg = load_config([])
+    assert set(cfg.submission_meta) == set(SubmissionMetadata.__dataclass_fields__)
+    assert submission_metadata(cfg) == SubmissionMetadata()
+    assert cfg.submission is None
