@@ -1,8 +1,10 @@
 """WOMD motion-prediction metrics as the official motion-metrics op defines them.
 
-Definitions follow ``waymo_open_dataset/metrics/motion_metrics.cc`` (standard challenge config:
-10 Hz tracks, 2 Hz predictions, 10 history + current + 80 future samples, measurement steps
-5/9/15 = 3/5/8 s, speed-scaled lateral/longitudinal miss thresholds, 6 predictions):
+Definitions follow the op of ``waymo-open-dataset`` 1.6.x (``motion_metrics.cc`` and
+``motion_metrics_utils.cc``; standard challenge config: 10 Hz tracks, 2 Hz predictions,
+10 history + current + 80 future samples, measurement steps 5/9/15 = 3/5/8 s, speed-scaled
+lateral/longitudinal miss thresholds, 6 predictions). ``docs/compare_motion_official.py`` checks
+every value against the compiled op (agreement to float32, see ``docs/wosac_verification.md``).
 
 - minADE / minFDE: over the first ``max_predictions`` predictions (submission order), mean / final
   2 Hz displacement up to the measurement step over the valid ground-truth states;
@@ -12,9 +14,11 @@ Definitions follow ``waymo_open_dataset/metrics/motion_metrics.cc`` (standard ch
 - overlap rate: the most confident prediction (normalised confidences), boxed with the track's
   length/width at each 2 Hz step and a heading from the predicted positions, overlaps (positive
   area) a logged box of another object valid at the current step, at any step up to the horizon;
-- mAP: per trajectory-type bucket (stationary, straight, straight-left/right, left/right turn,
-  left U-turn; right U-turns count as right turns) precision/recall over predictions sorted by
-  confidence, only the first true positive of an object counting; the mean over non-empty buckets;
+- mAP: objects go to one of 8 trajectory-type buckets (``classify_trajectory``; right U-turns
+  count as right turns); each object whose ground truth is valid at the measurement step adds one
+  ground-truth count to its bucket and one sample per prediction (raw confidence; true positive
+  only for the first true positive in confidence order, later ones are false positives); per
+  bucket the all-point PASCAL VOC AP, then the mean over buckets that received samples;
 - soft mAP: as mAP, but later true positives of an object are left out instead of being counted as
   false positives.
 
