@@ -85,6 +85,51 @@ def run_official(npz_path: str, out_path: str) -> None:
         json.dump(results, f)
 
 
+def run_official_files(spec_path: str, out_path: str) -> None:
+    """End-to-end cases: the op fed from the raw files (Scenario shards + MotionChallengeSubmission)."""
+    import tensorflow as tf
+    from waymo_open_dataset.protos import motion_submission_pb2, scenario_pb2
+
+    with open(spec_path) as f:
+        spec = json.load(f)
+    arrays = {}
+    for case, files in spec.items():
+        scenarios = {}
+        for rec in tf.data.TFRecordDataset(files["scenarios"]):
+            sc = scenario_pb2.Scenario.FromString(rec.numpy())
+            scenarios[sc.scenario_id] = sc
+        with open(files["submission"], "rb") as f:
+            sub = motion_submission_pb2.MotionChallengeSubmission.FromString(f.read())
+        sps = list(sub.scenario_predictions)
+        A = max(len(scenarios[sp.scenario_id].tracks) for sp in sps)
+        M = max(len(sp.single_predictions.predictions) for sp in sps)
+        K = len(sps[0].single_predictions.predictions[0].trajectories)
+        B = len(sps)
+        g = dict(gt=np.zeros((B, A, 91, 7), np.float32), gt_valid=np.zeros((B, A, 91), bool),
+                 object_type=np.zeros((B, A), np.int64), object_id=-1 - np.tile(np.arange(A), (B, 1)),
+                 pred_traj=np.zeros((B, M, K, 1, 16, 2), np.float32), pred_score=np.zeros((B, M, K), np.float32),
+                 pred_gt_idx=np.zeros((B, M, 1), np.int64), pred_gt_mask=np.zeros((B, M, 1), bool))
+        for b, sp in enumerate(sps):
+            sc = scenarios[sp.scenario_id]
+            index = {}
+            for a, tr in enumerate(sc.tracks):
+                index[tr.id] = a
+                g["object_id"][b, a], g["object_type"][b, a] = tr.id, tr.object_type
+                for t, st in enumerate(tr.states):
+                    g["gt"][b, a, t] = (st.center_x, st.center_y, st.length, st.width, st.heading,
+                                        st.velocity_x, st.velocity_y)
+                    g["gt_valid"][b, a, t] = st.valid
+            for m, pred in enumerate(sp.single_predictions.predictions):
+                g["pred_gt_idx"][b, m, 0], g["pred_gt_mask"][b, m, 0] = index[pred.object_id], True
+                for k, st in enumerate(pred.trajectories):
+                    g["pred_score"][b, m, k] = st.confidence
+                    g["pred_traj"][b, m, k, 0] = np.stack([st.trajectory.center_x, st.trajectory.center_y], -1)
+        arrays.update({f"{case}/{k}": v for k, v in g.items()})
+    npz = out_path + ".npz"
+    np.savez(npz, **arrays)
+    run_official(npz, out_path)
+
+
 # ------------------------------------------------------------------ drope side (project env)
 def _world_scene(scene):
     """The scene with its frame = the world frame, so drope and the op read the same float32 numbers."""
@@ -301,9 +346,80 @@ def build_cases(womd: str, generated: int, seed: int):
     return cases
 
 
+def build_file_cases(womd: str, generated: int, seed: int, tmp: str):
+    """End-to-end cases through files: scenario shards written by ``drope.data.womd`` (generated,
+    with synthetic and invalidated futures) or the shared shard, MotionChallengeSubmission protos,
+    scored by ``drope-score motion --json``; the op reads the same files in the TF env."""
+    import contextlib
+    import io
+
+    import torch
+
+    from drope.data.womd import read_scenarios, write_scenarios
+    from drope.metrics.cli import main as score_main
+    from drope.metrics.motion import motion_records_2hz
+    from drope.metrics.submission import _pb
+    from sim.generate.scenario import generate_scene
+
+    rng = np.random.default_rng(seed + 1000)
+    gen = []
+    for i in range(generated):
+        s = generate_scene(seed + 1, i)[0]
+        s = _invalidate(_synthetic_tracks(s, _agents(s), rng), _agents(s), rng)
+        gen.append(s)
+    shard = os.path.join(tmp, "generated.tfrecord")
+    write_scenarios(shard, gen)
+    spec, ours = {}, {}
+    for name, files, ties in (("file-womd", [womd], "random"), ("file-gen", [shard], "ties")):
+        scenes = list(read_scenarios(files))  # what drope-score will read (its own SDC frame)
+        worlds = [_world_scene(sc) for sc in scenes]
+        agent_lists = [_agents(w) for w in worlds]
+        pp = [_predictions(w, a, 6, rng, ties) for w, a in zip(worlds, agent_lists)]
+        records = []
+        for sc, a, (p, c) in zip(scenes, agent_lists, pp):
+            from drope.data.frames import world_to_frame
+
+            local = world_to_frame(p.double().numpy(), sc.origin_xy.numpy(), float(sc.origin_heading))
+            records.append(motion_records_2hz(sc, torch.tensor(a), torch.from_numpy(local), c))
+        variants = {name: [c for _, c in pp]}
+        for si, demoted in enumerate(_demote_duplicates(records, [c for _, c in pp])):
+            variants[f"{name}~soft{STEPS[si]}"] = demoted
+        for case, probs in variants.items():
+            sub_path = os.path.join(tmp, case.replace("~", "_") + ".bin")
+            _write_submission(_pb()[1], sub_path, worlds, agent_lists, [p for p, _ in pp], probs)
+            spec[case] = {"submission": sub_path, "scenarios": files}
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            rc = score_main(["motion", spec[name]["submission"], "--scenarios", *files, "--json"])
+        if rc != 0:
+            raise RuntimeError(f"drope-score motion failed on {name} ({rc})")
+        ours[name] = json.loads(out.getvalue())
+    return spec, ours
+
+
+def _write_submission(ms, path, worlds, agent_lists, preds, probs):
+    sub = ms.MotionChallengeSubmission(submission_type=ms.MotionChallengeSubmission.MOTION_PREDICTION,
+                                       account_name="compare", unique_method_name="compare")
+    for w, agents, p, c in zip(worlds, agent_lists, preds, probs):
+        sp = sub.scenario_predictions.add(scenario_id=w.scenario_id)
+        for r, a in enumerate(agents):
+            pred = sp.single_predictions.predictions.add(object_id=int(w.agent_id[a]))
+            for k in range(p.shape[1]):
+                st = pred.trajectories.add(confidence=float(c[r, k]))
+                st.trajectory.center_x.extend(p[r, k, :, 0].tolist())
+                st.trajectory.center_y.extend(p[r, k, :, 1].tolist())
+    with open(path, "wb") as f:
+        f.write(sub.SerializeToString())
+
+
 def _agents(scene):
     """Every agent valid at the current step (more objects than tracks_to_predict: all types)."""
     return np.nonzero(scene.agent_valid[:, 10].numpy())[0]
+
+
+def _frame_case(name: str) -> bool:
+    """drope read the scene in its SDC frame (float64 conversion) instead of the op's numbers."""
+    return "scenefr" in name or name.endswith("-fr") or name.startswith("file-")
 
 
 def compare(cases, official, tol: float) -> int:
@@ -337,11 +453,11 @@ def compare(cases, official, tol: float) -> int:
         print(f"{r[0]:14s} {r[1]:16s} {r[2]:3s} {r[3]:28s} op {r[4]: .6f} drope {val:>9s} diff {r[6]:+.2e}"
               f"{'' if r[7] else '  <-- MISMATCH'}")
     bad = sum(not r[7] for r in rows)
-    print("largest |difference| per metric (world-frame cases / scene-frame cases), values compared:")
+    print("largest |difference| per metric (world-frame cases / scene-frame and file cases), values compared:")
     for m in METRICS + ("soft_mean_average_precision",):
         sel = [r for r in rows if r[3] == m and r[5] is not None]
-        w = max((abs(r[6]) for r in sel if "scenefr" not in r[0] and "-fr" not in r[0]), default=0.0)
-        f = max((abs(r[6]) for r in sel if "scenefr" in r[0] or "-fr" in r[0]), default=0.0)
+        w = max((abs(r[6]) for r in sel if not _frame_case(r[0])), default=0.0)
+        f = max((abs(r[6]) for r in sel if _frame_case(r[0])), default=0.0)
         print(f"  {m:28s} {w:.1e} / {f:.1e}  ({len(sel)} values, {sum(0 < r[4] < 1 for r in sel)} strictly in (0, 1))")
     print("objects per (object type, trajectory type):", ", ".join(f"{k[0][5:]}/{k[1]}: {v}" for k, v in sorted(COVERAGE.items())))
     print(f"{len(rows)} values compared, {bad} mismatches, largest |difference| {worst:.3e}")
@@ -356,9 +472,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--official", nargs=2, metavar=("NPZ", "JSON"), help=argparse.SUPPRESS)
+    ap.add_argument("--official-files", nargs=2, metavar=("SPEC", "JSON"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.official:
         run_official(*args.official)
+        return 0
+    if args.official_files:
+        run_official_files(*args.official_files)
         return 0
     if not args.womd or not args.tf_python:
         ap.error("--womd and --tf-python are required")
@@ -370,11 +490,21 @@ def main(argv=None) -> int:
                 arrays[f"{name}/{k}"] = v
         npz, js = os.path.join(tmp, "cases.npz"), os.path.join(tmp, "official.json")
         np.savez(npz, **arrays)
+        spec, file_ours = build_file_cases(args.womd, args.generated, args.seed, tmp)
+        spec_path, js_files = os.path.join(tmp, "spec.json"), os.path.join(tmp, "official_files.json")
+        with open(spec_path, "w") as f:
+            json.dump(spec, f)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-        subprocess.run([args.tf_python, os.path.abspath(__file__), "--official", npz, js], check=True, env=env)
+        me = os.path.abspath(__file__)
+        subprocess.run([args.tf_python, me, "--official", npz, js], check=True, env=env)
+        subprocess.run([args.tf_python, me, "--official-files", spec_path, js_files], check=True, env=env)
         with open(js) as f:
             official = json.load(f)
+        with open(js_files) as f:
+            official.update(json.load(f))
+    for name, ours in file_ours.items():
+        cases[name] = (None, None, None, None, ours)
     return compare(cases, official, args.tol)
 
 
