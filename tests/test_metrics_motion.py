@@ -136,8 +136,8 @@ def test_map_buckets_and_unmeasured_objects():
     rows = [("STRAIGHT", [0.6, 0.4], [True, False], True), ("LEFT_TURN", [0.6, 0.4], [False, False], True),
             (None, [0.9, 0.1], [True, True], True), ("STRAIGHT", [0.9, 0.1], [False, False], False)]
     assert _map_pair(rows) == (pytest.approx(0.5, abs=1e-7), pytest.approx(0.5, abs=1e-7))
-    # no bucket received samples: 0.0 (as the op)
-    assert _map_pair([("STRAIGHT", [0.5, 0.5], [True, True], False)]) == (0.0, 0.0)
+    # no bucket received samples: no measurement, None (the op reports 0.0)
+    assert _map_pair([("STRAIGHT", [0.5, 0.5], [True, True], False)]) == (None, None)
 
 
 def test_map_ties_false_positive_first_and_submission_order_inside_an_object():

@@ -365,10 +365,11 @@ def _object_samples(conf: np.ndarray, tp: np.ndarray, soft: bool) -> tuple[list[
     return confs, tps
 
 
-def _map(records: list[MotionRecords], rows: list[tuple[int, int]], si: int, soft: bool) -> float:
+def _map(records: list[MotionRecords], rows: list[tuple[int, int]], si: int, soft: bool) -> float | None:
     """mAP of the objects ``rows`` (record, row) at measurement step ``si``: one PR bucket per
     trajectory type, each object counted once in its bucket when its ground truth allows a
-    measurement; the mean AP over the buckets that received samples (0.0 when none did)."""
+    measurement; the mean AP over the buckets that received samples. ``None`` when none did
+    (no measurement, like minFDE; the op reports 0.0 there)."""
     buckets: dict[int, tuple[list[float], list[bool], int]] = {}
     for ri, r in rows:
         rec = records[ri]
@@ -380,7 +381,7 @@ def _map(records: list[MotionRecords], rows: list[tuple[int, int]], si: int, sof
         cf, tp, n = buckets.get(ttype, ([], [], 0))
         buckets[ttype] = (cf + confs, tp + tps, n + 1)
     aps = [_average_precision(np.asarray(cf), np.asarray(tp, bool), n) for cf, tp, n in buckets.values() if cf]
-    return float(np.mean(aps)) if aps else 0.0
+    return float(np.mean(aps)) if aps else None
 
 
 def aggregate_motion_metrics(
