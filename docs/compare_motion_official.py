@@ -355,10 +355,12 @@ def build_file_cases(womd: str, generated: int, seed: int, tmp: str):
 
     import torch
 
+    from waymo_open_dataset.protos import motion_submission_pb2
+
+    from drope.data.frames import world_to_frame
     from drope.data.womd import read_scenarios, write_scenarios
     from drope.metrics.cli import main as score_main
     from drope.metrics.motion import motion_records_2hz
-    from drope.metrics.submission import _pb
     from sim.generate.scenario import generate_scene
 
     rng = np.random.default_rng(seed + 1000)
@@ -377,8 +379,6 @@ def build_file_cases(womd: str, generated: int, seed: int, tmp: str):
         pp = [_predictions(w, a, 6, rng, ties) for w, a in zip(worlds, agent_lists)]
         records = []
         for sc, a, (p, c) in zip(scenes, agent_lists, pp):
-            from drope.data.frames import world_to_frame
-
             local = world_to_frame(p.double().numpy(), sc.origin_xy.numpy(), float(sc.origin_heading))
             records.append(motion_records_2hz(sc, torch.tensor(a), torch.from_numpy(local), c))
         variants = {name: [c for _, c in pp]}
@@ -386,7 +386,7 @@ def build_file_cases(womd: str, generated: int, seed: int, tmp: str):
             variants[f"{name}~soft{STEPS[si]}"] = demoted
         for case, probs in variants.items():
             sub_path = os.path.join(tmp, case.replace("~", "_") + ".bin")
-            _write_submission(_pb()[1], sub_path, worlds, agent_lists, [p for p, _ in pp], probs)
+            _write_submission(motion_submission_pb2, sub_path, worlds, agent_lists, [p for p, _ in pp], probs)
             spec[case] = {"submission": sub_path, "scenarios": files}
         out = io.StringIO()
         with contextlib.redirect_stdout(out):

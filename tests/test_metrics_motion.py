@@ -258,3 +258,28 @@ def test_stationary_prediction_box_keeps_the_world_orientation():
                            scene.origin_xy.numpy(), float(scene.origin_heading))
     rec = motion_records_2hz(scene, torch.tensor([0]), torch.from_numpy(still), torch.ones(1, 1))
     assert rec.overlap[0].tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "conf,expected",
+    [
+        ([0.0, 0.0], 1.0),  # zero sum: 1/K each, the first prediction (the overlapping one) wins
+        ([0.1, 0.9], 0.0),  # the far-away prediction is the most confident
+        ([-0.1, -0.9], 0.0),  # negative sum: normalising flips the order (-0.9/-1 is the largest)
+        ([0.5, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 9.0], 1.0),  # only the first 6 compete for the argmax
+    ],
+)
+def test_overlap_uses_the_ops_normalised_argmax(conf, expected):
+    """Prediction 0 sits on the predicted object's own (stationary) box, which overlaps a neighbour
+    3 m east; prediction 1 and the others are 100 m away."""
+    xy = np.zeros((2, T, 2))
+    xy[0] = [100.0, 200.0]
+    xy[1] = [103.0, 200.0]
+    scene = _scene(xy, np.zeros((2, T)), np.zeros((2, T, 2)), np.array([[4.5, 2.0], [2.0, 2.0]]),
+                   [ObjectType.TYPE_VEHICLE] * 2)
+    K = len(conf)
+    world = np.broadcast_to(xy[0, :16][None, None], (1, K, 16, 2)).copy()
+    world[0, 1:] += np.array([0.0, 100.0])
+    pred = world_to_frame(world, scene.origin_xy.numpy(), float(scene.origin_heading))
+    rec = motion_records_2hz(scene, torch.tensor([0]), torch.from_numpy(pred), torch.tensor([conf]))
+    assert rec.overlap[0].tolist() == [expected] * 3
