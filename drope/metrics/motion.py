@@ -342,13 +342,13 @@ def _average_precision(conf: np.ndarray, tp: np.ndarray, num_objects: int) -> fl
     cum = np.cumsum(tp[order]).astype(np.float32)
     precision = cum / np.arange(1, conf.size + 1, dtype=np.float32)
     recall = cum / np.float32(num_objects)
-    hp, hr = precision[-1], recall[-1]
-    area = 0.0
-    for i in range(conf.size - 1, -1, -1):
-        if precision[i] > hp:
-            area += float(hp * (hr - recall[i]))  # float32 product, double sum (as the op)
-            hp, hr = precision[i], recall[i]
-    return area + float(hr * hp)
+    # walking backwards, the "highest" sample changes where the precision beats all later ones
+    rp, rr = precision[::-1], recall[::-1]
+    later_max = np.maximum.accumulate(rp)
+    keep = np.concatenate([[True], rp[1:] > later_max[:-1]])
+    hp, hr = rp[keep], rr[keep]
+    rects = hp[:-1] * (hr[:-1] - hr[1:])  # float32 products, summed in double (as the op)
+    return float(rects.astype(np.float64).sum()) + float(hr[-1] * hp[-1])
 
 
 def _object_samples(conf: np.ndarray, tp: np.ndarray, soft: bool) -> tuple[list[float], list[bool]]:
@@ -370,7 +370,7 @@ def _map(records: list[MotionRecords], rows: list[tuple[int, int]], si: int, sof
     trajectory type, each object counted once in its bucket when its ground truth allows a
     measurement; the mean AP over the buckets that received samples. ``None`` when none did
     (no measurement, like minFDE; the op reports 0.0 there)."""
-    buckets: dict[int, tuple[list[float], list[bool], int]] = {}
+    buckets: dict[int, tuple[list[float], list[bool], list[int]]] = {}  # confidences, TPs, [objects]
     for ri, r in rows:
         rec = records[ri]
         ttype = int(rec.trajectory_type[r])
@@ -378,9 +378,11 @@ def _map(records: list[MotionRecords], rows: list[tuple[int, int]], si: int, sof
         if ttype < 0 or not meas.any():
             continue
         confs, tps = _object_samples(rec.confidence[r].numpy()[meas], rec.is_tp[r, si].numpy()[meas], soft)
-        cf, tp, n = buckets.get(ttype, ([], [], 0))
-        buckets[ttype] = (cf + confs, tp + tps, n + 1)
-    aps = [_average_precision(np.asarray(cf), np.asarray(tp, bool), n) for cf, tp, n in buckets.values() if cf]
+        cf, tp, n = buckets.setdefault(ttype, ([], [], [0]))
+        cf.extend(confs)
+        tp.extend(tps)
+        n[0] += 1
+    aps = [_average_precision(np.asarray(cf), np.asarray(tp, bool), n[0]) for cf, tp, n in buckets.values() if cf]
     return float(np.mean(aps)) if aps else None
 
 
