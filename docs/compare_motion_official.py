@@ -12,19 +12,26 @@ Then, from the repository root in the project environment::
     python docs/compare_motion_official.py --womd ../shared/data/womd/motion_data_one_scenario.tfrecord \\
         --tf-python $TFENV/bin/python [--generated 6] [--seed 0]
 
-The script builds several cases (the shared WOMD scene and generated scenes; deliberately diverse
-predictions: log future, lateral/longitudinal shifts inside and outside the miss thresholds,
-constant velocity, random walks, duplicate true positives, tied / zero / all-equal confidences,
-8 predictions of which the op reads 6, futures invalid at measurement steps or at the end, all
-three object types), feeds the *same float32 world-frame numbers* to drope and, in a subprocess
-of ``--tf-python``, to ``py_metrics_ops.motion_metrics`` with the challenge config, and prints
-one row per (case, type, horizon, metric) with the difference. Exit status 1 when any difference
+The script builds 16 cases from the shared WOMD scene and generated scenes, with deliberately
+diverse predictions and ground truth:
+- predictions: the log future, lateral/longitudinal shifts inside and outside the miss
+  thresholds, constant velocity, random walks and duplicate true positives;
+- confidences: tied, zero or all-equal; 8 predictions, of which the op reads 6;
+- ground truth: futures invalid at measurement steps or at the end, arcs (U-turns, turns) in place
+  of logged futures, all three object types.
+
+Array cases feed the *same float32 world-frame numbers* to drope and, in a subprocess of
+``--tf-python``, to ``py_metrics_ops.motion_metrics`` with the challenge config. Scene-frame cases
+let drope read each scene in its SDC frame. File cases write Scenario shards and
+MotionChallengeSubmission protos, score them with ``drope-score motion --json``, and let the op
+read the raw protos. The script prints one row per (case, type, horizon, metric) with the
+difference, then per-metric maxima and bucket coverage. Exit status 1 when any difference
 exceeds ``--tol``.
 
 Soft mAP: the op does not output it. Its definition (``motion_metrics.h``: duplicate true
 positives of an object are ignored instead of counted as false positives) is checked through the
 op's own mAP on a transformed submission: each duplicate true positive keeps its trajectory but
-gets a confidence (-1) below every other confidence of the call, so that it sorts after the last true
+gets confidence -1, below every other confidence of the call. It then sorts after the last true
 positive of its bucket, where a false positive adds no area to the precision/recall envelope.
 """
 from __future__ import annotations
