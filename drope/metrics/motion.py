@@ -1,8 +1,10 @@
 """WOMD motion-prediction metrics as the official motion-metrics op defines them.
 
-Definitions follow ``waymo_open_dataset/metrics/motion_metrics.cc`` (standard challenge config:
-10 Hz tracks, 2 Hz predictions, 10 history + current + 80 future samples, measurement steps
-5/9/15 = 3/5/8 s, speed-scaled lateral/longitudinal miss thresholds, 6 predictions):
+Definitions follow the op of ``waymo-open-dataset`` 1.6.x (``motion_metrics.cc`` and
+``motion_metrics_utils.cc``; standard challenge config: 10 Hz tracks, 2 Hz predictions,
+10 history + current + 80 future samples, measurement steps 5/9/15 = 3/5/8 s, speed-scaled
+lateral/longitudinal miss thresholds, 6 predictions). ``docs/compare_motion_official.py`` checks
+every value against the compiled op (agreement to float32, see ``docs/wosac_verification.md``).
 
 - minADE / minFDE: over the first ``max_predictions`` predictions (submission order), mean / final
   2 Hz displacement up to the measurement step over the valid ground-truth states;
@@ -12,9 +14,11 @@ Definitions follow ``waymo_open_dataset/metrics/motion_metrics.cc`` (standard ch
 - overlap rate: the most confident prediction (normalised confidences), boxed with the track's
   length/width at each 2 Hz step and a heading from the predicted positions, overlaps (positive
   area) a logged box of another object valid at the current step, at any step up to the horizon;
-- mAP: per trajectory-type bucket (stationary, straight, straight-left/right, left/right turn,
-  left U-turn; right U-turns count as right turns) precision/recall over predictions sorted by
-  confidence, only the first true positive of an object counting; the mean over non-empty buckets;
+- mAP: objects go to one of 8 trajectory-type buckets (``classify_trajectory``; right U-turns
+  count as right turns); each object whose ground truth is valid at the measurement step adds one
+  ground-truth count to its bucket and one sample per prediction (raw confidence; true positive
+  only for the first true positive in confidence order, later ones are false positives); per
+  bucket the all-point PASCAL VOC AP, then the mean over buckets that received samples;
 - soft mAP: as mAP, but later true positives of an object are left out instead of being counted as
   false positives.
 
@@ -139,25 +143,29 @@ def classify_trajectory(
     start_xy: np.ndarray, start_heading: float, start_vel: np.ndarray,
     end_xy: np.ndarray, end_heading: float, end_vel: np.ndarray,
 ) -> str:
-    """WOMD trajectory type of a track from its current state to its last valid state (world values)."""
+    """WOMD trajectory type of a track from its current state to its last valid state (world values).
+
+    The op's ``ClassifyTrack``: stationary below 2 m/s (max of start/end speed) and 3 m
+    displacement; straight when the wrapped heading change is under 30° (left/right of straight
+    beyond 2.5 m lateral offset in the start frame); otherwise a right or left turn by the side of
+    the lateral offset, a U-turn when it ends behind the start (longitudinal offset < 0).
+    """
     dx_w, dy_w = float(end_xy[0] - start_xy[0]), float(end_xy[1] - start_xy[1])
     displacement = math.hypot(dx_w, dy_w)
-    heading_diff = float(np.float32(end_heading - start_heading))  # raw difference, no wrap (as the op)
+    # the op keeps the heading change and offsets in float32
+    heading_diff = float(np.float32(math.remainder(float(end_heading) - float(start_heading), 2 * math.pi)))
     c, s = math.cos(-start_heading), math.sin(-start_heading)
-    dx, dy = c * dx_w - s * dy_w, s * dx_w + c * dy_w
-    max_speed = max(math.hypot(*start_vel), math.hypot(*end_vel))
-    straight = math.pi / 6.0
-    if max_speed < 2.0 and displacement < 5.0:
+    dx, dy = float(np.float32(c * dx_w - s * dy_w)), float(np.float32(s * dx_w + c * dy_w))
+    max_speed = max(float(np.float32(math.hypot(*start_vel))), float(np.float32(math.hypot(*end_vel))))
+    if max_speed < 2.0 and displacement < 3.0:
         return "STATIONARY"
-    if abs(heading_diff) < straight:
-        if abs(dy) < 5.0:
+    if abs(heading_diff) < float(np.float32(math.pi / 6.0)):
+        if abs(dy) < 2.5:
             return "STRAIGHT"
         return "STRAIGHT_RIGHT" if dy < 0 else "STRAIGHT_LEFT"
-    if heading_diff < -straight and dy < 0:
-        return "RIGHT_U_TURN" if dx < -5.0 else "RIGHT_TURN"
-    if dx < -5.0:
-        return "LEFT_U_TURN"
-    return "LEFT_TURN"
+    if dy < 0:
+        return "RIGHT_U_TURN" if dx < 0.0 else "RIGHT_TURN"
+    return "LEFT_U_TURN" if dx < 0.0 else "LEFT_TURN"
 
 
 def _scene_trajectory_types(scene: Scene, agents: Tensor, current: int) -> Tensor:
@@ -178,12 +186,19 @@ def _scene_trajectory_types(scene: Scene, agents: Tensor, current: int) -> Tenso
     return torch.tensor(out, dtype=torch.int64)
 
 
-def _positions_heading(xy: Tensor) -> Tensor:
+def _positions_heading(xy: Tensor, zero_angle: float = 0.0) -> Tensor:
     """Per-point heading of trajectories ``[..., P, 2]`` from neighbouring points, as the op does it
-    (first/last: one-sided; inside: the plain mean of the two segment angles, not wrapped)."""
+    (first/last: one-sided segment angle; inside: the circular mean of the two segment angles).
+
+    A zero-length segment has angle 0 in the op's (world) frame: ``zero_angle`` is that direction
+    in the frame of ``xy`` (``-origin_heading`` for a scene frame), so stationary predictions get
+    the op's box orientation in any frame.
+    """
     seg = xy[..., 1:, :] - xy[..., :-1, :]  # [..., P-1, 2]
     ang = torch.atan2(seg[..., 1], seg[..., 0])  # [..., P-1]
-    inner = (ang[..., 1:] + ang[..., :-1]) / 2
+    ang = torch.where((seg == 0).all(-1), torch.full_like(ang, zero_angle), ang)
+    a, b = ang[..., 1:], ang[..., :-1]
+    inner = torch.atan2(torch.sin(a) + torch.sin(b), torch.cos(a) + torch.cos(b))
     return torch.cat([ang[..., :1], inner, ang[..., -1:]], dim=-1)
 
 
@@ -204,7 +219,8 @@ def motion_records_2hz(
     where = f"scene {scene.scenario_id!r}"
     agent_index = torch.as_tensor(agent_index, dtype=torch.int64).cpu()
     pred_xy = torch.as_tensor(pred_xy).detach().cpu().to(torch.float64)
-    pred_prob = torch.as_tensor(pred_prob).detach().cpu().to(torch.float64)
+    # the op (like the submission proto) holds confidences as float32: ties are decided there
+    pred_prob = torch.as_tensor(pred_prob).detach().cpu().to(torch.float32)
     R = int(agent_index.shape[0])
     P = c.num_prediction_steps
     if pred_xy.dim() != 4 or pred_xy.shape[0] != R or pred_xy.shape[2] != P or pred_xy.shape[3] != 2:
@@ -219,7 +235,12 @@ def motion_records_2hz(
     if scene.num_steps != T_needed:
         raise ValueError(f"{where}: has {scene.num_steps} steps, the motion metrics need {T_needed}")
     K = min(int(pred_xy.shape[1]), c.max_predictions)
-    pred_xy, pred_prob = pred_xy[:, :K], pred_prob[:, :K]
+    # overlap uses the most confident of the first K predictions after normalising over *all* of
+    # them (float32, a zero sum gives 1/K_all each; a negative sum flips the order, as in the op)
+    total = pred_prob.sum(1, keepdim=True)
+    normed = torch.where(total == 0, torch.full_like(pred_prob, 1.0 / pred_prob.shape[1]), pred_prob / total)
+    top = normed[:, :K].argmax(dim=1)  # [R] first maximum
+    pred_xy, pred_prob = pred_xy[:, :K], pred_prob[:, :K].to(torch.float64)
     cur = c.track_history_samples
     steps = torch.tensor([c.track_step(p) for p in range(P)])
     pos = scene.agent_pos.cpu().to(torch.float64)
@@ -237,10 +258,8 @@ def motion_records_2hz(
     lon = (err[..., 0] * ch[:, None] + err[..., 1] * sh[:, None]) / scale[:, None, None]  # [R, K, P]
     lat = (-err[..., 0] * sh[:, None] + err[..., 1] * ch[:, None]) / scale[:, None, None]
 
-    # overlap: the most confident prediction (first maximum of the normalised confidences)
-    top = pred_prob.argmax(dim=1)  # [R]
     top_xy = pred_xy[torch.arange(R), top]  # [R, P, 2]
-    top_heading = _positions_heading(top_xy)  # [R, P]
+    top_heading = _positions_heading(top_xy, -float(scene.origin_heading))  # [R, P]
     dims = size[agent_index][:, steps]  # [R, P, 3] the track's box at that step, as the op uses
     pred_box = box_corners(top_xy, top_heading, dims[..., 0], dims[..., 1])  # [R, P, 4, 2]
     others = valid[:, cur]  # [A] objects valid at the current step
@@ -313,57 +332,58 @@ def scene_motion_records(
 
 
 def _average_precision(conf: np.ndarray, tp: np.ndarray, num_objects: int) -> float:
-    """Area under the (monotone-envelope) precision/recall curve, as the op computes it."""
+    """Area under the precision/recall curve's precision envelope (PASCAL VOC, all points), as the
+    op computes it: samples by confidence descending, false before true positives at equal
+    confidence; precision/recall in float32; from the last sample backwards, each rise of the
+    precision closes a rectangle of the current best precision over the recall gained since."""
     if conf.size == 0:
         return 0.0
-    # confidence descending; false positives before true positives at equal confidence
     order = np.lexsort((tp.astype(np.int8), -conf))
-    tp = tp[order]
-    cum = np.cumsum(tp)
-    precision = (cum / np.arange(1, tp.size + 1)).astype(np.float32)
-    recall = (cum.astype(np.float32) / np.float32(num_objects)).astype(np.float32)
-    hp, hr = precision[-1], recall[-1]
-    area = 0.0
-    for i in range(tp.size - 1, -1, -1):
-        if precision[i] > hp:
-            area += float(hp) * float(hr - recall[i])
-            hp, hr = precision[i], recall[i]
-    return area + float(hr) * float(hp)
+    cum = np.cumsum(tp[order]).astype(np.float32)
+    precision = cum / np.arange(1, conf.size + 1, dtype=np.float32)
+    recall = cum / np.float32(num_objects)
+    # walking backwards, the "highest" sample changes where the precision beats all later ones
+    rp, rr = precision[::-1], recall[::-1]
+    later_max = np.maximum.accumulate(rp)
+    keep = np.concatenate([[True], rp[1:] > later_max[:-1]])
+    hp, hr = rp[keep], rr[keep]
+    rects = hp[:-1] * (hr[:-1] - hr[1:])  # float32 products, summed in double (as the op)
+    return float(rects.astype(np.float64).sum()) + float(hr[-1] * hp[-1])
 
 
-def _map(records: list[MotionRecords], rows: list[tuple[int, int]], si: int, soft: bool) -> float:
-    buckets: dict[int, tuple[list, list, int]] = {}
+def _object_samples(conf: np.ndarray, tp: np.ndarray, soft: bool) -> tuple[list[float], list[bool]]:
+    """PR samples of one object: its predictions by confidence (descending; equal confidences keep
+    submission order, as the op's small-array sort does). Only the first true positive counts as
+    one; later true positives are false positives (mAP) or left out (soft mAP)."""
+    confs, tps, found = [], [], False
+    for k in np.argsort(-conf, kind="stable"):
+        if found and tp[k] and soft:
+            continue
+        confs.append(float(conf[k]))
+        tps.append(bool(tp[k]) and not found)
+        found = found or bool(tp[k])
+    return confs, tps
+
+
+def _map(records: list[MotionRecords], rows: list[tuple[int, int]], si: int, soft: bool) -> float | None:
+    """mAP of the objects ``rows`` (record, row) at measurement step ``si``: one PR bucket per
+    trajectory type, each object counted once in its bucket when its ground truth allows a
+    measurement; the mean AP over the buckets that received samples. ``None`` when none did
+    (no measurement, like minFDE; the op reports 0.0 there)."""
+    buckets: dict[int, tuple[list[float], list[bool], list[int]]] = {}  # confidences, TPs, [objects]
     for ri, r in rows:
         rec = records[ri]
         ttype = int(rec.trajectory_type[r])
-        if ttype < 0:
-            continue
         meas = rec.measured[r, si].numpy()
-        if not meas.any():
+        if ttype < 0 or not meas.any():
             continue
-        conf_all = rec.confidence[r].numpy()
-        tp_all = rec.is_tp[r, si].numpy()
-        # sort by confidence, stable on index (as std::sort of the first K indices would for distinct values)
-        order = np.argsort(-conf_all, kind="stable")
-        confs, tps, found = [], [], False
-        for k in order:
-            if not meas[k]:
-                continue
-            if found and tp_all[k] and soft:
-                continue
-            confs.append(conf_all[k])
-            tps.append(bool(tp_all[k]) and not found)
-            found = found or bool(tp_all[k])
-        b = buckets.setdefault(ttype, ([], [], 0))
-        b[0].extend(confs)
-        b[1].extend(tps)
-        buckets[ttype] = (b[0], b[1], b[2] + 1)
-    aps = [
-        _average_precision(np.asarray(cf, np.float64), np.asarray(tp, bool), n)
-        for cf, tp, n in buckets.values()
-        if cf
-    ]
-    return float(np.mean(aps)) if aps else 0.0
+        confs, tps = _object_samples(rec.confidence[r].numpy()[meas], rec.is_tp[r, si].numpy()[meas], soft)
+        cf, tp, n = buckets.setdefault(ttype, ([], [], [0]))
+        cf.extend(confs)
+        tp.extend(tps)
+        n[0] += 1
+    aps = [_average_precision(np.asarray(cf), np.asarray(tp, bool), n[0]) for cf, tp, n in buckets.values() if cf]
+    return float(np.mean(aps)) if aps else None
 
 
 def aggregate_motion_metrics(
