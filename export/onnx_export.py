@@ -63,7 +63,7 @@ def feature_spec(model: DRoPETransformer) -> dict:
     }
 
 
-def export_onnx(model: DRoPETransformer, example: dict[str, torch.Tensor], path: str | Path, opset: int = 18,
+def export_onnx(model: DRoPETransformer, example: dict[str, torch.Tensor], path: str | Path, opset: int = 23,
                 extra_metadata: dict | None = None) -> Path:
     """Export with dynamic B, A, M; writes metadata and runs ``onnx.checker``."""
     import onnx
