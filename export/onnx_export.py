@@ -89,6 +89,10 @@ def export_onnx(model: DRoPETransformer, example: dict[str, torch.Tensor], path:
         "frequency_schedule": json.dumps(model.m2a[0].attn.encoding.describe()),
     }
     meta.update({k: json.dumps(v) if not isinstance(v, str) else v for k, v in (extra_metadata or {}).items()})
+    for n in m.graph.node:  # the exporter's per-node stack traces name this machine's source paths
+        keep = [p for p in n.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]
+        del n.metadata_props[:]
+        n.metadata_props.extend(keep)
     del m.metadata_props[:]
     for k, v in meta.items():
         p = m.metadata_props.add()
@@ -105,6 +109,19 @@ def _copy_metadata(src, dst, variant: str) -> None:
         q.key, q.value = p.key, p.value
     q = dst.metadata_props.add()
     q.key, q.value = "variant", variant
+
+
+def make_fp16(path: str | Path, out: str | Path) -> Path:
+    """fp16 weights and fp16 MLP/projection islands; pose math, attention and I/O stay fp32 (:mod:`export.fp16`)."""
+    import onnx
+
+    from export.fp16 import to_fp16
+
+    src = onnx.load(str(path))
+    h = to_fp16(src)
+    _copy_metadata(src, h, "fp16")
+    onnx.save(h, str(out))
+    return Path(out)
 
 
 def make_int8(path: str | Path, out: str | Path) -> Path:

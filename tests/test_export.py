@@ -12,9 +12,9 @@ import torch
 
 from drope.data.batch import collate_scenes
 from drope.model import ModelConfig, build_model
-from export.onnx_export import export_onnx, make_int8
+from export.onnx_export import export_onnx, make_fp16, make_int8
 from export.runtime import InputError, ModelFormatError, OnnxPredictor
-from export.verify import VerificationError, check_fp32, compare
+from export.verify import VerificationError, check_fp16, check_fp32, check_variants, compare
 from sim.generate.scenario import generate_scene
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,6 +63,30 @@ def test_int8_variant_runs_and_stays_close(exported, tmp_path):
     q = make_int8(path, tmp_path / "m.int8.onnx")
     stats = compare(model, {"fp32": path, "int8": q}, scenes[:2])
     assert np.isfinite(stats["int8"]["min_ade"]) and abs(stats["int8"]["min_ade_change_pct"]) < 25
+
+
+def test_fp16_variant_keeps_pose_math_and_io_fp32_and_stays_close(exported, tmp_path):
+    import onnx
+
+    from export.fp16 import fp32_pose_math
+
+    model, scenes, path = exported
+    h = make_fp16(path, tmp_path / "m.fp16.onnx")
+    m = onnx.load(str(h))
+    onnx.checker.check_model(m)
+    assert {p.key: p.value for p in m.metadata_props}["variant"] == "fp16"
+    assert all(v.type.tensor_type.elem_type != onnx.TensorProto.FLOAT16 for v in [*m.graph.input, *m.graph.output])
+    halves = [t for t in m.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16]
+    assert sum(int(np.prod(t.dims)) for t in halves) > 0.95 * sum(p.numel() for p in model.parameters())
+    assert fp32_pose_math(m) and any(n.op_type == "Cos" for n in m.graph.node)
+    assert any(n.op_type == "MatMul" and n.input[1].endswith("__fp16") for n in m.graph.node)
+    stats = compare(model, {"fp32": path, "fp16": h}, scenes[:3])
+    assert 0 < stats["fp16"]["max_abs_err_m"] < 0.05 and abs(stats["fp16"]["min_ade_change_pct"]) < 1
+    check_variants(stats)
+    with pytest.raises(VerificationError, match="fp16 differs"):
+        check_fp16({"fp16": {"max_abs_err_m": 0.3, "min_ade_change_pct": 0.0}})
+    with pytest.raises(VerificationError, match="minADE"):
+        check_fp16({"fp16": {"max_abs_err_m": 0.01, "min_ade_change_pct": -2.0}})
 
 
 def test_runtime_imports_no_torch(exported):
@@ -133,3 +157,23 @@ def test_runtime_rejects_bad_inputs_and_files(exported, tmp_path):
     onnx.save(m, str(future))
     with pytest.raises(ModelFormatError, match="version 99"):
         OnnxPredictor(future)
+
+
+@pytest.mark.slow  # one export + verification of three variants on the WOMD sample (~40 s)
+def test_drope_export_cli_writes_variants_and_verification_report(tmp_path, capsys, womd_path):
+    from drope.train.trainer import save_checkpoint
+    from export.cli import main
+
+    torch.manual_seed(1)
+    model = build_model(ModelConfig(dim=32, num_heads=4, num_blocks=1))
+    ckpt = tmp_path / "tiny.ckpt"
+    save_checkpoint(ckpt, {"model": model.state_dict(), "model_config": model.cfg.to_dict(), "step": 3})
+    out = tmp_path / "m.onnx"
+    rc = main([f"ckpt={ckpt}", f"out={out}", "verify_scenes=2", f"womd=[{womd_path}]"])
+    assert rc == 0
+    rep = json.loads(out.with_suffix(".verify.json").read_text())
+    assert set(rep["files"]) == {"fp32", "fp16", "int8"} and all(Path(p).is_file() for p in rep["files"].values())
+    for where in ("generated", "womd"):
+        assert rep[where]["fp32"]["max_abs_err_m"] < 1e-3 and rep[where]["fp16"]["max_abs_err_m"] < 0.1
+    assert "womd      fp16" in capsys.readouterr().out
+    assert main([f"ckpt={ckpt}", f"out={out}", "variants=[fp8]"]) == 2
