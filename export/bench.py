@@ -5,12 +5,15 @@ and ~1,000 map segments, 1 and 2 threads. Every runtime lives in its own process
 (``VmHWM``) is its own, and the processes are timed round-robin, one inference at a time in a
 rotating order, so a busy machine slows all of them alike and the speed-ups (median of torch
 over median of each runtime) come from one run. Latency = median and p90 over ``--repeats``
-runs after a warm-up. Torch eager is the same model under ``torch.no_grad()`` in eval mode.
+runs after a warm-up; CPU ms = the process's CPU time per inference (less inflated than wall
+time when other jobs share the cores). Torch eager is the same model under ``torch.no_grad()``
+in eval mode.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -66,9 +69,9 @@ def _child(kind: str, model_path: str, A: int, M: int, threads: int) -> None:
     for line in sys.stdin:
         if line.strip() != "run":
             break
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         run()
-        print(1000 * (time.perf_counter() - t0), flush=True)
+        print(1000 * (time.perf_counter() - t0), 1000 * (time.process_time() - c0), flush=True)
     print(json.dumps({"peak_mb": round(_vm_hwm_kb() / 1024, 1)}), flush=True)
 
 
@@ -83,23 +86,30 @@ def _interleaved(variants: dict[str, str], A: int, M: int, threads: int, repeats
         if procs[kind].stdout.readline().strip() != "ready":
             raise RuntimeError(f"benchmark child {kind} failed to start")
     times = {k: [] for k in procs}
+    cpu = {k: [] for k in procs}
     order = list(procs)
     for r in range(repeats):
         for kind in order[r % len(order):] + order[: r % len(order)]:
             p = procs[kind]
             p.stdin.write("run\n")
             p.stdin.flush()
-            times[kind].append(float(p.stdout.readline()))
+            wall, used = p.stdout.readline().split()
+            times[kind].append(float(wall))
+            cpu[kind].append(float(used))
     rows = []
     for kind, p in procs.items():
         out, _ = p.communicate("done\n", timeout=60)
         ts = sorted(times[kind])
         rows.append({"runtime": kind, "agents": A, "map": M, "threads": threads,
                      "median_ms": round(statistics.median(ts), 2), "p90_ms": round(ts[int(0.9 * (len(ts) - 1))], 2),
+                     "cpu_median_ms": round(statistics.median(cpu[kind]), 2),
                      "peak_mb": json.loads(out.strip().splitlines()[-1])["peak_mb"]})
-    base = rows[0]["median_ms"]
+    base, base_cpu = rows[0]["median_ms"], rows[0]["cpu_median_ms"]
+    load = round(os.getloadavg()[0], 2)  # a busy machine slows torch more than ONNX Runtime: record it
     for r in rows:
         r["speedup_vs_torch"] = round(base / r["median_ms"], 2)
+        r["cpu_speedup_vs_torch"] = round(base_cpu / r["cpu_median_ms"], 2)
+        r["load_avg_1min"] = load
     return rows
 
 
@@ -112,6 +122,30 @@ def _vm_hwm_kb() -> float:
     import resource
 
     return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Median latency vs agents, one line per runtime and thread count (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for kind in dict.fromkeys(r["runtime"] for r in rows):
+        for th in sorted({r["threads"] for r in rows}):
+            pts = sorted((r["agents"], r["median_ms"]) for r in rows if r["runtime"] == kind and r["threads"] == th)
+            ax.plot(*zip(*pts), marker="o", label=f"{kind}, {th} thread{'s' if th > 1 else ''}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("agents A (~1,000 map segments)")
+    ax.set_ylabel("median latency [ms]")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.suptitle("drope_small inference on CPU: torch eager vs ONNX Runtime")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,13 +179,15 @@ def main(argv: list[str] | None = None) -> int:
                     "onnx_int8": str(make_int8(fp32, Path(tmp) / "m.int8.onnx"))}
         rows = [r for A in args.agents for th in args.threads
                 for r in _interleaved(variants, A, args.map, th, args.repeats)]
-    lines = ["| agents | threads | runtime | median ms | p90 ms | peak MB | speed-up vs torch |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['agents']} | {r['threads']} | {r['runtime']} | {r['median_ms']} | {r['p90_ms']} | {r['peak_mb']} "
-              f"| {r['speedup_vs_torch']}× |" for r in rows]
+    lines = ["| agents | threads | runtime | median ms | p90 ms | CPU ms (median) | peak MB | speed-up vs torch "
+             "(wall / CPU) | load avg |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['agents']} | {r['threads']} | {r['runtime']} | {r['median_ms']} | {r['p90_ms']} | {r['cpu_median_ms']} "
+              f"| {r['peak_mb']} | {r['speedup_vs_torch']}× / {r['cpu_speedup_vs_torch']}× | {r['load_avg_1min']} |"
+              for r in rows]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "inference.json").write_text(json.dumps(rows, indent=1))
     (args.out / "inference.md").write_text("\n".join(lines) + "\n")
+    plot(rows, args.out / "inference.png")
     print(json.dumps(rows) if args.json else "\n".join(lines))
     return 0
 

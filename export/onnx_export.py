@@ -89,8 +89,9 @@ def export_onnx(model: DRoPETransformer, example: dict[str, torch.Tensor], path:
         "frequency_schedule": json.dumps(model.m2a[0].attn.encoding.describe()),
     }
     meta.update({k: json.dumps(v) if not isinstance(v, str) else v for k, v in (extra_metadata or {}).items()})
-    for n in m.graph.node:  # the exporter's per-node stack traces name this machine's source paths
-        keep = [p for p in n.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]
+    for n in m.graph.node:  # per-node exporter metadata: stack traces name this machine's paths, and
+        # all of it together was a third of the file; the module scope is kept for profiling
+        keep = [p for p in n.metadata_props if p.key == "pkg.torch.onnx.name_scopes"]
         del n.metadata_props[:]
         n.metadata_props.extend(keep)
     del m.metadata_props[:]
