@@ -138,6 +138,12 @@ def plot(rows: list[dict], path: Path) -> None:
             ax.plot(*zip(*pts), marker="o", label=f"{kind}, {th} thread{'s' if th > 1 else ''}")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    agents = sorted({r["agents"] for r in rows})
+    ax.set_xticks(agents, [str(a) for a in agents])
+    ms = [r["median_ms"] for r in rows]
+    yt = [t for t in (5, 10, 20, 50, 100, 200, 500, 1000, 2000) if min(ms) / 2 <= t <= max(ms) * 2]
+    ax.set_yticks(yt, [str(t) for t in yt])
+    ax.minorticks_off()
     ax.set_xlabel("agents A (~1,000 map segments)")
     ax.set_ylabel("median latency [ms]")
     ax.grid(True, which="both", alpha=0.3)

@@ -177,3 +177,16 @@ def test_drope_export_cli_writes_variants_and_verification_report(tmp_path, caps
         assert rep[where]["fp32"]["max_abs_err_m"] < 1e-3 and rep[where]["fp16"]["max_abs_err_m"] < 0.1
     assert "womd      fp16" in capsys.readouterr().out
     assert main([f"ckpt={ckpt}", f"out={out}", "variants=[fp8]"]) == 2
+
+
+def test_inference_bench_times_runtimes_round_robin(exported, tmp_path):
+    from export.bench import _interleaved, plot
+
+    _, _, path = exported
+    fp16 = make_fp16(path, tmp_path / "m.fp16.onnx")
+    rows = _interleaved({"onnx_fp32": str(path), "onnx_fp16": str(fp16)}, A=5, M=9, threads=1, repeats=4)
+    assert [r["runtime"] for r in rows] == ["onnx_fp32", "onnx_fp16"] and rows[0]["speedup_vs_torch"] == 1.0
+    for r in rows:
+        assert 0 < r["median_ms"] <= r["p90_ms"] and r["cpu_median_ms"] > 0 and r["peak_mb"] > 10
+    plot(rows, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000
