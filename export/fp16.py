@@ -8,8 +8,10 @@ CPU lacks in fp16 (it then inserts casts itself, or the graph becomes invalid). 
 the elementwise ops in ``FOLLOW`` whose every non-constant float input is already fp16 (bias
 adds, GELU), so an MLP stays fp16 end to end. Everything else (feature engineering, angles,
 cos/sin, the rotation, masks, attention's softmax, LayerNorm statistics, the residual stream,
-outputs) stays fp32, with one ``Cast`` at each island boundary. Inputs and outputs keep their
-fp32 types, so the runtime API does not change.
+outputs) stays fp32, with one ``Cast`` at each island boundary; the rotary-angle ``Einsum``
+(``pose_angles``) and everything it depends on are excluded explicitly (:func:`pose_math_nodes`),
+so no weight op upstream of an angle can turn fp16. Inputs and outputs keep their fp32 types,
+so the runtime API does not change.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from onnx import TensorProto, helper, numpy_helper
 SEEDS = {"MatMul", "Gemm"}  # fp16 when an operand is a float weight initializer
 GATHER = "Gather"  # embedding tables: fp16 when the data operand is a float initializer
 FOLLOW = {"Add", "Sub", "Mul", "Div", "Gelu", "Erf", "Relu", "Tanh", "Sigmoid", "FastGelu", "BiasGelu"}
+TRIG = ("Cos", "Sin", "Atan")  # always fp32 (none is a seed or in FOLLOW)
+ANGLES = ("Einsum",)  # the rotary angles W·(x, y, θ, t): these and everything they depend on stay fp32
 FLOAT = TensorProto.FLOAT
 HALF = TensorProto.FLOAT16
 
@@ -35,6 +39,20 @@ def _float_tensors(model: onnx.ModelProto) -> set[str]:
     return out
 
 
+def pose_math_nodes(graph: onnx.GraphProto) -> set[int]:
+    """Indices of the trigonometry nodes, the angle nodes and every node the angles depend on."""
+    producer = {o: i for i, n in enumerate(graph.node) for o in n.output}
+    todo = [i for i, n in enumerate(graph.node) if n.op_type in ANGLES]
+    seen = set(todo) | {i for i, n in enumerate(graph.node) if n.op_type in TRIG}
+    while todo:
+        for name in graph.node[todo.pop()].input:
+            j = producer.get(name)
+            if j is not None and j not in seen:
+                seen.add(j)
+                todo.append(j)
+    return seen
+
+
 def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     """Return a copy of ``model`` with fp16 weights and fp16 islands (see module doc)."""
     m = onnx.ModelProto()
@@ -43,6 +61,7 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     floats = _float_tensors(m)
     init = {i.name: i for i in g.initializer}
     weight = {n for n, t in init.items() if t.data_type == FLOAT and len(t.dims) >= 2}
+    protected = pose_math_nodes(g)  # even a weight-carrying op there stays fp32
     half_nodes: set[int] = set()
     half_tensors: set[str] = set()  # produced in fp16 (after renaming: name + "__fp16")
     for idx, n in enumerate(g.node):  # the graph is topologically sorted
@@ -55,7 +74,7 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
             ok = True
         else:
             ok = False
-        if ok and all(o in floats for o in n.output):
+        if ok and idx not in protected and all(o in floats for o in n.output):
             half_nodes.add(idx)
             half_tensors.update(n.output)
     consumers_fp32 = {i for idx, n in enumerate(g.node) if idx not in half_nodes for i in n.input}
@@ -102,9 +121,9 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     return m
 
 
-def fp32_pose_math(model: onnx.ModelProto, ops: tuple[str, ...] = ("Cos", "Sin", "Einsum", "Atan")) -> bool:
-    """True when every rotary/pose-angle op (``ops``) of ``model`` computes in fp32 (a check for tests)."""
+def fp32_pose_math(model: onnx.ModelProto) -> bool:
+    """True when no node of :func:`pose_math_nodes` has an fp16 input or output."""
     g = onnx.shape_inference.infer_shapes(model).graph
     types = {vi.name: vi.type.tensor_type.elem_type for vi in [*g.input, *g.value_info, *g.output]}
     types |= {t.name: t.data_type for t in g.initializer}
-    return all(types.get(i) == FLOAT for n in g.node if n.op_type in ops for i in n.input[:1])
+    return all(types.get(t) != HALF for i in pose_math_nodes(g) for t in [*g.node[i].input, *g.node[i].output])

@@ -68,7 +68,7 @@ def test_int8_variant_runs_and_stays_close(exported, tmp_path):
 def test_fp16_variant_keeps_pose_math_and_io_fp32_and_stays_close(exported, tmp_path):
     import onnx
 
-    from export.fp16 import fp32_pose_math
+    from export.fp16 import fp32_pose_math, pose_math_nodes
 
     model, scenes, path = exported
     h = make_fp16(path, tmp_path / "m.fp16.onnx")
@@ -79,6 +79,7 @@ def test_fp16_variant_keeps_pose_math_and_io_fp32_and_stays_close(exported, tmp_
     halves = [t for t in m.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16]
     assert sum(int(np.prod(t.dims)) for t in halves) > 0.95 * sum(p.numel() for p in model.parameters())
     assert fp32_pose_math(m) and any(n.op_type == "Cos" for n in m.graph.node)
+    assert any(m.graph.node[i].op_type == "Einsum" for i in pose_math_nodes(m.graph))  # the rotary angles
     assert any(n.op_type == "MatMul" and n.input[1].endswith("__fp16") for n in m.graph.node)
     stats = compare(model, {"fp32": path, "fp16": h}, scenes[:3])
     assert 0 < stats["fp16"]["max_abs_err_m"] < 0.05 and abs(stats["fp16"]["min_ade_change_pct"]) < 1
@@ -190,3 +191,39 @@ def test_inference_bench_times_runtimes_round_robin(exported, tmp_path):
         assert 0 < r["median_ms"] <= r["p90_ms"] and r["cpu_median_ms"] > 0 and r["peak_mb"] > 10
     plot(rows, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_fp16_pass_keeps_angle_subgraph_fp32_even_for_a_weight_op():
+    """A MatMul with a weight that feeds the rotary-angle Einsum stays fp32; a plain MLP MatMul turns fp16."""
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper, numpy_helper
+
+    from export.fp16 import fp32_pose_math, to_fp16
+
+    r = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(r.normal(size=(4, 4)).astype(np.float32), "w_pose"),
+             numpy_helper.from_array(r.normal(size=(4, 3, 4)).astype(np.float32), "coeff"),
+             numpy_helper.from_array(r.normal(size=(8, 12)).astype(np.float32), "w_mlp")]
+    nodes = [helper.make_node("MatMul", ["pose", "w_pose"], ["p2"]),
+             helper.make_node("Einsum", ["p2", "coeff"], ["ang"], equation="nc,hpc->nhp"),
+             helper.make_node("Cos", ["ang"], ["c"]),
+             helper.make_node("Reshape", ["c", "shape"], ["c2"]),
+             helper.make_node("MatMul", ["x", "w_mlp"], ["h"]),
+             helper.make_node("Gelu", ["h"], ["g"]),
+             helper.make_node("Add", ["g", "c2"], ["y"])]
+    inits.append(numpy_helper.from_array(np.array([-1, 12], np.int64), "shape"))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("pose", T.FLOAT, [5, 4]),
+                                       helper.make_tensor_value_info("x", T.FLOAT, [5, 8])],
+                          [helper.make_tensor_value_info("y", T.FLOAT, [5, 12])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 20)])
+    h = to_fp16(m)
+    half = {n.name or n.output[0] for n in h.graph.node if n.output[0].endswith("__fp16") and n.op_type != "Cast"}
+    assert half == {"h__fp16", "g__fp16"}, half  # MLP MatMul + GELU only; the pose MatMul stays fp32
+    assert fp32_pose_math(h)
+    import onnxruntime as ort
+
+    feed = {"pose": r.normal(size=(5, 4)).astype(np.float32) * 100, "x": r.normal(size=(5, 8)).astype(np.float32)}
+    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    got = ort.InferenceSession(h.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    assert got.dtype == np.float32 and np.abs(got - ref).max() < 2e-2
