@@ -63,7 +63,7 @@ def feature_spec(model: DRoPETransformer) -> dict:
     }
 
 
-def export_onnx(model: DRoPETransformer, example: dict[str, torch.Tensor], path: str | Path, opset: int = 18,
+def export_onnx(model: DRoPETransformer, example: dict[str, torch.Tensor], path: str | Path, opset: int = 23,
                 extra_metadata: dict | None = None) -> Path:
     """Export with dynamic B, A, M; writes metadata and runs ``onnx.checker``."""
     import onnx
@@ -89,6 +89,11 @@ def export_onnx(model: DRoPETransformer, example: dict[str, torch.Tensor], path:
         "frequency_schedule": json.dumps(model.m2a[0].attn.encoding.describe()),
     }
     meta.update({k: json.dumps(v) if not isinstance(v, str) else v for k, v in (extra_metadata or {}).items()})
+    for n in m.graph.node:  # per-node exporter metadata: stack traces name this machine's paths, and
+        # all of it together was a third of the file; the module scope is kept for profiling
+        keep = [p for p in n.metadata_props if p.key == "pkg.torch.onnx.name_scopes"]
+        del n.metadata_props[:]
+        n.metadata_props.extend(keep)
     del m.metadata_props[:]
     for k, v in meta.items():
         p = m.metadata_props.add()
@@ -105,6 +110,19 @@ def _copy_metadata(src, dst, variant: str) -> None:
         q.key, q.value = p.key, p.value
     q = dst.metadata_props.add()
     q.key, q.value = "variant", variant
+
+
+def make_fp16(path: str | Path, out: str | Path) -> Path:
+    """fp16 weights and fp16 MLP/projection islands; pose math, attention and I/O stay fp32 (:mod:`export.fp16`)."""
+    import onnx
+
+    from export.fp16 import to_fp16
+
+    src = onnx.load(str(path))
+    h = to_fp16(src)
+    _copy_metadata(src, h, "fp16")
+    onnx.save(h, str(out))
+    return Path(out)
 
 
 def make_int8(path: str | Path, out: str | Path) -> Path:

@@ -12,9 +12,9 @@ import torch
 
 from drope.data.batch import collate_scenes
 from drope.model import ModelConfig, build_model
-from export.onnx_export import export_onnx, make_int8
+from export.onnx_export import export_onnx, make_fp16, make_int8
 from export.runtime import InputError, ModelFormatError, OnnxPredictor
-from export.verify import VerificationError, check_fp32, compare
+from export.verify import VerificationError, check_fp16, check_fp32, check_variants, compare
 from sim.generate.scenario import generate_scene
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ def exported(tmp_path_factory):
     model = build_model(ModelConfig(dim=32, num_heads=4, num_blocks=1)).eval()
     scenes = [generate_scene(21, i)[0] for i in range(4)]
     path = tmp_path_factory.mktemp("onnx") / "m.onnx"
-    export_onnx(model, collate_scenes(scenes[:2]).model_inputs(), path, opset=18)
+    export_onnx(model, collate_scenes(scenes[:2]).model_inputs(), path)  # default opset (23: ONNX Attention)
     return model, scenes, path
 
 
@@ -55,7 +55,7 @@ def test_metadata_and_checker(exported):
     assert spec["inputs"]["agent_pos"]["shape"] == ["B", "A", 11, 2]
     sched = json.loads(meta["frequency_schedule"])
     assert sched["pair_layout"].startswith("interleaved") and "coefficients" in sched
-    assert m.opset_import[0].version >= 18
+    assert m.opset_import[0].version >= 23 and any(n.op_type == "Attention" for n in m.graph.node)
 
 
 def test_int8_variant_runs_and_stays_close(exported, tmp_path):
@@ -63,6 +63,31 @@ def test_int8_variant_runs_and_stays_close(exported, tmp_path):
     q = make_int8(path, tmp_path / "m.int8.onnx")
     stats = compare(model, {"fp32": path, "int8": q}, scenes[:2])
     assert np.isfinite(stats["int8"]["min_ade"]) and abs(stats["int8"]["min_ade_change_pct"]) < 25
+
+
+def test_fp16_variant_keeps_pose_math_and_io_fp32_and_stays_close(exported, tmp_path):
+    import onnx
+
+    from export.fp16 import fp32_pose_math, pose_math_nodes
+
+    model, scenes, path = exported
+    h = make_fp16(path, tmp_path / "m.fp16.onnx")
+    m = onnx.load(str(h))
+    onnx.checker.check_model(m)
+    assert {p.key: p.value for p in m.metadata_props}["variant"] == "fp16"
+    assert all(v.type.tensor_type.elem_type != onnx.TensorProto.FLOAT16 for v in [*m.graph.input, *m.graph.output])
+    halves = [t for t in m.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16]
+    assert sum(int(np.prod(t.dims)) for t in halves) > 0.95 * sum(p.numel() for p in model.parameters())
+    assert fp32_pose_math(m) and any(n.op_type == "Cos" for n in m.graph.node)
+    assert any(m.graph.node[i].op_type == "Einsum" for i in pose_math_nodes(m.graph))  # the rotary angles
+    assert any(n.op_type == "MatMul" and n.input[1].endswith("__fp16") for n in m.graph.node)
+    stats = compare(model, {"fp32": path, "fp16": h}, scenes[:3])
+    assert 0 < stats["fp16"]["max_abs_err_m"] < 0.05 and abs(stats["fp16"]["min_ade_change_pct"]) < 1
+    check_variants(stats)
+    with pytest.raises(VerificationError, match="fp16 differs"):
+        check_fp16({"fp16": {"max_abs_err_m": 0.3, "min_ade_change_pct": 0.0}})
+    with pytest.raises(VerificationError, match="minADE"):
+        check_fp16({"fp16": {"max_abs_err_m": 0.01, "min_ade_change_pct": -2.0}})
 
 
 def test_runtime_imports_no_torch(exported):
@@ -133,3 +158,72 @@ def test_runtime_rejects_bad_inputs_and_files(exported, tmp_path):
     onnx.save(m, str(future))
     with pytest.raises(ModelFormatError, match="version 99"):
         OnnxPredictor(future)
+
+
+@pytest.mark.slow  # one export + verification of three variants on the WOMD sample (~40 s)
+def test_drope_export_cli_writes_variants_and_verification_report(tmp_path, capsys, womd_path):
+    from drope.train.trainer import save_checkpoint
+    from export.cli import main
+
+    torch.manual_seed(1)
+    model = build_model(ModelConfig(dim=32, num_heads=4, num_blocks=1))
+    ckpt = tmp_path / "tiny.ckpt"
+    save_checkpoint(ckpt, {"model": model.state_dict(), "model_config": model.cfg.to_dict(), "step": 3})
+    out = tmp_path / "m.onnx"
+    rc = main([f"ckpt={ckpt}", f"out={out}", "verify_scenes=2", f"womd=[{womd_path}]"])
+    assert rc == 0
+    rep = json.loads(out.with_suffix(".verify.json").read_text())
+    assert set(rep["files"]) == {"fp32", "fp16", "int8"} and all(Path(p).is_file() for p in rep["files"].values())
+    for where in ("generated", "womd"):
+        assert rep[where]["fp32"]["max_abs_err_m"] < 1e-3 and rep[where]["fp16"]["max_abs_err_m"] < 0.1
+    assert "womd      fp16" in capsys.readouterr().out
+    assert main([f"ckpt={ckpt}", f"out={out}", "variants=[fp8]"]) == 2
+
+
+def test_inference_bench_times_runtimes_round_robin(exported, tmp_path):
+    from export.bench import _interleaved, plot
+
+    _, _, path = exported
+    fp16 = make_fp16(path, tmp_path / "m.fp16.onnx")
+    rows = _interleaved({"onnx_fp32": str(path), "onnx_fp16": str(fp16)}, A=5, M=9, threads=1, repeats=4)
+    assert [r["runtime"] for r in rows] == ["onnx_fp32", "onnx_fp16"] and rows[0]["speedup_vs_torch"] == 1.0
+    for r in rows:
+        assert 0 < r["median_ms"] <= r["p90_ms"] and r["cpu_median_ms"] > 0 and r["peak_mb"] > 10
+    plot(rows, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_fp16_pass_keeps_angle_subgraph_fp32_even_for_a_weight_op():
+    """A MatMul with a weight that feeds the rotary-angle Einsum stays fp32; a plain MLP MatMul turns fp16."""
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper, numpy_helper
+
+    from export.fp16 import fp32_pose_math, to_fp16
+
+    r = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(r.normal(size=(4, 4)).astype(np.float32), "w_pose"),
+             numpy_helper.from_array(r.normal(size=(4, 3, 4)).astype(np.float32), "coeff"),
+             numpy_helper.from_array(r.normal(size=(8, 12)).astype(np.float32), "w_mlp")]
+    nodes = [helper.make_node("MatMul", ["pose", "w_pose"], ["p2"]),
+             helper.make_node("Einsum", ["p2", "coeff"], ["ang"], equation="nc,hpc->nhp"),
+             helper.make_node("Cos", ["ang"], ["c"]),
+             helper.make_node("Reshape", ["c", "shape"], ["c2"]),
+             helper.make_node("MatMul", ["x", "w_mlp"], ["h"]),
+             helper.make_node("Gelu", ["h"], ["g"]),
+             helper.make_node("Add", ["g", "c2"], ["y"])]
+    inits.append(numpy_helper.from_array(np.array([-1, 12], np.int64), "shape"))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("pose", T.FLOAT, [5, 4]),
+                                       helper.make_tensor_value_info("x", T.FLOAT, [5, 8])],
+                          [helper.make_tensor_value_info("y", T.FLOAT, [5, 12])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 20)])
+    h = to_fp16(m)
+    half = {n.name or n.output[0] for n in h.graph.node if n.output[0].endswith("__fp16") and n.op_type != "Cast"}
+    assert half == {"h__fp16", "g__fp16"}, half  # MLP MatMul + GELU only; the pose MatMul stays fp32
+    assert fp32_pose_math(h)
+    import onnxruntime as ort
+
+    feed = {"pose": r.normal(size=(5, 4)).astype(np.float32) * 100, "x": r.normal(size=(5, 8)).astype(np.float32)}
+    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    got = ort.InferenceSession(h.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    assert got.dtype == np.float32 and np.abs(got - ref).max() < 2e-2

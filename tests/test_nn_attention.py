@@ -238,3 +238,39 @@ def test_export_attention_path_matches_fused_kernel(monkeypatch):
     monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
     got = _attend(q, k, v, mask, 0.0)
     assert (got - ref).abs().max() < 1e-5
+
+
+def test_export_radius_bias_makes_the_same_decisions_as_the_mask():
+    """Exported float bias ≡ radius_mask bit for bit, also for keys exactly on or one ulp past the radius."""
+    from drope.nn.attention import radius_bias, radius_mask
+
+    g = torch.Generator().manual_seed(1)
+    pq = (torch.rand(1, 40, 4, generator=g) - 0.5) * 300
+    r = 40.0
+    ring = torch.tensor([[24.0, 32.0], [40.0, 0.0], [0.0, -40.0]])  # exactly r from the origin
+    just_out = ring * (1 + 2 * torch.finfo(torch.float32).eps)
+    pk = torch.cat([pq[0, :, :2], ring, just_out, ring + 123.25])  # and ring pairs shifted together
+    pk = torch.cat([pk, torch.zeros(len(pk), 2)], -1)[None]
+    pq = torch.cat([pq, torch.zeros(1, 2, 4), torch.tensor([[[123.25, 123.25, 0, 0]]])], 1)
+    mask, bias = radius_mask(pq, pk, r), radius_bias(pq, pk, r)
+    assert mask[0, -2, 40:43].all() and not mask[0, -2, 43:46].any()  # the boundary cases are present
+    assert torch.equal(mask, bias == 0)
+    assert bias.isfinite().all() and (bias[~mask] < -1e15).all()
+
+
+@pytest.mark.parametrize("radius", [None, 30.0])
+def test_export_path_of_the_layer_matches_eager(monkeypatch, radius):
+    """The whole layer under export (float bias, SDPA with float mask) ≡ eager, rows without keys included."""
+    att = make("drope_rope")
+    x, pose = scene(20, b=2, seed=4)
+    pose[1, 0, :2] = torch.tensor([5000.0, 5000.0])  # far away: no key within the radius
+    km = torch.ones(2, 20, dtype=torch.bool)
+    km[1, 0] = km[0, 5:9] = False
+    am = torch.rand(2, 20, 20, generator=torch.Generator().manual_seed(2)) < 0.7
+    with torch.no_grad():
+        ref = att(x, pose, key_mask=km, attn_mask=am, radius=radius)
+        monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+        got = att(x, pose, key_mask=km, attn_mask=am, radius=radius)
+    assert (got - ref).abs().max() < 1e-5
+    if radius is not None:
+        assert not got[1, 0].any()

@@ -39,24 +39,61 @@ def radius_mask(pose_q: Tensor, pose_k: Tensor, radius: float) -> Tensor:
     return dx * dx + dy * dy <= radius * radius
 
 
-def _attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout: float) -> Tensor:
-    """Softmax attention ``[B, H, Nq, Dh]``; ``mask`` broadcastable to ``[B, H, Nq, Nk]``, ≥ 1 key per row.
+# export-path logit biases: 2^33 scales coordinates exactly (a power of two), so scaled squared
+# distances order exactly like eager's; -2^100 excludes a key (exp underflows to exactly 0)
+# while sums of penalties stay finite (a row without keys must not become NaN)
+_XY_SCALE = 2.0**33
+_EXCLUDED = -(2.0**100)
 
-    Eager: the fused kernel (no ``[H, Nq, Nk]`` tensor). Under export the scores are written out
-    instead: the exporter's opset-18 decomposition of SDPA guards its softmax with IsNaN + Where
-    over the full ``[B, H, Nq, Nk]`` scores (about half of ONNX Runtime's attention time at
-    N = 1024), a guard that is dead here because every row keeps at least one key. The mask
-    becomes an additive bias at its own (head-free) shape.
+
+def radius_bias(pose_q: Tensor, pose_k: Tensor, radius: float) -> Tensor:
+    """``[B, Nq, Nk]`` additive logit bias: exactly 0 where :func:`radius_mask` is True, ≤ −1e15 elsewhere.
+
+    The same decisions bit for bit (fp32, exact power-of-two scaling) without the boolean
+    mask's Where pass; finite for distances below ~2e9 m.
+    """
+    xq, yq = (pose_q[..., c].float() * _XY_SCALE for c in (0, 1))
+    xk, yk = (pose_k[..., c].float() * _XY_SCALE for c in (0, 1))
+    dx, dy = xq[..., :, None] - xk[..., None, :], yq[..., :, None] - yk[..., None, :]
+    r2 = float(torch.tensor(radius * radius, dtype=torch.float32)) * _XY_SCALE**2  # eager compares with fp32 r²
+    return (r2 - (dx * dx + dy * dy)).clamp_max(0.0)
+
+
+def _export_bias(pose_q: Tensor, pose_k: Tensor, key_mask: Tensor | None, attn_mask: Tensor | None,
+                 radius: float | None) -> tuple[Tensor, Tensor]:
+    """Export path of the pairwise mask: float bias ``[B, 1, Nq, Nk]`` (0 = may attend) and ``has_key [B, Nq]``."""
+    B, Nq, Nk = pose_q.shape[0], pose_q.shape[1], pose_k.shape[1]
+    excluded = torch.full((), _EXCLUDED, dtype=torch.float32)
+    zero = torch.zeros((), dtype=torch.float32)
+    bias = radius_bias(pose_q, pose_k, radius) if radius is not None else torch.zeros(B, Nq, Nk)
+    if key_mask is not None:
+        bias = bias + torch.where(key_mask, zero, excluded)[:, None, :]
+    if attn_mask is not None:
+        bias = bias + torch.where(attn_mask, zero, excluded)
+    return bias[:, None], bias.amax(-1) == 0
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout: float) -> Tensor:
+    """Softmax attention ``[B, H, Nq, Dh]``; ``mask`` broadcastable to ``[B, H, Nq, Nk]``.
+
+    Eager: the fused kernel with the boolean mask (every row must keep ≥ 1 key). Under export
+    the mask becomes a finite additive bias (0 or the dtype's minimum) at full ``[B, 1, Nq, Nk]``
+    shape and goes through ``scaled_dot_product_attention`` with a float mask: at opset ≥ 23 the
+    exporter emits ONNX ``Attention`` (ONNX Runtime's fused CPU kernel; it rejects a mask that
+    broadcasts over queries), at opset 18 ``Softmax(QKᵀ·s + bias) @ V``. The exporter's
+    boolean-mask form instead guards its softmax with IsNaN + Where over all scores. A finite
+    bias also makes rows without any key harmless (uniform weights; the caller zeroes them).
     """
     if not torch.compiler.is_exporting():
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-    bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(~mask, torch.finfo(q.dtype).min)
-    scores = torch.matmul(q, k.transpose(-1, -2)) * (q.shape[-1] ** -0.5) + bias  # [B, H, Nq, Nk]
-    # ONNX Runtime's softmax is ~12x slower on rows where exp underflows (every masked entry):
-    # clamp logits at 80 below the row's maximum; a clamped key weighs e^-80 ≈ 2e-35 of the
-    # largest, far below fp32 resolution
-    scores = (scores - scores.amax(dim=-1, keepdim=True)).clamp_min(-80.0)
-    return torch.matmul(torch.softmax(scores, dim=-1), v)
+    if mask.dtype == torch.bool:
+        zero, low = torch.zeros((), dtype=q.dtype), torch.full((), torch.finfo(q.dtype).min, dtype=q.dtype)
+        bias = torch.where(mask, zero, low)
+    else:
+        bias = mask.to(q.dtype)
+    if bias.shape[-2] == 1:
+        bias = bias.expand(*bias.shape[:-2], q.shape[-2], bias.shape[-1])
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
 
 
 class PoseAttention(nn.Module):
@@ -102,6 +139,9 @@ class PoseAttention(nn.Module):
             km = torch.ones(B, Nk, dtype=torch.bool, device=x_q.device) if key_mask is None else key_mask
             has_key = km.any(-1, keepdim=True).expand(B, Nq)  # [B, Nq]
             safe = (km | ~has_key[:, :1])[:, None, None, :]  # [B, 1, 1, Nk]
+        elif torch.compiler.is_exporting() and not enc.relative:
+            # float bias straight from the poses: fewer, cheaper [Nq, Nk] passes than bool + Where
+            safe, has_key = _export_bias(pose_q, pose_k, key_mask, attn_mask, radius)
         else:
             mask = torch.ones(B, Nq, Nk, dtype=torch.bool, device=x_q.device)
             if key_mask is not None:
