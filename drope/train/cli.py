@@ -28,6 +28,7 @@ def load_config(overrides: list[str]):
 
 def configs_from(cfg):
     from drope.model import ModelConfig
+    from drope.train.augment import AugmentConfig
     from drope.train.loss import LossWeights
     from drope.train.trainer import TrainConfig
 
@@ -35,7 +36,8 @@ def configs_from(cfg):
     model = ModelConfig.from_dict(d.pop("model"))
     data = d.pop("data")
     loss = LossWeights(**d.pop("loss"))
-    return TrainConfig(loss=loss, **d), model, data
+    augment = AugmentConfig(**d.pop("augment", {}))
+    return TrainConfig(loss=loss, augment=augment, **d), model, data
 
 
 def run(overrides: list[str]) -> dict:
