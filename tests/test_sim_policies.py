@@ -63,6 +63,23 @@ def test_learned_policy_follows_the_oracle_and_replans_at_1hz(womd_scene):
     assert float(m.ade[0, full].max()) < 0.3, m.ade[0, full]
 
 
+def test_oracle_answers_in_the_recentred_snapshot_frame():
+    """Where the SDC moves, each replan's frame differs from the log's: the oracle must express the
+    log in the snapshot's frame or every agent is dragged off its path."""
+    from sim.generate.scenario import generate_scene
+
+    sc = generate_scene(4242, 0)[0]
+    i = sc.sdc_index
+    assert float((sc.agent_pos[i, -1] - sc.agent_pos[i, sc.current_index]).norm()) > 5.0
+    dyn = build_dynamics("bicycle")
+    ctrl = controlled_mask(sc, "all")
+    pol = LearnedPolicy(dyn, LogFuturePredictor(sc), LearnedConfig(replan_every=10, recentre=True))
+    ro = run_rollouts(sc, pol, pol, ctrl, dyn)
+    full = ctrl & sc.agent_valid[:, sc.current_index:].all(1) & (sc.agent_type == 1)
+    assert int(full.sum()) >= 3
+    assert float(agent_metrics(sc, ro).ade[0, full].max()) < 0.3
+
+
 def test_same_seed_same_rollouts_different_seeds_differ(womd_scene):
     sc = womd_scene
     dyn = build_dynamics("bicycle")

@@ -5,6 +5,8 @@ Examples:
   drope-train data.train='[shards/*.tfrecord]' model=drope_base model.encoding.name=rpe
   drope-train out=runs/small resume=auto                     # continue an interrupted run exactly
   torchrun --nproc_per_node=2 -m drope.train.cli ...          # DDP (rank 0 logs and checkpoints)
+  drope-train 'augment.current_steps=[10,20,30,40,50,60,70,80]' augment.perturb_prob=0.5 augment.perturb_lateral_m=0.5
+                                                             # closed-loop augmentation (drope.train.augment)
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ def load_config(overrides: list[str]):
 
 def configs_from(cfg):
     from drope.model import ModelConfig
+    from drope.train.augment import AugmentConfig
     from drope.train.loss import LossWeights
     from drope.train.trainer import TrainConfig
 
@@ -35,7 +38,8 @@ def configs_from(cfg):
     model = ModelConfig.from_dict(d.pop("model"))
     data = d.pop("data")
     loss = LossWeights(**d.pop("loss"))
-    return TrainConfig(loss=loss, **d), model, data
+    augment = AugmentConfig(**d.pop("augment", {}))
+    return TrainConfig(loss=loss, augment=augment, **d), model, data
 
 
 def run(overrides: list[str]) -> dict:

@@ -25,6 +25,7 @@ from drope.data.batch import SceneBatch, collate_scenes, stack_batches
 from drope.data.scene import Scene
 from drope.model import ModelConfig, build_model, to_scene_frame
 from drope.nn.encodings import no_weight_decay_names
+from drope.train.augment import AugmentConfig, at_step, perturb_history, sample_generator, usable_steps
 from drope.train.loss import LossWeights, targets_in_agent_frame, wta_loss
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class TrainConfig:
     stop_after: int | None = None  # stop (as if killed) after this many steps of this process
     progress: bool = True
     loss: LossWeights = field(default_factory=LossWeights)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # closed-loop robustness (drope.train.augment)
 
 
 def lr_lambda(step: int, warmup: int, total: int) -> float:
@@ -160,7 +162,8 @@ class Trainer:
         self.train, self.val = list(train), list(val)
         self.out = Path(cfg.out)
         self.step = 0
-        self._cache: dict[tuple[str, int], SceneBatch] = {}
+        self._cache: dict[tuple[str, int, int], SceneBatch] = {}
+        self._steps: dict[int, list[int]] = {}  # usable augmentation current steps per training scene
         self.resolved = resolved_config or {}
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -218,12 +221,41 @@ class Trainer:
         return collate_scenes([scene], self.model_cfg.history, self.model_cfg.future, self.cfg.max_agents,
                               self.cfg.max_map, segment_points=self.model_cfg.map_points)
 
-    def _cached(self, split: str, i: int) -> SceneBatch:
-        """Scene → padded tensors once per scene (map splitting is the costly part), reused every epoch."""
-        key = (split, i)
+    def _cached(self, split: str, i: int, t: int = -1) -> SceneBatch:
+        """Scene (at current step ``t``; -1: its own) → padded tensors once (map splitting is the
+        costly part), reused every epoch."""
+        key = (split, i, t)
         if key not in self._cache:
-            self._cache[key] = self._collate_one((self.train if split == "train" else self.val)[i])
+            scene = (self.train if split == "train" else self.val)[i]
+            self._cache[key] = self._collate_one(scene if t < 0 else at_step(scene, t))
         return self._cache[key]
+
+    def _current_steps(self, idx: list[int]) -> list[int]:
+        """Current step per sample of this step (``augment.current_steps``; -1 = the scene's own),
+        drawn from the (seed, step) generator so batches stay a pure function of (seed, step)."""
+        cands = list(self.cfg.augment.current_steps)
+        if not cands:
+            return [-1] * len(idx)
+        gen = sample_generator(self.cfg.seed, self.step)
+        u = torch.rand(len(idx), generator=gen).tolist()
+        out = []
+        for i, r in zip(idx, u):
+            if i not in self._steps:
+                self._steps[i] = usable_steps(self.train[i], cands, self.model_cfg.history) or [-1]
+            opts = self._steps[i]
+            out.append(opts[min(int(r * len(opts)), len(opts) - 1)])
+        return out
+
+    def train_batch(self) -> SceneBatch:
+        """This rank's batch of the current step, augmented (a pure function of (seed, step))."""
+        cfg = self.cfg
+        idx = batch_indices(self.step, len(self.train), cfg.batch_size * self.world, cfg.seed)
+        ts = self._current_steps(idx)
+        idx, ts = idx[self.rank :: self.world], ts[self.rank :: self.world]
+        batch = stack_batches([self._cached("train", i, t) for i, t in zip(idx, ts)])
+        if cfg.augment.perturbs:
+            batch = perturb_history(batch, cfg.augment, sample_generator(cfg.seed, self.step, salt=1 + self.rank))
+        return batch.to(self.device)
 
     def _batch(self, scenes: Sequence[Scene]) -> SceneBatch:
         return stack_batches([self._collate_one(s) for s in scenes]).to(self.device)
@@ -251,9 +283,7 @@ class Trainer:
         while self.step < cfg.steps:
             if cfg.stop_after is not None and ran >= cfg.stop_after:
                 break
-            idx = batch_indices(self.step, len(self.train), cfg.batch_size * self.world, cfg.seed)
-            idx = idx[self.rank :: self.world]
-            batch = stack_batches([self._cached("train", i) for i in idx]).to(self.device)
+            batch = self.train_batch()
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
                 out = compute_loss(self.ddp, batch, cfg.loss)
             self.opt.zero_grad(set_to_none=True)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from drope.data.batch import SceneBatch, collate_scenes
+from drope.data.frames import wrap_angle, world_to_frame
 from drope.data.scene import Scene
 
 
@@ -65,6 +66,8 @@ class LogFuturePredictor:
 
     Mode 0 is the log (probability ``p_log``); with ``offset`` > 0 mode 1 is the log shifted
     sideways by ``offset`` metres in the scene frame. Steps past the log's end repeat its last pose.
+    Outputs are in each snapshot's own frame (the learned policy re-frames snapshots to the SDC's
+    current simulated pose), through world coordinates.
     """
 
     def __init__(self, log: Scene, horizon: int = 80, offset: float = 0.0, p_log: float = 0.7) -> None:
@@ -80,8 +83,8 @@ class LogFuturePredictor:
         for s in scenes:
             t, T = s.current_index, self.log.num_steps
             steps = np.minimum(np.arange(t + 1, t + 1 + self.horizon), T - 1)
-            xy = self.xy[:, steps]  # [A, F, 2]
-            h = self.heading[:, steps]
+            xy = world_to_frame(self.log.to_world_xy(self.xy[:, steps]), s.origin_xy.numpy(), float(s.origin_heading))
+            h = wrap_angle(self.heading[:, steps] + float(self.log.origin_heading) - float(s.origin_heading))
             mode0 = np.concatenate([xy, h[..., None]], -1)
             if self.offset > 0:
                 mode1 = mode0.copy()
