@@ -4,8 +4,10 @@ Keys (hydra overrides on configs/export/default.yaml): ``ckpt``, ``out``, ``opse
 ``variants`` (list of ``fp16``, ``int8``; written next to ``out`` as ``model.fp16.onnx``,
 ``model.int8.onnx``), ``verify`` (compare ONNX Runtime with torch on generated scenes and,
 when present, the shared WOMD sample; fails when fp32 differs by more than 1e-3 m, or fp16 by
-more than 0.1 m or ±1 % minADE; int8 is reported, not checked),
-``verify_scenes``, ``womd`` (path of extra Scenario shards to verify on).
+more than 0.1 m or ±1 % minADE, or int8 changes minADE by more than ±3 %),
+``verify_scenes``, ``womd`` (path of extra Scenario shards to verify on),
+``int8.raw_feature_layers_fp32`` (default true: the MatMuls fed directly by raw metres/velocities
+stay fp32, everything else is int8), ``int8.per_channel`` (default false).
 """
 from __future__ import annotations
 
@@ -34,12 +36,13 @@ def run(cfg) -> dict:
     from drope.data.womd import read_scenarios
     from drope.train.data import generated_scenes
     from drope.train.trainer import load_model
-    from export.onnx_export import export_onnx, make_fp16, make_int8
+    from export.onnx_export import Int8Config, export_onnx, make_fp16, make_int8
     from export.verify import check_variants, compare
 
     if cfg.opset < 18:
         raise ValueError(f"opset must be ≥ 18, got {cfg.opset}")
-    makers = {"fp16": make_fp16, "int8": make_int8}
+    int8_cfg = Int8Config(**OmegaConf.to_container(cfg.int8))
+    makers = {"fp16": make_fp16, "int8": lambda src, dst: make_int8(src, dst, int8_cfg)}
     unknown = [v for v in cfg.variants if v not in makers]
     if unknown:
         raise ValueError(f"unknown variant(s) {unknown}; choose from {sorted(makers)}")

@@ -18,6 +18,9 @@ TOLERANCE_M = 1e-3  # fp32: ONNX Runtime vs torch, max abs trajectory difference
 # measured on a trained drope_small, minADE change under 0.1 %). Fail well above that:
 FP16_TOLERANCE_M = 0.1
 FP16_MIN_ADE_PCT = 1.0
+# int8 variant: the issue's goal. Its trajectories move by decimetres to ~1 m (uint8 activations
+# on 8 s horizons), so only the minADE change is checked, not the pointwise error:
+INT8_MIN_ADE_PCT = 3.0
 
 
 class VerificationError(RuntimeError):
@@ -74,8 +77,16 @@ def check_fp16(stats: dict, name: str = "fp16") -> None:
         raise VerificationError(f"ONNX Runtime {name} changes minADE by {d_ade:+.2f} % (> ±{FP16_MIN_ADE_PCT} %)")
 
 
+def check_int8(stats: dict, name: str = "int8") -> None:
+    d_ade = stats[name]["min_ade_change_pct"]
+    if not abs(d_ade) <= INT8_MIN_ADE_PCT:
+        raise VerificationError(f"ONNX Runtime {name} changes minADE by {d_ade:+.2f} % (> ±{INT8_MIN_ADE_PCT} %)")
+
+
 def check_variants(stats: dict) -> None:
-    """Fail loudly when fp32 (and fp16, when present) exceed their tolerances; int8 is only reported."""
+    """Fail loudly when fp32 (and fp16 / int8, when present) exceed their tolerances."""
     check_fp32(stats)
     if "fp16" in stats:
         check_fp16(stats)
+    if "int8" in stats:
+        check_int8(stats)
