@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for where in ("generated", "womd"):
         for name, s in report.get(where, {}).items():
-            extra = f"max |onnx - torch| {s['max_abs_err_m']:.2e} m, minADE change {s['min_ade_change_pct']:+.2f} %" \
+            extra = f"|onnx - torch| max {s['max_abs_err_m']:.2e} m, mean {s['mean_abs_err_m']:.1e} m, " \
+                    f"minADE change {s['min_ade_change_pct']:+.2f} %" \
                 if name != "torch" else ""
             print(f"{where:<10}{name:<6} minADE {s['min_ade']:.3f} m  {extra}")
     print(f"wrote {', '.join(report['files'].values())}")

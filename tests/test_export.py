@@ -80,6 +80,7 @@ def test_int8_keeps_raw_feature_layers_fp32_and_quantises_the_rest(exported, tmp
     assert set(keep) <= float_mm and len(int8_mm) == n_weight_mm - len(keep) >= 0.9 * n_weight_mm
     stats = compare(model, {"fp32": path, "int8": q}, scenes[:2])
     assert np.isfinite(stats["int8"]["min_ade"]) and abs(stats["int8"]["min_ade_change_pct"]) < 3
+    assert 0 < stats["int8"]["mean_abs_err_m"] < stats["int8"]["max_abs_err_m"]
     check_variants(stats)
     every = make_int8(path, tmp_path / "all.int8.onnx", Int8Config(raw_feature_layers_fp32=False))
     assert not {n.op_type for n in onnx.load(str(every)).graph.node} & {"MatMul", "Gemm"}
