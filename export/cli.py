@@ -7,7 +7,8 @@ when present, the shared WOMD sample; fails when fp32 differs by more than 1e-3 
 more than 0.1 m or ±1 % minADE, or int8 changes minADE by more than ±3 %),
 ``verify_scenes``, ``womd`` (path of extra Scenario shards to verify on),
 ``int8.raw_feature_layers_fp32`` (default true: the MatMuls fed directly by raw metres/velocities
-stay fp32, everything else is int8), ``int8.per_channel`` (default false).
+stay fp32), ``int8.output_layers_fp32`` (default true: the last layers of the trajectory and
+mode heads stay fp32; everything else is int8), ``int8.per_channel`` (default false).
 """
 from __future__ import annotations
 

@@ -132,6 +132,8 @@ class Int8Config:
 
     # MatMul/Gemm fed directly by raw geometric features stay fp32; see raw_feature_matmuls
     raw_feature_layers_fp32: bool = True
+    # MatMul/Gemm whose result reaches a graph output directly stay fp32; see output_matmuls
+    output_layers_fp32: bool = True
     per_channel: bool = False  # per-output-channel weight scales (measured: no better here)
 
 
@@ -177,15 +179,38 @@ def raw_feature_matmuls(graph) -> list[str]:
             and any(i in weights for i in n.input[1:])]
 
 
+def output_matmuls(graph) -> list[str]:
+    """MatMul/Gemm nodes whose result reaches a graph output without another learned layer in between.
+
+    The last layers of the trajectory and mode heads: nothing downstream averages their rounding
+    out, and the trajectory head's per-step displacements are summed over the 80 future steps
+    (``cumsum``), so its error grows along the horizon. Bias adds and output arithmetic
+    (cumsum, scene-frame rotation, softmax) are passed through.
+    """
+    to_out = {o.name for o in graph.output}
+    found = []
+    for n in reversed(graph.node):  # reverse topological order
+        if not any(o in to_out for o in n.output):
+            continue
+        if n.op_type in ("MatMul", "Gemm"):
+            found.append(n.name)
+        elif n.op_type not in _LEARNED_OPS:
+            to_out.update(n.input)
+    weights = _weight_names(graph)
+    mm = {n.name: n for n in graph.node}
+    return [n for n in reversed(found) if any(i in weights for i in mm[n].input[1:])]
+
+
 def make_int8(path: str | Path, out: str | Path, cfg: Int8Config | None = None) -> Path:
-    """Dynamic int8 quantisation of MatMul/Gemm weights (onnxruntime.quantization), raw-feature layers fp32."""
+    """Dynamic int8 quantisation of MatMul/Gemm (onnxruntime.quantization); raw-feature and output layers fp32."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     cfg = cfg or Int8Config()
     src = onnx.load(str(path))
-    keep = raw_feature_matmuls(src.graph) if cfg.raw_feature_layers_fp32 else []
-    log.info("int8: keeping %d raw-feature MatMul/Gemm in fp32: %s", len(keep), keep)
+    keep = (raw_feature_matmuls(src.graph) if cfg.raw_feature_layers_fp32 else []) + \
+        (output_matmuls(src.graph) if cfg.output_layers_fp32 else [])
+    log.info("int8: keeping %d MatMul/Gemm in fp32: %s", len(keep), keep)
     quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
                      nodes_to_exclude=keep, per_channel=cfg.per_channel)
     q = onnx.load(str(out))
