@@ -8,7 +8,9 @@ more than 0.1 m or ±1 % minADE, or int8 changes minADE by more than ±3 %),
 ``verify_scenes``, ``womd`` (path of extra Scenario shards to verify on),
 ``int8.raw_feature_layers_fp32`` (default true: the MatMuls fed directly by raw metres/velocities
 stay fp32), ``int8.output_layers_fp32`` (default true: the last layers of the trajectory and
-mode heads stay fp32; everything else is int8), ``int8.per_channel`` (default false).
+mode heads stay fp32; everything else is int8), ``int8.per_channel`` (default false),
+``int8_sensitivity`` (default false; true adds a per-layer table to the report: each weight
+MatMul quantised alone, its max trajectory error and minADE change, generated and WOMD).
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ def run(cfg) -> dict:
     from drope.train.data import generated_scenes
     from drope.train.trainer import load_model
     from export.onnx_export import Int8Config, export_onnx, make_fp16, make_int8
-    from export.verify import check_variants, compare
+    from export.verify import check_variants, compare, int8_sensitivity
 
     if cfg.opset < 18:
         raise ValueError(f"opset must be ≥ 18, got {cfg.opset}")
@@ -60,13 +62,21 @@ def run(cfg) -> dict:
     for v in cfg.variants:
         paths[v] = makers[v](out, out.with_name(f"{out.stem}.{v}{out.suffix}"))
     report = {"files": {k: str(p) for k, p in paths.items()}}
+    real = [Path(p) for p in (cfg.womd or [])] or ([WOMD_SAMPLE] if WOMD_SAMPLE.exists() else [])
     if cfg.verify:
         report["generated"] = compare(model, paths, scenes)
         check_variants(report["generated"])
-        real = [Path(p) for p in (cfg.womd or [])] or ([WOMD_SAMPLE] if WOMD_SAMPLE.exists() else [])
         if real:
             report["womd"] = compare(model, paths, list(read_scenarios(real)), batch_size=1)
             check_variants(report["womd"])
+    if cfg.int8_sensitivity:  # diagnostic: which layer's quantisation moves the predictions
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            report["int8_sensitivity"] = {"generated": int8_sensitivity(model, out, scenes, Path(tmp))}
+            if real:
+                report["int8_sensitivity"]["womd"] = int8_sensitivity(model, out, list(read_scenarios(real)),
+                                                                      Path(tmp), batch_size=1)
     out.with_suffix(".verify.json").write_text(json.dumps(report, indent=1))
     return report
 

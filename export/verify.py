@@ -23,6 +23,35 @@ FP16_MIN_ADE_PCT = 1.0
 INT8_MIN_ADE_PCT = 3.0
 
 
+def int8_sensitivity(model, fp32_path: Path, scenes: Sequence[Scene], work_dir: Path, batch_size: int = 4) -> list[dict]:
+    """Quantise one weight MatMul/Gemm at a time (the rest fp32) and measure its effect on these scenes.
+
+    Rows sorted by |minADE change|; how the int8 rules in :func:`export.onnx_export.make_int8`
+    were found (``drope-export ... int8_sensitivity=true``).
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from export.onnx_export import _weight_names
+
+    g = onnx.load(str(fp32_path)).graph
+    weights = _weight_names(g)
+    nodes = [n for n in g.node if n.op_type in ("MatMul", "Gemm") and any(i in weights for i in n.input[1:])]
+    scope = {n.name: next((p.value for p in n.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
+             for n in nodes}
+    work_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for n in nodes:
+        paths[n.name] = work_dir / f"{n.name}.onnx"
+        quantize_dynamic(str(fp32_path), str(paths[n.name]), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul", "Gemm"], nodes_to_quantize=[n.name])
+    stats = compare(model, paths, scenes, batch_size)  # one torch reference for all of them
+    rows = [{"node": k, "scope": scope[k].rsplit("', '", 2)[-2].strip("'[") if "', '" in scope[k] else scope[k],
+             "max_abs_err_m": stats[k]["max_abs_err_m"], "min_ade_change_pct": stats[k]["min_ade_change_pct"]}
+            for k in paths]
+    return sorted(rows, key=lambda r: -abs(r["min_ade_change_pct"]))
+
+
 class VerificationError(RuntimeError):
     pass
 

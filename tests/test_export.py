@@ -14,7 +14,8 @@ from drope.data.batch import collate_scenes
 from drope.model import ModelConfig, build_model
 from export.onnx_export import Int8Config, export_onnx, make_fp16, make_int8, output_matmuls, raw_feature_matmuls
 from export.runtime import InputError, ModelFormatError, OnnxPredictor
-from export.verify import VerificationError, check_fp16, check_fp32, check_int8, check_variants, compare
+from export.verify import (VerificationError, check_fp16, check_fp32, check_int8, check_variants, compare,
+                           int8_sensitivity)
 from sim.generate.scenario import generate_scene
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,6 +89,19 @@ def test_int8_keeps_raw_feature_and_output_layers_fp32_and_quantises_the_rest(ex
     assert not {n.op_type for n in onnx.load(str(every)).graph.node} & {"MatMul", "Gemm"}
     with pytest.raises(VerificationError, match="int8 changes minADE"):
         check_int8({"int8": {"max_abs_err_m": 1.0, "min_ade_change_pct": -7.2}})
+
+
+def test_int8_sensitivity_quantises_each_layer_alone(exported, tmp_path):
+    import onnx
+
+    model, scenes, path = exported
+    rows = int8_sensitivity(model, path, scenes[:1], tmp_path / "sens")
+    names = {n.name for n in onnx.load(str(path)).graph.node if n.op_type == "MatMul"}
+    assert {r["node"] for r in rows} == names and len(rows) == len(names)
+    assert "model.agent_step_mlp.0" in {r["scope"] for r in rows}
+    assert all(r["max_abs_err_m"] > 0 for r in rows)  # each file really quantised its one layer
+    d = [abs(r["min_ade_change_pct"]) for r in rows]
+    assert d == sorted(d, reverse=True)
 
 
 def test_raw_feature_and_output_rules_stop_at_learned_layers():
