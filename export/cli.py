@@ -4,8 +4,13 @@ Keys (hydra overrides on configs/export/default.yaml): ``ckpt``, ``out``, ``opse
 ``variants`` (list of ``fp16``, ``int8``; written next to ``out`` as ``model.fp16.onnx``,
 ``model.int8.onnx``), ``verify`` (compare ONNX Runtime with torch on generated scenes and,
 when present, the shared WOMD sample; fails when fp32 differs by more than 1e-3 m, or fp16 by
-more than 0.1 m or ±1 % minADE; int8 is reported, not checked),
-``verify_scenes``, ``womd`` (path of extra Scenario shards to verify on).
+more than 0.1 m or ±1 % minADE, or int8 changes minADE by more than ±3 %),
+``verify_scenes``, ``womd`` (path of extra Scenario shards to verify on),
+``int8.raw_feature_layers_fp32`` (default true: the MatMuls fed directly by raw metres/velocities
+stay fp32), ``int8.output_layers_fp32`` (default true: the last layers of the trajectory and
+mode heads stay fp32; everything else is int8), ``int8.per_channel`` (default false),
+``int8_sensitivity`` (default false; true adds a per-layer table to the report: each weight
+MatMul quantised alone, its max trajectory error and minADE change, generated and WOMD).
 """
 from __future__ import annotations
 
@@ -34,12 +39,13 @@ def run(cfg) -> dict:
     from drope.data.womd import read_scenarios
     from drope.train.data import generated_scenes
     from drope.train.trainer import load_model
-    from export.onnx_export import export_onnx, make_fp16, make_int8
-    from export.verify import check_variants, compare
+    from export.onnx_export import Int8Config, export_onnx, make_fp16, make_int8
+    from export.verify import check_variants, compare, int8_sensitivity
 
     if cfg.opset < 18:
         raise ValueError(f"opset must be ≥ 18, got {cfg.opset}")
-    makers = {"fp16": make_fp16, "int8": make_int8}
+    int8_cfg = Int8Config(**OmegaConf.to_container(cfg.int8))
+    makers = {"fp16": make_fp16, "int8": lambda src, dst: make_int8(src, dst, int8_cfg)}
     unknown = [v for v in cfg.variants if v not in makers]
     if unknown:
         raise ValueError(f"unknown variant(s) {unknown}; choose from {sorted(makers)}")
@@ -56,13 +62,21 @@ def run(cfg) -> dict:
     for v in cfg.variants:
         paths[v] = makers[v](out, out.with_name(f"{out.stem}.{v}{out.suffix}"))
     report = {"files": {k: str(p) for k, p in paths.items()}}
+    real = [Path(p) for p in (cfg.womd or [])] or ([WOMD_SAMPLE] if WOMD_SAMPLE.exists() else [])
     if cfg.verify:
         report["generated"] = compare(model, paths, scenes)
         check_variants(report["generated"])
-        real = [Path(p) for p in (cfg.womd or [])] or ([WOMD_SAMPLE] if WOMD_SAMPLE.exists() else [])
         if real:
             report["womd"] = compare(model, paths, list(read_scenarios(real)), batch_size=1)
             check_variants(report["womd"])
+    if cfg.int8_sensitivity:  # diagnostic: which layer's quantisation moves the predictions
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            report["int8_sensitivity"] = {"generated": int8_sensitivity(model, out, scenes, Path(tmp))}
+            if real:
+                report["int8_sensitivity"]["womd"] = int8_sensitivity(model, out, list(read_scenarios(real)),
+                                                                      Path(tmp), batch_size=1)
     out.with_suffix(".verify.json").write_text(json.dumps(report, indent=1))
     return report
 
@@ -88,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for where in ("generated", "womd"):
         for name, s in report.get(where, {}).items():
-            extra = f"max |onnx - torch| {s['max_abs_err_m']:.2e} m, minADE change {s['min_ade_change_pct']:+.2f} %" \
+            extra = f"|onnx - torch| max {s['max_abs_err_m']:.2e} m, mean {s['mean_abs_err_m']:.1e} m, " \
+                    f"minADE change {s['min_ade_change_pct']:+.2f} %" \
                 if name != "torch" else ""
             print(f"{where:<10}{name:<6} minADE {s['min_ade']:.3f} m  {extra}")
     print(f"wrote {', '.join(report['files'].values())}")
