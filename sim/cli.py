@@ -102,10 +102,7 @@ def check_config(cfg) -> SimConfig:
 def submission_metadata(cfg):
     from drope.metrics.submission import SubmissionMetadata
 
-    meta = dict(cfg.submission_meta)
-    if "authors" in meta and not isinstance(meta["authors"], str):
-        meta["authors"] = tuple(meta["authors"])
-    return SubmissionMetadata(**meta)
+    return SubmissionMetadata(**cfg.submission_meta)  # it normalises authors (str or list) itself
 
 
 def load_config(overrides: list[str], name: str = "default"):

@@ -65,7 +65,7 @@ def _export_bias(pose_q: Tensor, pose_k: Tensor, key_mask: Tensor | None, attn_m
     B, Nq, Nk = pose_q.shape[0], pose_q.shape[1], pose_k.shape[1]
     excluded = torch.full((), _EXCLUDED, dtype=torch.float32)
     zero = torch.zeros((), dtype=torch.float32)
-    bias = radius_bias(pose_q, pose_k, radius) if radius is not None else torch.zeros(B, Nq, Nk)
+    bias = radius_bias(pose_q, pose_k, radius) if radius is not None else pose_q.new_zeros(B, Nq, Nk, dtype=torch.float32)
     if key_mask is not None:
         bias = bias + torch.where(key_mask, zero, excluded)[:, None, :]
     if attn_mask is not None:
