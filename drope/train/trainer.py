@@ -8,7 +8,6 @@ number (plus model/optimiser/scheduler/RNG states) to continue exactly.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import os
