@@ -21,6 +21,7 @@ from torch import nn
 
 from drope.data.types import MapType, ObjectType, SignalState
 from drope.model.config import ModelConfig
+from drope.model.local_map import LocalMapEncoder
 from drope.nn import EncodingConfig, PoseTransformerLayer
 
 Tensor = torch.Tensor
@@ -58,6 +59,7 @@ class DRoPETransformer(nn.Module):
         self.agent_size = nn.Linear(3, D)
         temporal = EncodingConfig(name="drope", time_pairs=cfg.temporal_time_pairs)
         self.temporal = PoseTransformerLayer(D, Hh, temporal, cfg.ff_mult, cfg.dropout)
+        self.local_map = LocalMapEncoder(D, cfg.local_map_segments) if cfg.local_map_segments > 0 else None
         self.map_layers = nn.ModuleList(
             [PoseTransformerLayer(D, Hh, cfg.encoding, cfg.ff_mult, cfg.dropout) for _ in range(cfg.map_layers)])
         self.m2a = nn.ModuleList(
@@ -111,6 +113,8 @@ class DRoPETransformer(nn.Module):
         B, A = agent_pos.shape[:2]
         m, m_pose = self.encode_map(map_points, map_type, map_signal, map_mask)
         a = self.encode_agents(agent_pos, agent_heading, agent_vel, agent_size, agent_type, agent_valid)
+        if self.local_map is not None:
+            a = a + self.local_map(agent_pos[:, :, -1], agent_heading[:, :, -1], map_points, map_type, map_signal, map_mask)
         a_pose = torch.cat([agent_pos[:, :, -1], agent_heading[:, :, -1:]], -1)  # [B, A, 3]
         a_mask = agent_valid[:, :, -1]
         for m2a, a2a in zip(self.m2a, self.a2a):
