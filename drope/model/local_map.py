@@ -25,18 +25,19 @@ def nearest_segments(agent_pos: Tensor, map_points: Tensor, map_mask: Tensor, k:
     """Indices ``[B, A, k]`` of the ``k`` segments nearest each agent, and their validity ``[B, A, k]``.
 
     ``agent_pos [B, A, 2]`` and ``map_points [B, M, S, 2]`` share a frame; a segment's distance
-    is that of its nearest point. ``map_mask [B, M]`` False segments are never valid; with fewer
-    than ``k`` valid segments the rest of the slots are invalid. ``M`` may be smaller than ``k``.
+    is that of its centroid (its mean point). ``map_mask [B, M]`` False segments are never valid;
+    with fewer than ``k`` valid segments the rest of the slots are invalid. ``M`` may be smaller
+    than ``k``.
     """
+    # centroids, not nearest points: connected segments share end points, so nearest-point
+    # distances tie exactly and TopK implementations (torch vs ONNX Runtime) break ties differently
     B, M, S, _ = map_points.shape
     # k always-masked padding segments keep TopK's k ≤ M whatever M is at run time (dynamic axis)
-    pad_pts = map_points.new_zeros(B, k, S, 2)
-    pts = torch.cat([map_points, pad_pts], 1)
+    centre = torch.cat([map_points.mean(2), map_points.new_zeros(B, k, 2)], 1)  # [B, M+k, 2]
     mask = torch.cat([map_mask, map_mask.new_zeros(B, k)], 1)
-    dx = pts[:, None, :, :, 0] - agent_pos[:, :, None, None, 0]  # [B, A, M+k, S]
-    dy = pts[:, None, :, :, 1] - agent_pos[:, :, None, None, 1]
-    d2 = (dx * dx + dy * dy).amin(-1)  # [B, A, M+k]
-    d2 = torch.where(mask[:, None, :], d2, torch.full_like(d2, _FAR))
+    dx = centre[:, None, :, 0] - agent_pos[:, :, None, 0]  # [B, A, M+k]
+    dy = centre[:, None, :, 1] - agent_pos[:, :, None, 1]
+    d2 = torch.where(mask[:, None, :], dx * dx + dy * dy, torch.full_like(dx, _FAR))
     top = torch.topk(d2, k, dim=-1, largest=False)
     return top.indices, top.values < _FAR
 
