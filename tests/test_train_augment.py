@@ -69,6 +69,30 @@ def test_perturbation_shifts_the_current_pose_and_recovers_to_the_log(scenes):
         AugmentConfig(perturb_prob=1.5)
 
 
+def test_rigid_perturbation_moves_the_whole_history_and_leaves_its_own_frame_unchanged(scenes):
+    """Rigid profile: the history in the agent's current frame is exactly the log's (only the map,
+    seen from the new pose, shows the offset); the target still recovers to the log."""
+    b = _batch(scenes[1])
+    cfg = AugmentConfig(perturb_prob=1.0, perturb_lateral_m=0.5, perturb_heading_rad=0.05, perturb_profile="rigid")
+    p = perturb_history(b, cfg, sample_generator(3, 7))
+    m = b.agent_mask & b.agent_valid.all(-1)
+
+    def own_frame(batch):
+        h, p0 = batch.agent_heading[:, :, -1:], batch.agent_pos[:, :, -1:]
+        d = batch.agent_pos - p0
+        c, s = torch.cos(h), torch.sin(h)
+        return torch.stack([c * d[..., 0] + s * d[..., 1], -s * d[..., 0] + c * d[..., 1]], -1), batch.agent_heading - h
+
+    (xy_b, dh_b), (xy_p, dh_p) = own_frame(b), own_frame(p)
+    assert (xy_b - xy_p)[m].abs().max() < 1e-3 and (dh_b - dh_p)[m].abs().max() < 1e-5
+    moved = (p.agent_pos[:, :, 0] - b.agent_pos[:, :, 0]).norm(dim=-1)[m]
+    assert moved.max() > 0.1  # the oldest step moved too (a ramp would keep it)
+    fv = b.future_valid[:, :, 19:]
+    assert (p.future_pos[:, :, 19:] - b.future_pos[:, :, 19:])[fv].abs().max() < 1e-4
+    with pytest.raises(ValueError, match="perturb_profile"):
+        AugmentConfig(perturb_profile="wobbly")
+
+
 def test_trainer_augmented_batches_are_a_function_of_seed_and_step(scenes, tmp_path):
     aug = AugmentConfig(current_steps=[10, 30, 50, 70], perturb_prob=0.5, perturb_lateral_m=0.3)
     mc = ModelConfig(dim=32, num_heads=4, num_blocks=1)

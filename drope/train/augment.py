@@ -10,7 +10,9 @@ scene, from a history it drove itself. Two augmentations bring those inputs into
   generated scene), never the situations of seconds 2–8 of a rollout.
 * **history perturbation** (``perturb_prob``, ``perturb_lateral_m``, ``perturb_heading_rad``,
   ``perturb_recover_steps``): ChauffeurNet-style. The whole history is shifted sideways (in the
-  agent's current frame) by ``δ`` and rotated by ``ψ``, fading in from 0 at the history's first step; the target
+  agent's current frame) by ``δ`` and rotated by ``ψ``, fading in from 0 at the history's first step
+  (``perturb_profile="ramp"``) or moved as a whole (``"rigid"``: the history looks like a normal
+  drive and only the map shows the agent is off its lane, as after closed-loop drift); the target
   future starts from the perturbed pose and blends back to the log over ``perturb_recover_steps``,
   so the model learns to return to the lane from its own small tracking/prediction errors instead
   of extrapolating them.
@@ -37,6 +39,7 @@ class AugmentConfig:
     perturb_lateral_m: float = 0.0  # std of the sideways offset δ at the current step (m)
     perturb_heading_rad: float = 0.0  # std of the heading offset ψ at the current step (rad)
     perturb_recover_steps: int = 20  # future steps over which the target blends back to the log
+    perturb_profile: str = "ramp"  # "ramp": offset fades in over the history; "rigid": the whole history moves
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.perturb_prob <= 1.0:
@@ -45,6 +48,8 @@ class AugmentConfig:
             raise ValueError("augment.perturb_lateral_m / perturb_heading_rad must be >= 0")
         if self.perturb_recover_steps < 1:
             raise ValueError(f"augment.perturb_recover_steps must be >= 1, got {self.perturb_recover_steps}")
+        if self.perturb_profile not in ("ramp", "rigid"):
+            raise ValueError(f"augment.perturb_profile must be 'ramp' or 'rigid', got {self.perturb_profile!r}")
         if any(int(t) < 0 for t in self.current_steps):
             raise ValueError(f"augment.current_steps must be >= 0, got {list(self.current_steps)}")
 
@@ -108,8 +113,10 @@ def perturb_history(batch: SceneBatch, cfg: AugmentConfig, gen: torch.Generator,
     h0 = batch.agent_heading[:, :, -1]
     p0 = batch.agent_pos[:, :, -1]
     normal = torch.stack([-torch.sin(h0), torch.cos(h0)], -1)  # [B, A, 2]
-    # history: offset fades in linearly over the history (0 at its first step, full at the current one)
-    ramp = torch.linspace(0.0, 1.0, H)
+    # ramp: the offset fades in over the history (0 at its first step, full at the current one), so
+    # the history itself bends and tells the model it was perturbed; rigid: the whole history is
+    # moved, looks like a normal drive, and only the map shows that the agent is off its lane
+    ramp = torch.linspace(0.0, 1.0, H) if cfg.perturb_profile == "ramp" else torch.ones(H)
     hist_ang = psi[..., None] * ramp  # [B, A, H]
     rel = batch.agent_pos - p0[:, :, None]
     c, s = torch.cos(hist_ang), torch.sin(hist_ang)
