@@ -55,6 +55,7 @@ class SimConfig:
     model: str | None = None
     replan_every: int = 10
     mode: str = "max"
+    smooth_steps: int = 5
     out: str = "sim_out"
     workers: int = 2
     animate: int = 1
@@ -80,7 +81,7 @@ def check_config(cfg) -> SimConfig:
         reg.get(getattr(c, key))
     if c.background not in ("log_replay", "idm"):
         raise ValueError(f"background must be log_replay or idm, got {c.background!r}")
-    for key in ("rollouts", "replan_every", "workers"):
+    for key in ("rollouts", "replan_every", "workers", "smooth_steps"):
         if getattr(c, key) < 1:
             raise ValueError(f"{key} must be >= 1, got {getattr(c, key)}")
     if c.animation_format not in ("gif", "mp4"):
@@ -164,7 +165,8 @@ def build_policies(cfg, scene_dynamics):
                 from sim.policies.predictors import OnnxScenePredictor
 
                 _PREDICTOR = OnnxScenePredictor(cfg.model, threads=1)
-            return cls(scene_dynamics, _PREDICTOR, LearnedConfig(replan_every=int(cfg.replan_every), mode=str(cfg.mode)))
+            return cls(scene_dynamics, _PREDICTOR, LearnedConfig(replan_every=int(cfg.replan_every), mode=str(cfg.mode),
+                                                              smooth_steps=int(cfg.smooth_steps)))
         if name == "idm":
             from sim.policies.idm import IDMPolicyConfig
 

@@ -87,15 +87,34 @@ def test_agent_without_any_map_segment_gets_zero(batch):
     assert torch.equal(out, torch.zeros_like(out))
 
 
-def test_local_map_changes_the_model_and_legacy_configs_load_without_it(batch):
-    assert ModelConfig().local_map_segments == 32
+def test_local_map_is_optional_and_reaches_the_outputs(batch):
+    assert ModelConfig().local_map_segments == 0  # off by default (README: it did not change closed-loop rates)
     legacy = ModelConfig().to_dict()
-    del legacy["local_map_segments"]
+    del legacy["local_map_segments"]  # checkpoints written before the field existed
     assert ModelConfig.from_dict(legacy).local_map_segments == 0
-    m_off = build_model(ModelConfig(dim=32, num_blocks=1, local_map_segments=0))
+    m_off = build_model(ModelConfig(dim=32, num_blocks=1))
     assert not any(n.startswith("local_map") for n, _ in m_off.named_parameters())
     torch.manual_seed(0)
-    m = build_model(ModelConfig(dim=32, num_blocks=1))
+    m = build_model(ModelConfig(dim=32, num_blocks=1, local_map_segments=8))
     traj, _, logits = m(**batch)
     (traj.square().mean() + logits.square().mean()).backward()
     assert m.local_map.point.weight.grad.abs().sum() > 0  # the encoder reaches the outputs
+
+
+def test_onnx_export_matches_torch_with_fewer_map_segments_than_k(batch, tmp_path):
+    """TopK with k > M would fail at run time on a dynamic map axis: k padding segments prevent it."""
+    import onnxruntime as ort
+
+    from export.onnx_export import ExportWrapper, export_onnx
+
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(dim=16, num_heads=2, num_blocks=1, local_map_segments=12)).eval()
+    path = export_onnx(m, batch, tmp_path / "lm.onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for M in (96, 5):
+        inp = {k: (v[:, :M] if k.startswith("map_") else v) for k, v in batch.items()}
+        got = sess.run(None, {k: v.numpy() for k, v in inp.items()})
+        with torch.no_grad():
+            want = ExportWrapper(m)(**inp)
+        assert np.abs(got[0] - want[0].numpy()).max() < 1e-3
+        assert np.abs(got[1] - want[1].numpy()).max() < 1e-5

@@ -8,7 +8,7 @@ import torch
 from sim.dynamics import build_dynamics
 from sim.metrics import agent_metrics, scenario_summary
 from sim.policies import POLICIES, ConstantVelocity, IDMPolicy, LearnedPolicy, LogReplay, controlled_mask
-from sim.policies.learned import LearnedConfig, plan_headings
+from sim.policies.learned import LearnedConfig, plan_headings, smooth_plan
 from sim.policies.predictors import LogFuturePredictor, TorchScenePredictor
 from sim.rollout import run_rollouts
 
@@ -115,6 +115,27 @@ def test_plan_headings_hold_when_standing():
     xy = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [1.0, 1.0]]])  # [1, F=3, 2]
     h = plan_headings(xy, torch.tensor([0.3]), torch.tensor([[0.0, 0.0]]), 0.05)
     assert torch.allclose(h, torch.tensor([[0.0, 0.0, torch.pi / 2]]))
+
+
+def test_smooth_plan_removes_step_jitter_and_keeps_the_course():
+    g = torch.Generator().manual_seed(0)
+    F = 80
+    start = torch.tensor([[3.0, -2.0]])
+    t = torch.arange(1, F + 1, dtype=torch.float32)
+    # a curve at ~10 m/s (curvature 0.01 1/m) plus 3 cm per-step jitter, as the model outputs have
+    ang = 0.01 * 1.0 * t
+    clean = start[:, None] + torch.stack([torch.cumsum(torch.cos(ang), 0), torch.cumsum(torch.sin(ang), 0)], -1)[None]
+    noisy = clean + torch.randn(1, F, 2, generator=g) * 0.03
+    assert torch.equal(smooth_plan(noisy, start, 1), noisy)
+    sm = smooth_plan(noisy, start, 5)
+    h0 = torch.zeros(1)
+    jitter = lambda xy: (plan_headings(xy, h0, start, 0.05) - plan_headings(clean, h0, start, 0.05)).abs().mean()
+    assert jitter(sm) < 0.4 * jitter(noisy)  # headings from the smoothed plan are far less noisy
+    assert (sm - clean).norm(dim=-1).max() < 0.2  # and it stays on the course
+    straight = start[:, None] + torch.stack([t, 0.5 * t], -1)[None]  # constant velocity is unchanged
+    assert torch.allclose(smooth_plan(straight, start, 5), straight, atol=1e-4)
+    with pytest.raises(ValueError, match="smooth_steps"):
+        LearnedPolicy(build_dynamics("bicycle"), None, LearnedConfig(smooth_steps=0))
 
 
 def test_torch_predictor_adapter_drives_the_learned_policy(gen_scene):

@@ -41,6 +41,29 @@ class LearnedConfig:
     min_heading_speed: float = 0.5  # m/s: headings derived from plans are held below this speed
     predicted_heading: bool = False  # track the predictor's heading channel instead of the plan's direction of travel
     recentre: bool = True  # predict in the frame of the SDC's current simulated pose (as the model was trained)
+    smooth_steps: int = 5  # centred moving average of the plan's per-step displacements (1: off)
+
+
+def smooth_plan(xy: Tensor, start_xy: Tensor, window: int) -> Tensor:
+    """Plan positions ``xy [..., F, 2]`` with their per-step displacements (from ``start_xy [..., 2]``)
+    averaged over a centred window of ``window`` steps (shrunk at the ends); ``window <= 1``: unchanged.
+
+    Why: a tracked plan's direction of travel becomes the agent's heading, and the model's per-step
+    displacements jitter by a few centimetres, i.e. ±0.05–0.1 rad at urban speeds. The heading
+    at the moment of the next replan is then one such jittered sample, the model plans along it,
+    and the error compounds into a drift off the lane. Averaging keeps the course of the plan
+    (the end point moves by at most the last half-window's jitter).
+    """
+    if window <= 1:
+        return xy
+    d = xy - torch.cat([start_xy[..., None, :], xy[..., :-1, :]], dim=-2)  # [..., F, 2]
+    F = d.shape[-2]
+    half = window // 2
+    c = torch.cat([torch.zeros_like(d[..., :1, :]), torch.cumsum(d, dim=-2)], dim=-2)  # prefix sums [..., F+1, 2]
+    lo = (torch.arange(F) - half).clamp(0, F)
+    hi = (torch.arange(F) + half + 1).clamp(0, F)
+    mean = (c[..., hi, :] - c[..., lo, :]) / (hi - lo).to(d.dtype)[:, None]
+    return start_xy[..., None, :] + torch.cumsum(mean, dim=-2)
 
 
 def plan_headings(xy: Tensor, start_heading: Tensor, start_xy: Tensor, min_step: float) -> Tensor:
@@ -63,6 +86,8 @@ class LearnedPolicy:
     def __init__(self, dynamics, predictor: Predictor, cfg: LearnedConfig = LearnedConfig()) -> None:
         if cfg.mode not in ("max", "sample"):
             raise ValueError(f"learned policy: mode must be 'max' or 'sample', got {cfg.mode!r}")
+        if cfg.smooth_steps < 1:
+            raise ValueError(f"learned policy: smooth_steps must be >= 1, got {cfg.smooth_steps}")
         if cfg.replan_every < 1:
             raise ValueError(f"learned policy: replan_every must be >= 1, got {cfg.replan_every}")
         self.dynamics, self.predictor, self.cfg = dynamics, predictor, cfg
@@ -141,7 +166,7 @@ class LearnedPolicy:
             p = prob.clamp_min(0).reshape(B * A, K) + 1e-12
             k = torch.multinomial(p / p.sum(-1, keepdim=True), 1, generator=rng).reshape(B, A)
         chosen = traj.gather(2, k[:, :, None, None, None].expand(B, A, 1, *traj.shape[3:]))[:, :, 0]  # [B, A, F, 2|3]
-        self.plan_xy = chosen[..., :2]
+        self.plan_xy = smooth_plan(chosen[..., :2], state.pos, self.cfg.smooth_steps)
         if chosen.shape[-1] == 3 and self.cfg.predicted_heading:
             self.plan_heading = chosen[..., 2]
         else:
