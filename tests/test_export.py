@@ -71,7 +71,7 @@ def test_int8_keeps_raw_feature_and_output_layers_fp32_and_quantises_the_rest(ex
     keep = raw_feature_matmuls(src.graph) + output_matmuls(src.graph)
     scopes = sorted(_scope(n).split("', '")[-2] for n in src.graph.node if n.name in keep)
     assert scopes == ["model.agent_size", "model.agent_step_mlp.0", "model.head_logit.3", "model.head_traj.3",
-                      "model.map_point_mlp.0"], scopes
+                      "model.local_map.point", "model.map_point_mlp.0"], scopes
     q = make_int8(path, tmp_path / "m.int8.onnx")
     m = onnx.load(str(q))
     onnx.checker.check_model(m)

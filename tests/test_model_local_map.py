@@ -88,14 +88,14 @@ def test_agent_without_any_map_segment_gets_zero(batch):
 
 
 def test_local_map_is_optional_and_reaches_the_outputs(batch):
-    assert ModelConfig().local_map_segments == 0  # off by default (README: it did not change closed-loop rates)
+    assert ModelConfig().local_map_segments == 32
     legacy = ModelConfig().to_dict()
     del legacy["local_map_segments"]  # checkpoints written before the field existed
     assert ModelConfig.from_dict(legacy).local_map_segments == 0
-    m_off = build_model(ModelConfig(dim=32, num_blocks=1))
+    m_off = build_model(ModelConfig(dim=32, num_blocks=1, local_map_segments=0))
     assert not any(n.startswith("local_map") for n, _ in m_off.named_parameters())
     torch.manual_seed(0)
-    m = build_model(ModelConfig(dim=32, num_blocks=1, local_map_segments=8))
+    m = build_model(ModelConfig(dim=32, num_blocks=1))
     traj, _, logits = m(**batch)
     (traj.square().mean() + logits.square().mean()).backward()
     assert m.local_map.point.weight.grad.abs().sum() > 0  # the encoder reaches the outputs

@@ -44,7 +44,8 @@ def test_at_step_reframes_to_the_sdc_and_keeps_world_coordinates(scenes):
 
 def test_perturbation_shifts_the_current_pose_and_recovers_to_the_log(scenes):
     b = _batch(scenes[1])
-    cfg = AugmentConfig(perturb_prob=1.0, perturb_lateral_m=0.5, perturb_heading_rad=0.05, perturb_recover_steps=20)
+    cfg = AugmentConfig(perturb_prob=1.0, perturb_lateral_m=0.5, perturb_heading_rad=0.05, perturb_recover_steps=20,
+                        perturb_profile="ramp")
     p = perturb_history(b, cfg, sample_generator(3, 7))
     q = perturb_history(b, cfg, sample_generator(3, 7))
     assert torch.equal(p.agent_pos, q.agent_pos) and torch.equal(p.future_pos, q.future_pos)  # seeded
@@ -63,7 +64,7 @@ def test_perturbation_shifts_the_current_pose_and_recovers_to_the_log(scenes):
     # recomputed velocities are the finite differences of the perturbed history
     fd = finite_difference_velocity(p.agent_pos, p.agent_valid, 0.1)
     assert torch.allclose(p.agent_vel[m], fd[m])
-    off = perturb_history(b, AugmentConfig(), sample_generator(3, 7))
+    off = perturb_history(b, AugmentConfig(perturb_prob=0.0), sample_generator(3, 7))
     assert off is b
     with pytest.raises(ValueError, match="perturb_prob"):
         AugmentConfig(perturb_prob=1.5)

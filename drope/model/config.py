@@ -24,7 +24,7 @@ class ModelConfig:
     m2m_radius: float = 40.0
     encoding: EncodingConfig = field(default_factory=EncodingConfig)  # agent/map interaction encoding
     temporal_time_pairs: int = 2  # time RoPE pairs per head in the temporal attention
-    local_map_segments: int = 0  # k nearest map segments encoded in each agent's own frame (0: off)
+    local_map_segments: int = 32  # k nearest map segments encoded in each agent's own frame (0: off)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -32,5 +32,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         d = dict(d)
+        # checkpoints written before the field existed had no local-map encoder
+        d.setdefault("local_map_segments", 0)
         enc = EncodingConfig(**d.pop("encoding", {}))
         return cls(encoding=enc, **d)

@@ -9,7 +9,7 @@ scene, from a history it drove itself. Two augmentations bring those inputs into
   log's end is masked. Without it the model only sees the log's own current step (1.1 s into a
   generated scene), never the situations of seconds 2–8 of a rollout.
 * **history perturbation** (``perturb_prob``, ``perturb_lateral_m``, ``perturb_heading_rad``,
-  ``perturb_recover_steps``): ChauffeurNet-style. The whole history is shifted sideways (in the
+  ``perturb_recover_steps``, ``perturb_profile``; on by default, rigid): ChauffeurNet-style. The whole history is shifted sideways (in the
   agent's current frame) by ``δ`` and rotated by ``ψ``, fading in from 0 at the history's first step
   (``perturb_profile="ramp"``) or moved as a whole (``"rigid"``: the history looks like a normal
   drive and only the map shows the agent is off its lane, as after closed-loop drift); the target
@@ -35,11 +35,12 @@ Tensor = torch.Tensor
 @dataclass
 class AugmentConfig:
     current_steps: list = field(default_factory=list)  # candidate current steps; empty: the scene's own
-    perturb_prob: float = 0.0  # fraction of (valid) agents whose history is perturbed
-    perturb_lateral_m: float = 0.0  # std of the sideways offset δ at the current step (m)
-    perturb_heading_rad: float = 0.0  # std of the heading offset ψ at the current step (rad)
+    # defaults: the recipe that keeps the learned policy on its lane closed-loop (README)
+    perturb_prob: float = 0.5  # fraction of (valid) agents whose history is perturbed
+    perturb_lateral_m: float = 0.5  # std of the sideways offset δ at the current step (m)
+    perturb_heading_rad: float = 0.08  # std of the heading offset ψ at the current step (rad)
     perturb_recover_steps: int = 20  # future steps over which the target blends back to the log
-    perturb_profile: str = "ramp"  # "ramp": offset fades in over the history; "rigid": the whole history moves
+    perturb_profile: str = "rigid"  # "rigid": the whole history moves; "ramp": the offset fades in over the history
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.perturb_prob <= 1.0:
