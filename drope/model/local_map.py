@@ -86,7 +86,7 @@ class LocalMapEncoder(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, agent_pos, agent_heading, map_points, map_type, map_signal, map_mask) -> Tensor:
-        B, M = map_type.shape
+        B = map_type.shape[0]
         idx, valid = nearest_segments(agent_pos, map_points, map_mask, self.k)
         feats = local_map_points(agent_pos, agent_heading, map_points, idx)  # [B, A, k, S, 4]
         pad = map_type.new_zeros(B, self.k)

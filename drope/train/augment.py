@@ -9,9 +9,9 @@ scene, from a history it drove itself. Two augmentations bring those inputs into
   log's end is masked. Without it the model only sees the log's own current step (1.1 s into a
   generated scene), never the situations of seconds 2–8 of a rollout.
 * **history perturbation** (``perturb_prob``, ``perturb_lateral_m``, ``perturb_heading_rad``,
-  ``perturb_recover_steps``, ``perturb_profile``; on by default, rigid): ChauffeurNet-style. The whole history is shifted sideways (in the
-  agent's current frame) by ``δ`` and rotated by ``ψ``, fading in from 0 at the history's first step
-  (``perturb_profile="ramp"``) or moved as a whole (``"rigid"``: the history looks like a normal
+  ``perturb_recover_steps``, ``perturb_profile``; on by default, rigid): ChauffeurNet-style. The
+  whole history is shifted sideways (in the agent's current frame) by ``δ`` and rotated by ``ψ``,
+  fading in from 0 at the history's first step (``perturb_profile="ramp"``) or moved as a whole (``"rigid"``: the history looks like a normal
   drive and only the map shows the agent is off its lane, as after closed-loop drift); the target
   future starts from the perturbed pose and blends back to the log over ``perturb_recover_steps``,
   so the model learns to return to the lane from its own small tracking/prediction errors instead
