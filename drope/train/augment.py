@@ -13,9 +13,9 @@ scene, from a history it drove itself. Two augmentations bring those inputs into
   whole history is shifted sideways (in the agent's current frame) by ``δ`` and rotated by ``ψ``,
   fading in from 0 at the history's first step (``perturb_profile="ramp"``) or moved as a whole
   (``"rigid"``: the history looks like a normal drive and only the map shows the agent is off its
-  lane, as after closed-loop drift); the target future starts from the perturbed pose and blends back to the log over ``perturb_recover_steps``,
-  so the model learns to return to the lane from its own small tracking/prediction errors instead
-  of extrapolating them.
+  lane, as after closed-loop drift); the target future starts from the perturbed pose and blends
+  back to the log over ``perturb_recover_steps``, so the model learns to return to the lane from
+  its own small tracking/prediction errors instead of extrapolating them.
 
 Velocities of perturbed histories are recomputed by finite differences, like the data's.
 """
