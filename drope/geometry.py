@@ -6,6 +6,12 @@ import torch
 Tensor = torch.Tensor
 
 
+def rotate_into_frame(xy: Tensor, c: Tensor, s: Tensor) -> Tensor:
+    """Rotate ``xy [..., 2]`` by -θ given ``c = cos θ``, ``s = sin θ`` broadcastable to ``[...]``
+    (world offsets → the frame of a pose heading θ)."""
+    return torch.stack([c * xy[..., 0] + s * xy[..., 1], -s * xy[..., 0] + c * xy[..., 1]], dim=-1)
+
+
 def box_corners(xy: Tensor, heading: Tensor, length: Tensor, width: Tensor) -> Tensor:
     """Corners of oriented boxes.
 

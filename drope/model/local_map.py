@@ -14,11 +14,18 @@ import torch
 from torch import nn
 
 from drope.data.types import MapType, SignalState
+from drope.geometry import rotate_into_frame
 
 Tensor = torch.Tensor
 
 # a masked segment's distance: larger than any real one, finite (TopK and ONNX stay NaN-free)
 _FAR = 1e12
+
+
+def _pad_segments(x: Tensor, k: int) -> Tensor:
+    """``x [B, M, ...]`` with ``k`` zero segments appended: TopK's k ≤ M whatever M is at run time
+    (a dynamic axis), and every index it returns can be gathered."""
+    return torch.cat([x, x.new_zeros(x.shape[0], k, *x.shape[2:])], 1)
 
 
 def nearest_segments(agent_pos: Tensor, map_points: Tensor, map_mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -31,10 +38,8 @@ def nearest_segments(agent_pos: Tensor, map_points: Tensor, map_mask: Tensor, k:
     """
     # centroids, not nearest points: connected segments share end points, so nearest-point
     # distances tie exactly and TopK implementations (torch vs ONNX Runtime) break ties differently
-    B, M, S, _ = map_points.shape
-    # k always-masked padding segments keep TopK's k ≤ M whatever M is at run time (dynamic axis)
-    centre = torch.cat([map_points.mean(2), map_points.new_zeros(B, k, 2)], 1)  # [B, M+k, 2]
-    mask = torch.cat([map_mask, map_mask.new_zeros(B, k)], 1)
+    centre = _pad_segments(map_points.mean(2), k)  # [B, M+k, 2]; the padding is always masked
+    mask = _pad_segments(map_mask, k)
     dx = centre[:, None, :, 0] - agent_pos[:, :, None, 0]  # [B, A, M+k]
     dy = centre[:, None, :, 1] - agent_pos[:, :, None, 1]
     d2 = torch.where(mask[:, None, :], dx * dx + dy * dy, torch.full_like(dx, _FAR))
@@ -43,7 +48,8 @@ def nearest_segments(agent_pos: Tensor, map_points: Tensor, map_mask: Tensor, k:
 
 
 def gather_segments(x: Tensor, idx: Tensor) -> Tensor:
-    """``x [B, M, ...]`` (M ≥ max index, padded by the caller) gathered at ``idx [B, A, k]`` → ``[B, A, k, ...]``."""
+    """``x [B, M, ...]`` gathered at ``idx [B, A, k]`` → ``[B, A, k, ...]`` (pad ``x`` with
+    :func:`_pad_segments` so that the indices of invalid slots exist)."""
     B, A, k = idx.shape
     flat = idx.reshape(B, A * k)
     tail = x.shape[2:]
@@ -57,15 +63,9 @@ def local_map_points(agent_pos: Tensor, agent_heading: Tensor, map_points: Tenso
 
     ``agent_pos [B, A, 2]``, ``agent_heading [B, A]`` (current step), ``map_points [B, M, S, 2]``.
     """
-    B, M, S, _ = map_points.shape
-    k = idx.shape[-1]
-    pts = torch.cat([map_points, map_points.new_zeros(B, k, S, 2)], 1)
-    seg = gather_segments(pts, idx) - agent_pos[:, :, None, None]  # [B, A, k, S, 2]
-    c = torch.cos(agent_heading)[:, :, None, None]
-    s = torch.sin(agent_heading)[:, :, None, None]
-    x = c * seg[..., 0] + s * seg[..., 1]
-    y = -s * seg[..., 0] + c * seg[..., 1]
-    local = torch.stack([x, y], -1)
+    seg = gather_segments(_pad_segments(map_points, idx.shape[-1]), idx) - agent_pos[:, :, None, None]  # [B,A,k,S,2]
+    c, s = torch.cos(agent_heading)[:, :, None, None], torch.sin(agent_heading)[:, :, None, None]
+    local = rotate_into_frame(seg, c, s)
     step = local[:, :, :, 1:] - local[:, :, :, :-1]
     step = torch.cat([step, step[:, :, :, -1:]], 3)
     direction = step / step.norm(dim=-1, keepdim=True).clamp_min(1e-3)
@@ -86,12 +86,10 @@ class LocalMapEncoder(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, agent_pos, agent_heading, map_points, map_type, map_signal, map_mask) -> Tensor:
-        B = map_type.shape[0]
         idx, valid = nearest_segments(agent_pos, map_points, map_mask, self.k)
         feats = local_map_points(agent_pos, agent_heading, map_points, idx)  # [B, A, k, S, 4]
-        pad = map_type.new_zeros(B, self.k)
-        kind = gather_segments(torch.cat([map_type, pad], 1), idx)  # [B, A, k]
-        signal = gather_segments(torch.cat([map_signal, pad], 1), idx)
+        kind = gather_segments(_pad_segments(map_type, self.k), idx)  # [B, A, k]
+        signal = gather_segments(_pad_segments(map_signal, self.k), idx)
         h = self.point(feats) + (self.map_type(kind) + self.map_signal(signal))[:, :, :, None]
         h = self.out(self.act(self.norm(h)))  # [B, A, k, S, D]
         # a finite floor instead of -inf: an agent with no segment pools to 0, not NaN

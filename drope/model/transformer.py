@@ -20,16 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from drope.data.types import MapType, ObjectType, SignalState
+from drope.geometry import rotate_into_frame
 from drope.model.config import ModelConfig
 from drope.model.local_map import LocalMapEncoder
 from drope.nn import EncodingConfig, PoseTransformerLayer
 
 Tensor = torch.Tensor
-
-
-def _rotate(xy: Tensor, c: Tensor, s: Tensor) -> Tensor:
-    """Rotate ``xy [..., 2]`` by -θ given ``c = cos θ``, ``s = sin θ`` broadcastable to ``[...]``."""
-    return torch.stack([c * xy[..., 0] + s * xy[..., 1], -s * xy[..., 0] + c * xy[..., 1]], dim=-1)
 
 
 def to_scene_frame(traj: Tensor, pos_now: Tensor, heading_now: Tensor) -> Tensor:
@@ -79,7 +75,7 @@ class DRoPETransformer(nn.Module):
         d = map_points[:, :, -1] - start
         direction = torch.atan2(d[..., 1], d[..., 0])  # [B, M]
         c, s = torch.cos(direction)[..., None], torch.sin(direction)[..., None]
-        local = _rotate(map_points - start[:, :, None], c, s)  # [B, M, S, 2] in the segment's frame
+        local = rotate_into_frame(map_points - start[:, :, None], c, s)  # [B, M, S, 2] in the segment's frame
         step = torch.cat([local[:, :, 1:] - local[:, :, :-1], torch.zeros_like(local[:, :, :1])], 2)
         feats = self.map_point_mlp(torch.cat([local, step], -1)).max(dim=2).values  # PointNet max-pool [B, M, D]
         x = feats + self.map_type(map_type) + self.map_signal(map_signal)
@@ -92,8 +88,8 @@ class DRoPETransformer(nn.Module):
         B, A, H, _ = agent_pos.shape
         now_pos, now_h = agent_pos[:, :, -1], agent_heading[:, :, -1]  # [B, A, 2], [B, A]
         c, s = torch.cos(now_h)[..., None], torch.sin(now_h)[..., None]
-        rel = _rotate(agent_pos - now_pos[:, :, None], c, s)  # [B, A, H, 2] agent frame
-        vel = _rotate(agent_vel, c, s)
+        rel = rotate_into_frame(agent_pos - now_pos[:, :, None], c, s)  # [B, A, H, 2] agent frame
+        vel = rotate_into_frame(agent_vel, c, s)
         dh = agent_heading - now_h[..., None]
         valid_f = agent_valid.to(rel.dtype)[..., None]
         step = torch.cat([torch.zeros_like(rel[:, :, :1]), rel[:, :, 1:] - rel[:, :, :-1]], 2)

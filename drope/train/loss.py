@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from drope.model.transformer import _rotate
+from drope.geometry import rotate_into_frame
 
 Tensor = torch.Tensor
 
@@ -21,7 +21,7 @@ class LossWeights:
 def targets_in_agent_frame(future_pos: Tensor, future_heading: Tensor, pos_now: Tensor, heading_now: Tensor):
     """Scene-frame futures ``[B,A,F,2]``/``[B,A,F]`` → each agent's frame at the current step."""
     c, s = torch.cos(heading_now)[..., None], torch.sin(heading_now)[..., None]
-    xy = _rotate(future_pos - pos_now[:, :, None], c, s)
+    xy = rotate_into_frame(future_pos - pos_now[:, :, None], c, s)
     dh = future_heading - heading_now[..., None]
     return xy, torch.atan2(torch.sin(dh), torch.cos(dh))
 
