@@ -29,7 +29,7 @@ log = logging.getLogger("ablation")
 def _generate(n: int, seed: int):
     from tqdm import tqdm
 
-    from sim.generate.scenario import generate_scene
+    from drope.sim.generate.scenario import generate_scene
 
     return [generate_scene(seed, i)[0] for i in tqdm(range(n), desc=f"generate seed={seed}", unit="scene")]
 

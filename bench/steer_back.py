@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     from drope.train.augment import at_step
-    from sim.generate.scenario import generate_scene
-    from sim.policies.predictors import OnnxScenePredictor
+    from drope.sim.generate.scenario import generate_scene
+    from drope.sim.policies.predictors import OnnxScenePredictor
 
     predictor = OnnxScenePredictor(args.model, threads=1)
     scenes = [at_step(generate_scene(args.seed, i)[0], args.step) for i in range(args.num_scenes)]

@@ -301,7 +301,7 @@ def build_cases(womd: str, generated: int, seed: int):
     from drope.data.frames import world_to_frame
     from drope.data.womd import read_scenarios
     from drope.metrics.motion import TRAJECTORY_TYPES, aggregate_motion_metrics, motion_records_2hz
-    from sim.generate.scenario import generate_scene
+    from drope.sim.generate.scenario import generate_scene
 
     rng = np.random.default_rng(seed)
     womd_scene = next(iter(read_scenarios([womd])))
@@ -368,7 +368,7 @@ def build_file_cases(womd: str, generated: int, seed: int, tmp: str):
     from drope.data.womd import read_scenarios, write_scenarios
     from drope.metrics.cli import main as score_main
     from drope.metrics.motion import motion_records_2hz
-    from sim.generate.scenario import generate_scene
+    from drope.sim.generate.scenario import generate_scene
 
     rng = np.random.default_rng(seed + 1000)
     gen = []

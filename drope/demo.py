@@ -17,9 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+from drope.samples import womd_sample
+
 log = logging.getLogger("drope.demo")
-REPO = Path(__file__).resolve().parents[1]
-WOMD_SAMPLE = REPO.parent / "shared" / "data" / "womd" / "motion_data_one_scenario.tfrecord"
+WOMD_SAMPLE = womd_sample()
 
 
 def _stage(name: str):
@@ -30,7 +31,7 @@ def _stage(name: str):
 def _data(args) -> list[Path]:
     if args.data:
         return [Path(p) for p in args.data]
-    from sim.generate.cli import generate
+    from drope.sim.generate.cli import generate
 
     return generate(args.out / "data", num_scenes=args.num_scenes, seed=args.seed, scenes_per_shard=16, workers=2)
 
@@ -118,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[{time.perf_counter() - t:.1f} s] prediction plots -> {args.out / 'eval' / 'plots'}")
 
     t = _stage("export to ONNX (drope-export) and run it without torch")
-    from export.cli import load_config as export_config
-    from export.cli import run as export_run
+    from drope.export.cli import load_config as export_config
+    from drope.export.cli import run as export_run
 
     onnx_path = args.out / "model.onnx"
     rep = export_run(export_config([f"ckpt={run_dir / 'last.ckpt'}", f"out={onnx_path}", "verify_scenes=4"]))
@@ -129,13 +130,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{where:<10}{name:<5} max |onnx - torch| {st['max_abs_err_m']:.1e} m, "
                       f"minADE change {st['min_ade_change_pct']:+.2f} %")
     from drope.data.batch import collate_scenes
-    from export.runtime import OnnxPredictor
+    from drope.export.runtime import OnnxPredictor
 
     pred = OnnxPredictor(onnx_path).predict({k: v.numpy() for k, v in collate_scenes(held_out[:1]).model_inputs().items()})
     print(f"[{time.perf_counter() - t:.1f} s] runtime (numpy + onnxruntime) predicted {pred.traj.shape} trajectories")
 
     t = _stage("closed loop: the ONNX model drives every agent (drope-sim)")
-    from sim.cli import main as sim_main
+    from drope.sim.cli import main as sim_main
 
     rc = sim_main(["policy=learned", f"model={onnx_path}", "controlled=all", "generate.num_scenes=4",
                    f"generate.seed={args.seed + 3000}", "rollouts=2", f"out={args.out / 'sim'}", "animate=1"])

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
+RESULTS = Path("bench") / "results"  # relative to the working directory: an installed package has no repo
 
 
 def _inputs(A: int, M: int, seed: int = 0) -> dict:
@@ -47,7 +47,7 @@ def _child(kind: str, model_path: str, A: int, M: int, threads: int) -> None:
         import torch
 
         from drope.model import ModelConfig, build_model
-        from export.onnx_export import ExportWrapper
+        from drope.export.onnx_export import ExportWrapper
 
         torch.set_num_threads(threads)
         torch.manual_seed(0)
@@ -58,7 +58,7 @@ def _child(kind: str, model_path: str, A: int, M: int, threads: int) -> None:
             with torch.no_grad():
                 w(**tens)
     else:
-        from export.runtime import OnnxPredictor
+        from drope.export.runtime import OnnxPredictor
 
         p = OnnxPredictor(model_path, threads=threads)
 
@@ -81,7 +81,7 @@ def _interleaved(variants: dict[str, str], A: int, M: int, threads: int, repeats
 
     procs = {}
     for kind, path in variants.items():
-        cmd = [sys.executable, "-m", "export.bench", "--child", kind, path, str(A), str(M), str(threads)]
+        cmd = [sys.executable, "-m", "drope.export.bench", "--child", kind, path, str(A), str(M), str(threads)]
         procs[kind] = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if procs[kind].stdout.readline().strip() != "ready":
             raise RuntimeError(f"benchmark child {kind} failed to start")
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from drope.data.batch import collate_scenes  # noqa: F401  (keeps import errors early)
     from drope.model import ModelConfig, build_model
-    from export.onnx_export import export_onnx, make_fp16, make_int8
+    from drope.export.onnx_export import export_onnx, make_fp16, make_int8
 
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(0)

@@ -20,10 +20,14 @@ import logging
 import sys
 from pathlib import Path
 
+from drope.samples import womd_sample
+
 from omegaconf import OmegaConf
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "export"
-WOMD_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "womd" / "motion_data_one_scenario.tfrecord"
+from drope.configs import config_dir
+
+CONFIG_DIR = config_dir("export")
+WOMD_SAMPLE = womd_sample()
 
 
 def load_config(overrides: list[str]):
@@ -39,8 +43,8 @@ def run(cfg) -> dict:
     from drope.data.womd import read_scenarios
     from drope.train.data import generated_scenes
     from drope.train.trainer import load_model
-    from export.onnx_export import Int8Config, export_onnx, make_fp16, make_int8
-    from export.verify import check_variants, compare, int8_sensitivity
+    from drope.export.onnx_export import Int8Config, export_onnx, make_fp16, make_int8
+    from drope.export.verify import check_variants, compare, int8_sensitivity
 
     if cfg.opset < 18:
         raise ValueError(f"opset must be ≥ 18, got {cfg.opset}")
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="key=value, e.g. ckpt=runs/x/last.ckpt out=model.onnx")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from export.verify import VerificationError
+    from drope.export.verify import VerificationError
 
     try:
         cfg = load_config(args.overrides)

@@ -117,7 +117,7 @@ def make_fp16(path: str | Path, out: str | Path) -> Path:
     """fp16 weights and fp16 MLP/projection islands; pose math, attention and I/O stay fp32 (:mod:`export.fp16`)."""
     import onnx
 
-    from export.fp16 import to_fp16
+    from drope.export.fp16 import to_fp16
 
     src = onnx.load(str(path))
     h = to_fp16(src)

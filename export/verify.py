@@ -9,8 +9,8 @@ import torch
 
 from drope.data.batch import collate_scenes
 from drope.data.scene import Scene
-from export.onnx_export import ExportWrapper
-from export.runtime import OnnxPredictor
+from drope.export.onnx_export import ExportWrapper
+from drope.export.runtime import OnnxPredictor
 
 TOLERANCE_M = 1e-3  # fp32: ONNX Runtime vs torch, max abs trajectory difference
 # fp16 variant: weights and MLP/projection activations carry 11-bit significands (relative
@@ -32,7 +32,7 @@ def int8_sensitivity(model, fp32_path: Path, scenes: Sequence[Scene], work_dir: 
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from export.onnx_export import _weight_names
+    from drope.export.onnx_export import _weight_names
 
     g = onnx.load(str(fp32_path)).graph
     weights = _weight_names(g)

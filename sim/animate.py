@@ -6,8 +6,8 @@ from pathlib import Path
 
 
 from drope.data.scene import Scene
-from sim.metrics import AgentMetrics
-from sim.rollout import Rollouts
+from drope.sim.metrics import AgentMetrics
+from drope.sim.rollout import Rollouts
 
 
 def animate_rollout(scene: Scene, ro: Rollouts, metrics: AgentMetrics | None, path: str | Path, rollout: int = 0,

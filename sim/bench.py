@@ -16,10 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+from drope.samples import womd_sample
+
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_WOMD = REPO.parent / "shared" / "data" / "womd" / "motion_data_one_scenario.tfrecord"
+DEFAULT_WOMD = womd_sample()
 
 
 def tile_agents(scene, num_agents: int, shift: float = 300.0):
@@ -59,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"drope-bench sim: no such WOMD file: {args.womd}", file=sys.stderr)
         return 2
     from drope.data.womd import read_scenarios
-    from sim.dynamics import build_dynamics
-    from sim.metrics import agent_metrics
-    from sim.policies import ConstantVelocity, LogReplay, controlled_mask
-    from sim.rollout import run_rollouts
+    from drope.sim.dynamics import build_dynamics
+    from drope.sim.metrics import agent_metrics
+    from drope.sim.policies import ConstantVelocity, LogReplay, controlled_mask
+    from drope.sim.rollout import run_rollouts
 
     scene = next(read_scenarios(args.womd))
     big = tile_agents(scene, args.agents)
@@ -81,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     sec, _ = _time(lambda: agent_metrics(scene, ro), 0.5)
     res["metrics_seconds_per_rollout_womd"] = sec
     if args.model is not None:
-        from sim.policies import LearnedPolicy
-        from sim.policies.predictors import OnnxScenePredictor
+        from drope.sim.policies import LearnedPolicy
+        from drope.sim.policies.predictors import OnnxScenePredictor
 
         pol = LearnedPolicy(dyn, OnnxScenePredictor(args.model, threads=1))
         mask = controlled_mask(scene, "all")

@@ -32,7 +32,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "sim"
+from drope.configs import config_dir
+
+CONFIG_DIR = config_dir("sim")
 SEED_STRIDE = 1_000_003
 OFFICIAL_ROLLOUTS = 32  # joint scenes per scenario in the sim-agents challenge
 log = logging.getLogger(__name__)
@@ -70,11 +72,11 @@ class SimConfig:
 
 def check_config(cfg) -> SimConfig:
     """Fail early, naming the key, on unknown keys, names or out-of-range values."""
-    from sim.dynamics import DYNAMICS, BicycleConfig
-    from sim.metrics import MetricsConfig
-    from sim.policies import POLICIES
-    from sim.policies.base import CONTROLLED
-    from sim.policies.idm import IDMPolicyConfig
+    from drope.sim.dynamics import DYNAMICS, BicycleConfig
+    from drope.sim.metrics import MetricsConfig
+    from drope.sim.policies import POLICIES
+    from drope.sim.policies.base import CONTROLLED
+    from drope.sim.policies.idm import IDMPolicyConfig
 
     c = SimConfig(**OmegaConf.to_container(cfg, resolve=True))  # TypeError names an unknown key
     for key, reg in (("policy", POLICIES), ("background", POLICIES), ("controlled", CONTROLLED), ("dynamics", DYNAMICS)):
@@ -89,7 +91,7 @@ def check_config(cfg) -> SimConfig:
     BicycleConfig(**c.bicycle), IDMPolicyConfig(**c.idm), MetricsConfig(**c.metrics)
     submission_metadata(c)  # TypeError names an unknown submission_meta key
     if c.submission is not None:
-        from sim.submission import submission_rule_violation
+        from drope.sim.submission import submission_rule_violation
 
         if (why := submission_rule_violation(c.policy, c.background, c.controlled)) is not None:
             raise ValueError(f"submission={c.submission}: {why}")
@@ -141,7 +143,7 @@ def load_scenes(cfg) -> list:
             if limit is not None and len(scenes) >= limit:
                 break
         return scenes
-    from sim.generate.scenario import generate_scene
+    from drope.sim.generate.scenario import generate_scene
 
     n = cfg.generate.num_scenes if limit is None else min(limit, cfg.generate.num_scenes)
     return [generate_scene(int(cfg.generate.seed), i)[0] for i in range(n)]
@@ -152,8 +154,8 @@ _PREDICTOR = None  # one ONNX session per process
 
 
 def build_policies(cfg, scene_dynamics):
-    from sim.policies import POLICIES
-    from sim.policies.learned import LearnedConfig
+    from drope.sim.policies import POLICIES
+    from drope.sim.policies.learned import LearnedConfig
 
     def make(name: str):
         cls = POLICIES.get(name)
@@ -162,13 +164,13 @@ def build_policies(cfg, scene_dynamics):
             if cfg.model is None:
                 raise ValueError("policy=learned needs model=PATH (an ONNX file from drope-export)")
             if _PREDICTOR is None:
-                from sim.policies.predictors import OnnxScenePredictor
+                from drope.sim.policies.predictors import OnnxScenePredictor
 
                 _PREDICTOR = OnnxScenePredictor(cfg.model, threads=1)
             return cls(scene_dynamics, _PREDICTOR, LearnedConfig(replan_every=int(cfg.replan_every), mode=str(cfg.mode),
                                                               smooth_steps=int(cfg.smooth_steps)))
         if name == "idm":
-            from sim.policies.idm import IDMPolicyConfig
+            from drope.sim.policies.idm import IDMPolicyConfig
 
             return cls(scene_dynamics, IDMPolicyConfig(**cfg.idm))
         return cls(scene_dynamics)
@@ -179,7 +181,7 @@ def build_policies(cfg, scene_dynamics):
 
 
 def build_dynamics_from(cfg):
-    from sim.dynamics import build_dynamics
+    from drope.sim.dynamics import build_dynamics
 
     kw = dict(cfg.bicycle) if cfg.dynamics == "bicycle" else {}
     return build_dynamics(cfg.dynamics, **kw)
@@ -191,9 +193,9 @@ def simulate_scene(cfg, scene, index: int, want_arrays: bool = False):
     import torch
 
     torch.set_num_threads(1)
-    from sim.metrics import MetricsConfig, agent_metrics, scenario_summary
-    from sim.policies import controlled_mask
-    from sim.rollout import run_rollouts
+    from drope.sim.metrics import MetricsConfig, agent_metrics, scenario_summary
+    from drope.sim.policies import controlled_mask
+    from drope.sim.rollout import run_rollouts
 
     dyn = build_dynamics_from(cfg)
     policy, background = build_policies(cfg, dyn)
@@ -211,7 +213,7 @@ def simulate_scene(cfg, scene, index: int, want_arrays: bool = False):
         ro.to_npz(d / f"{index:05d}_{scene.scenario_id}.npz", scene)
     proto = None
     if cfg.get("submission"):
-        from sim.submission import REPLAY_POLICIES, sim_scenario_rollouts
+        from drope.sim.submission import REPLAY_POLICIES, sim_scenario_rollouts
 
         replayed = torch.where(controlled, cfg.policy in REPLAY_POLICIES, cfg.background in REPLAY_POLICIES)
         proto = sim_scenario_rollouts(scene, ro, replayed).SerializeToString()
@@ -250,7 +252,7 @@ def run(cfg) -> dict:
     """Run the configured simulation; returns the metrics.json content."""
     from tqdm import tqdm
 
-    from sim.metrics import aggregate
+    from drope.sim.metrics import aggregate
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -292,7 +294,7 @@ def run(cfg) -> dict:
     for i, scene in enumerate(scenes[: int(cfg.animate)]):
         _, (ro, m), _ = simulate_scene(OmegaConf.create({**cfg_dict, "save_rollouts": False, "submission": None}), scene, i,
                                        want_arrays=True)
-        from sim.animate import animate_rollout
+        from drope.sim.animate import animate_rollout
 
         (out / "animations").mkdir(exist_ok=True)
         info = animate_rollout(scene, ro, m, out / "animations" / f"{i:05d}_{scene.scenario_id}.{cfg.animation_format}")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from drope.registry import Registry
-from sim.state import SimState, wrap
+from drope.sim.state import SimState, wrap
 
 Tensor = torch.Tensor
 DYNAMICS: Registry = Registry("dynamics")
@@ -129,7 +129,7 @@ def expert_actions(dynamics, scene, agents: Tensor | None = None, start: int | N
     Computed sequentially from the simulated state (closed-loop inverse), so errors of the
     model do not accumulate. Agents invalid at ``start`` or at a step get zero controls.
     """
-    from sim.state import step as sim_step, Actions
+    from drope.sim.state import step as sim_step, Actions
 
     t0 = scene.current_index if start is None else start
     state = SimState.from_scene(scene, t0)

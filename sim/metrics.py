@@ -30,8 +30,8 @@ import torch
 from drope.data.scene import Scene
 from drope.data.types import MapType, ObjectType, SignalState
 from drope.geometry import box_corners
-from sim.rollout import Rollouts
-from sim.state import wrap
+from drope.sim.rollout import Rollouts
+from drope.sim.state import wrap
 
 Tensor = torch.Tensor
 STOP_STATES = (int(SignalState.LANE_STATE_STOP), int(SignalState.LANE_STATE_ARROW_STOP))
@@ -91,7 +91,7 @@ def lane_segments(scene: Scene, max_len: float = 1.0) -> tuple[np.ndarray, np.nd
     """Lane centre-line segments ``(start [G, 2], end [G, 2], dead_end [G], dead_start [G])``,
     float64, split to at most ``max_len``. ``dead_end`` marks the last piece of a lane without
     successors, ``dead_start`` the first piece of one without predecessors (the map's edges)."""
-    from sim.traffic import LaneGraph
+    from drope.sim.traffic import LaneGraph
 
     pts = scene.map_points[:, :2].double().numpy()
     off = scene.map_offsets.tolist()

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from drope.data.scene import Scene
-from sim.state import SimState, step
+from drope.sim.state import SimState, step
 
 Tensor = torch.Tensor
 

@@ -16,7 +16,7 @@ import torch
 from drope.data.scene import Scene
 from drope.metrics.wosac.config import WosacConfig
 from drope.metrics.wosac.scoring import RolloutError
-from sim.rollout import Rollouts
+from drope.sim.rollout import Rollouts
 
 #: policies that place agents at their logged poses (they read the logged future)
 REPLAY_POLICIES = ("log_replay",)

@@ -7,7 +7,7 @@ import torch
 from drope.data.batch import collate_scenes
 from drope.eval.baselines import constant_turn_rate, constant_velocity
 from drope.eval.metrics import OFFICIAL_KEYS, displacement_metrics, summarize
-from sim.generate.scenario import generate_scene
+from drope.sim.generate.scenario import generate_scene
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import torch
 
 from drope.data.types import LaneLink, MapType, ObjectType
 from drope.data.womd import read_scenarios
-from sim.generate.cli import generate, load_config, generator_config
-from sim.generate.scenario import boxes_overlap, first_overlap, generate_scene
+from drope.sim.generate.cli import generate, load_config, generator_config
+from drope.sim.generate.scenario import boxes_overlap, first_overlap, generate_scene
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_signals_and_stop_signs_reference_existing_lanes(scenes):
 
 
 def test_idm_keeps_a_safe_gap_behind_a_braking_leader():
-    from sim.traffic.idm import IDMParams, idm_acceleration
+    from drope.sim.traffic.idm import IDMParams, idm_acceleration
 
     p = IDMParams()
     x_f, v_f, x_l, v_l = 0.0, 15.0, 40.0, 15.0
@@ -174,7 +174,7 @@ def test_hydra_config_and_cli(tmp_path, capsys):
     cfg = load_config([f"out={tmp_path}", "num_scenes=2", "generator.traffic.vehicle_rate=0.3"], "dense")
     g = generator_config(cfg)
     assert g.traffic.vehicle_rate == 0.3 and g.traffic.initial_pedestrians == 8
-    from sim.generate.cli import main
+    from drope.sim.generate.cli import main
 
     assert main([f"out={tmp_path / 'o'}", "num_scenes=2", "seed=1", "workers=1"]) == 0
     assert len(list(read_scenarios(sorted((tmp_path / "o").glob("*.tfrecord"))))) == 2

@@ -10,7 +10,7 @@ from drope.data.batch import collate_scenes
 from drope.model import ModelConfig, build_model, to_scene_frame
 from drope.nn import EncodingConfig
 from drope.train.loss import targets_in_agent_frame
-from sim.generate.scenario import generate_scene
+from drope.sim.generate.scenario import generate_scene
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch
 from drope.data.batch import collate_scenes
 from drope.model import ModelConfig, build_model
 from drope.model.local_map import LocalMapEncoder, local_map_points, nearest_segments
-from sim.generate.scenario import generate_scene
+from drope.sim.generate.scenario import generate_scene
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_onnx_export_matches_torch_with_fewer_map_segments_than_k(batch, tmp_pat
     """TopK with k > M would fail at run time on a dynamic map axis: k padding segments prevent it."""
     import onnxruntime as ort
 
-    from export.onnx_export import ExportWrapper, export_onnx
+    from drope.export.onnx_export import ExportWrapper, export_onnx
 
     torch.manual_seed(0)
     m = build_model(ModelConfig(dim=16, num_heads=2, num_blocks=1, local_map_segments=12)).eval()

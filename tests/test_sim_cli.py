@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sim.cli import main
+from drope.sim.cli import main
 
 AGG_KEYS = {"ade", "fde", "collision_rate", "offroad_rate", "kinematic_infeasibility_rate", "red_light_violation_rate",
             "num_rollouts"}
@@ -186,10 +186,10 @@ def test_32_rollout_submission_is_officially_valid_and_rule_breaks_name_the_obje
 
     from drope.data.womd import read_scenarios
     from drope.metrics.wosac.scoring import RolloutError
-    from sim.cli import build_dynamics_from, build_policies, load_config
-    from sim.policies import controlled_mask
-    from sim.rollout import run_rollouts
-    from sim.submission import sim_scenario_rollouts
+    from drope.sim.cli import build_dynamics_from, build_policies, load_config
+    from drope.sim.policies import controlled_mask
+    from drope.sim.rollout import run_rollouts
+    from drope.sim.submission import sim_scenario_rollouts
 
     scene = next(read_scenarios([womd_path]))
     cfg = load_config([])
@@ -229,7 +229,7 @@ def test_submission_config_errors(tmp_path, capsys):
 
 def test_submission_meta_yaml_mirrors_the_dataclass():
     from drope.metrics.submission import SubmissionMetadata
-    from sim.cli import load_config, submission_metadata
+    from drope.sim.cli import load_config, submission_metadata
 
     cfg = load_config([])
     assert set(cfg.submission_meta) == set(SubmissionMetadata.__dataclass_fields__)

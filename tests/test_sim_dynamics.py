@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drope.data.types import ObjectType
-from sim.dynamics import BicycleConfig, BicycleDynamics, DeltaDynamics, build_dynamics, expert_actions
-from sim.state import Actions, SimState, SimStateError, step, wrap
+from drope.sim.dynamics import BicycleConfig, BicycleDynamics, DeltaDynamics, build_dynamics, expert_actions
+from drope.sim.state import Actions, SimState, SimStateError, step, wrap
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from shapely.ops import unary_union
 
 from drope.data.types import MapType, ObjectType, SignalState
 from drope.geometry import box_corners
-from sim.metrics import (EVENT_METRICS, LaneDistance, MetricsConfig, agent_metrics, aggregate, boxes_overlap,
+from drope.sim.metrics import (EVENT_METRICS, LaneDistance, MetricsConfig, agent_metrics, aggregate, boxes_overlap,
                          collision_steps, displacement, infeasible_steps, offroad_steps, red_light_steps, scenario_summary)
-from sim.rollout import Rollouts
+from drope.sim.rollout import Rollouts
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_collision_steps_match_pairwise_shapely():
 
 
 def test_lane_distance_and_offroad_match_shapely(womd_scene):
-    from sim.traffic import LaneGraph
+    from drope.sim.traffic import LaneGraph
 
     sc = womd_scene
     cfg = MetricsConfig()
@@ -179,9 +179,9 @@ def test_red_light_crossing(womd_scene):
 
 def test_log_replay_metrics_equal_the_logs(womd_scene):
     """The metrics of the log itself: ADE 0 and events only where the log has them."""
-    from sim.dynamics import build_dynamics
-    from sim.policies import LogReplay, controlled_mask
-    from sim.rollout import run_rollouts
+    from drope.sim.dynamics import build_dynamics
+    from drope.sim.policies import LogReplay, controlled_mask
+    from drope.sim.rollout import run_rollouts
 
     sc = womd_scene
     dyn = build_dynamics("bicycle")

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from sim.dynamics import build_dynamics
-from sim.metrics import agent_metrics, scenario_summary
-from sim.policies import POLICIES, ConstantVelocity, IDMPolicy, LearnedPolicy, LogReplay, controlled_mask
-from sim.policies.learned import LearnedConfig, plan_headings, smooth_plan
-from sim.policies.predictors import LogFuturePredictor, TorchScenePredictor
-from sim.rollout import run_rollouts
+from drope.sim.dynamics import build_dynamics
+from drope.sim.metrics import agent_metrics, scenario_summary
+from drope.sim.policies import POLICIES, ConstantVelocity, IDMPolicy, LearnedPolicy, LogReplay, controlled_mask
+from drope.sim.policies.learned import LearnedConfig, plan_headings, smooth_plan
+from drope.sim.policies.predictors import LogFuturePredictor, TorchScenePredictor
+from drope.sim.rollout import run_rollouts
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def womd_scene(womd_path):
 
 @pytest.fixture(scope="module")
 def gen_scene():
-    from sim.generate.scenario import generate_scene
+    from drope.sim.generate.scenario import generate_scene
 
     return generate_scene(0, 0)[0]
 
@@ -66,7 +66,7 @@ def test_learned_policy_follows_the_oracle_and_replans_at_1hz(womd_scene):
 def test_oracle_answers_in_the_recentred_snapshot_frame():
     """Where the SDC moves, each replan's frame differs from the log's: the oracle must express the
     log in the snapshot's frame or every agent is dragged off its path."""
-    from sim.generate.scenario import generate_scene
+    from drope.sim.generate.scenario import generate_scene
 
     sc = generate_scene(4242, 0)[0]
     i = sc.sdc_index

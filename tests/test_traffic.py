@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from drope.data.types import LaneLink, MapType, ObjectType
 from drope.data.womd import read_scenarios
-from sim.generate.scenario import GeneratorConfig, ScenarioMix, generate_scene
-from sim.traffic import (FAR, IDMParams, LaneGraph, PedestrianParams, mobil_decision,
+from drope.sim.generate.scenario import GeneratorConfig, ScenarioMix, generate_scene
+from drope.sim.traffic import (FAR, IDMParams, LaneGraph, PedestrianParams, mobil_decision,
                          social_force_acceleration)
 
 ROAD_ONLY = GeneratorConfig(mix=ScenarioMix(0, 0, 0, 1, 0, 0))

@@ -9,7 +9,7 @@ from drope.model import ModelConfig
 from drope.train.augment import (AugmentConfig, at_step, finite_difference_velocity, perturb_history,
                                  sample_generator, usable_steps)
 from drope.train.trainer import Trainer, TrainConfig
-from sim.generate.scenario import generate_scene
+from drope.sim.generate.scenario import generate_scene
 
 
 @pytest.fixture(scope="module")

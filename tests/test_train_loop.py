@@ -9,7 +9,7 @@ from drope.model import ModelConfig
 from drope.train.augment import AugmentConfig
 from drope.train.loss import wta_loss
 from drope.train.trainer import Trainer, TrainConfig, batch_indices, load_model, lr_lambda
-from sim.generate.scenario import generate_scene
+from drope.sim.generate.scenario import generate_scene
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 ENCODINGS = ["none", "absolute", "rpe", "rope2d", "drope", "drope_rope"]
 DIM, HEADS = 512, 8
-RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
+RESULTS = Path("bench") / "results"  # relative to the working directory: an installed package has no repo
 
 
 NOTE = (

@@ -13,8 +13,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "attention": ("drope.bench.attention", "peak memory and time of one attention layer per encoding"),
     "read": ("drope.bench.read", "WOMD read+convert throughput and cache bytes per scene"),
     "generate": ("drope.bench.generate", "scenario generator throughput (scenes/s)"),
-    "inference": ("export.bench", "torch eager vs ONNX Runtime fp32/fp16/int8 latency"),
-    "sim": ("sim.bench", "simulator engine and closed-loop throughput"),
+    "inference": ("drope.export.bench", "torch eager vs ONNX Runtime fp32/fp16/int8 latency"),
+    "sim": ("drope.sim.bench", "simulator engine and closed-loop throughput"),
     "score": ("drope.metrics.bench", "seconds per WOSAC / motion scenario"),
 }
 

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     from drope.data.womd import read_scenarios
-    from sim.generate.cli import generate
+    from drope.sim.generate.cli import generate
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

@@ -14,7 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-DEFAULT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "womd" / "motion_data_one_scenario.tfrecord"
+from drope.samples import womd_sample
+
+DEFAULT = womd_sample()
 
 
 def _rate(fn, min_seconds: float) -> tuple[float, float]:

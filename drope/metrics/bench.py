@@ -10,9 +10,11 @@ import json
 import time
 from pathlib import Path
 
+from drope.samples import womd_sample
+
 import torch
 
-DEFAULT = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "womd" / "motion_data_one_scenario.tfrecord"
+DEFAULT = womd_sample()
 
 
 def main(argv: list[str] | None = None) -> int:

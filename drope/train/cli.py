@@ -18,7 +18,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+from drope.configs import config_dir
+
+CONFIG_DIR = config_dir()
 
 
 def load_config(overrides: list[str]):

@@ -34,7 +34,7 @@ def load_scenes(sources: Sequence[str], on_corrupt: str = "skip") -> list[Scene]
 def generated_scenes(n: int, seed: int) -> list[Scene]:
     from tqdm import tqdm
 
-    from sim.generate.scenario import generate_scene
+    from drope.sim.generate.scenario import generate_scene
 
     return [generate_scene(seed, i)[0] for i in tqdm(range(n), desc=f"generate (seed {seed})", unit="scene",
                                                        disable=n < 64)]

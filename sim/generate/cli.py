@@ -18,7 +18,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "generate"
+from drope.configs import config_dir
+
+CONFIG_DIR = config_dir("generate")
 log = logging.getLogger(__name__)
 
 
@@ -30,8 +32,8 @@ def load_config(overrides: list[str], name: str = "default"):
 
 
 def generator_config(cfg) -> "GeneratorConfig":
-    from sim.generate.scenario import GeneratorConfig, ScenarioMix
-    from sim.generate.traffic import TrafficConfig
+    from drope.sim.generate.scenario import GeneratorConfig, ScenarioMix
+    from drope.sim.generate.traffic import TrafficConfig
 
     g = OmegaConf.to_container(cfg.generator, resolve=True)
     traffic = g.pop("traffic")
@@ -46,7 +48,7 @@ def _write_shard(args) -> tuple[str, int, dict]:
 
     torch.set_num_threads(1)
     from drope.data.womd import write_scenarios
-    from sim.generate.scenario import generate_scene
+    from drope.sim.generate.scenario import generate_scene
 
     stats = {"rejected_overlap": 0, "rejected_no_sdc": 0}
     scenes = []
@@ -68,7 +70,7 @@ def generate(out: str | Path, num_scenes: int, seed: int = 0, scenes_per_shard: 
     """
     from tqdm import tqdm
 
-    from sim.generate.scenario import GeneratorConfig
+    from drope.sim.generate.scenario import GeneratorConfig
 
     if num_scenes < 1:
         raise ValueError("num_scenes must be ≥ 1")

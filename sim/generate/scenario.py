@@ -16,8 +16,8 @@ import torch
 from drope.data.scene import Scene, scene_from_world
 from drope.data.types import LaneLink, MapType, ObjectType
 from drope.geometry import box_corners
-from sim.generate.roads import RoadNetwork, build_intersection, build_road
-from sim.generate.traffic import TrafficConfig, TrafficSim
+from drope.sim.generate.roads import RoadNetwork, build_intersection, build_road
+from drope.sim.generate.traffic import TrafficConfig, TrafficSim
 
 NUM_STEPS, CURRENT = 91, 10
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from drope.data.types import ObjectType, SignalState
-from sim.generate.roads import LANE_WIDTH, RoadNetwork, interp_scalar
-from sim.traffic.idm import PARAMS_BY_TYPE, IDMParams, idm_acceleration, mobil_gain
+from drope.sim.generate.roads import LANE_WIDTH, RoadNetwork, interp_scalar
+from drope.sim.traffic.idm import PARAMS_BY_TYPE, IDMParams, idm_acceleration, mobil_gain
 
 FAR = 1e3
 LC_LENGTH = 30.0  # m travelled during a lane change's lateral move (so stopped cars never slide sideways)

@@ -4,9 +4,9 @@ A policy has ``reset(scene, state, rng)`` and ``act(state, rng) -> Actions`` (it
 the state it is given). ``rng`` is a ``torch.Generator`` owned by the rollout (one per rollout
 seed). Importing this package registers the built-in policies.
 """
-from sim.policies.base import POLICIES, ConstantVelocity, LogReplay, Policy, controlled_mask
-from sim.policies.idm import IDMPolicy
-from sim.policies.learned import LearnedPolicy, Predictor
+from drope.sim.policies.base import POLICIES, ConstantVelocity, LogReplay, Policy, controlled_mask
+from drope.sim.policies.idm import IDMPolicy
+from drope.sim.policies.learned import LearnedPolicy, Predictor
 
 __all__ = ["POLICIES", "Policy", "LogReplay", "ConstantVelocity", "IDMPolicy", "LearnedPolicy", "Predictor",
            "controlled_mask"]

@@ -7,7 +7,7 @@ import torch
 
 from drope.data.scene import Scene
 from drope.registry import Registry
-from sim.state import Actions, SimState
+from drope.sim.state import Actions, SimState
 
 Tensor = torch.Tensor
 POLICIES: Registry = Registry("policy")

@@ -22,10 +22,10 @@ import torch
 
 from drope.data.scene import Scene
 from drope.data.types import ObjectType
-from sim.metrics import STOP_STATES
-from sim.policies.base import POLICIES
-from sim.state import Actions, SimState
-from sim.traffic import FAR, PARAMS_BY_TYPE, IDMParams, LaneGraph, idm_acceleration
+from drope.sim.metrics import STOP_STATES
+from drope.sim.policies.base import POLICIES
+from drope.sim.state import Actions, SimState
+from drope.sim.traffic import FAR, PARAMS_BY_TYPE, IDMParams, LaneGraph, idm_acceleration
 
 Tensor = torch.Tensor
 _DRIVERS = (int(ObjectType.TYPE_VEHICLE), int(ObjectType.TYPE_CYCLIST))

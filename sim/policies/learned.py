@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from drope.data.scene import Scene
-from sim.policies.base import POLICIES
-from sim.state import Actions, SimState
+from drope.sim.policies.base import POLICIES
+from drope.sim.state import Actions, SimState
 
 Tensor = torch.Tensor
 

@@ -33,7 +33,7 @@ def scatter_to_agents(batch: SceneBatch, traj: np.ndarray, prob: np.ndarray, num
 
 class OnnxScenePredictor:
     def __init__(self, path: str | Path, threads: int = 1) -> None:
-        from export.runtime import OnnxPredictor
+        from drope.export.runtime import OnnxPredictor
 
         self.runtime = OnnxPredictor(path, threads=threads)
         spec = self.runtime.spec
@@ -48,7 +48,7 @@ class OnnxScenePredictor:
 
 class TorchScenePredictor:
     def __init__(self, model: torch.nn.Module, segment_len: float = 20.0) -> None:
-        from export.onnx_export import ExportWrapper
+        from drope.export.onnx_export import ExportWrapper
 
         self.wrapper = ExportWrapper(model).eval()
         c = model.cfg

@@ -6,9 +6,9 @@
   ``random_route`` (works on generated and WOMD scenes).
 * ``pedestrian``: ``social_force_acceleration`` for free-walking pedestrians.
 """
-from sim.traffic.idm import PARAMS_BY_TYPE, IDMParams, idm_acceleration, mobil_decision, mobil_gain
-from sim.traffic.lane_graph import FAR, LaneGraph
-from sim.traffic.pedestrian import PedestrianParams, social_force_acceleration
+from drope.sim.traffic.idm import PARAMS_BY_TYPE, IDMParams, idm_acceleration, mobil_decision, mobil_gain
+from drope.sim.traffic.lane_graph import FAR, LaneGraph
+from drope.sim.traffic.pedestrian import PedestrianParams, social_force_acceleration
 
 __all__ = ["IDMParams", "PARAMS_BY_TYPE", "idm_acceleration", "mobil_gain", "mobil_decision", "FAR", "LaneGraph",
            "PedestrianParams", "social_force_acceleration"]
