@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     t = _stage("evaluate (drope-eval) on held-out generated scenes")
     from drope.eval.evaluate import evaluate
     from drope.eval.metrics import format_table
-    from drope.train.data import generated_scenes
-    from drope.train.trainer import load_model
+    from drope.data.sources import generated_scenes
+    from drope.model.checkpoint import load_model
 
     model, _ = load_model(run_dir / "last.ckpt")
     held_out = generated_scenes(32, args.seed + 1000)

@@ -41,8 +41,8 @@ def run(cfg) -> dict:
     import torch
 
     from drope.data.womd import read_scenarios
-    from drope.train.data import generated_scenes
-    from drope.train.trainer import load_model
+    from drope.data.sources import generated_scenes
+    from drope.model.checkpoint import load_model
     from drope.export.onnx_export import Int8Config, export_onnx, make_fp16, make_int8
     from drope.export.verify import check_variants, compare, int8_sensitivity
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 import drope
-from drope.model import DRoPETransformer, to_scene_frame
+from drope.model import DRoPETransformer
+from drope.model.checkpoint import scene_frame_outputs
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,9 @@ class ExportWrapper(torch.nn.Module):
 
     def forward(self, agent_pos, agent_heading, agent_vel, agent_size, agent_type, agent_valid, map_points, map_type,
                 map_signal, map_mask):
-        traj, _, logits = self.model(agent_pos, agent_heading, agent_vel, agent_size, agent_type, agent_valid,
-                                     map_points, map_type, map_signal, map_mask)
-        return to_scene_frame(traj, agent_pos[:, :, -1], agent_heading[:, :, -1]), logits.softmax(-1)
+        return scene_frame_outputs(self.model, agent_pos=agent_pos, agent_heading=agent_heading, agent_vel=agent_vel,
+                                   agent_size=agent_size, agent_type=agent_type, agent_valid=agent_valid,
+                                   map_points=map_points, map_type=map_type, map_signal=map_signal, map_mask=map_mask)
 
 
 def feature_spec(model: DRoPETransformer) -> dict:

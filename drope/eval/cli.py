@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     from drope.eval.evaluate import official_fit, predict_scenes, score_predictions
     from drope.eval.metrics import format_official_table, format_table
     from drope.metrics.submission import SubmissionMetadata, write_motion_submission
-    from drope.train.data import generated_scenes, load_scenes
-    from drope.train.trainer import load_model
+    from drope.data.sources import generated_scenes, load_scenes
+    from drope.model.checkpoint import load_model
 
     if args.submission is not None and args.all_agents:
         print("drope-eval: --submission holds the tracks to predict only; drop --all-agents", file=sys.stderr)

@@ -51,7 +51,7 @@ def predict_scenes(model, scenes: Sequence[Scene], batch_size: int = 8, max_agen
                    num_plots: int = 0) -> list[ScenePredictions]:
     """Model and baseline predictions for the agents valid at the current step (and, by default,
     in ``tracks_to_predict``); ``max_agents=None`` keeps every agent of a scene."""
-    from drope.train.trainer import predict_scene_frame
+    from drope.model.checkpoint import predict_scene_frame
 
     cfg = model.cfg
     out: list[ScenePredictions] = []

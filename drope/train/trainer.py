@@ -22,7 +22,8 @@ import torch
 
 from drope.data.batch import SceneBatch, collate_scenes, stack_batches
 from drope.data.scene import Scene
-from drope.model import ModelConfig, build_model, to_scene_frame
+from drope.model import ModelConfig, build_model
+from drope.model.checkpoint import load_model, predict_scene_frame, save_checkpoint  # noqa: F401 (re-exported)
 from drope.nn.encodings import no_weight_decay_names
 from drope.train.augment import AugmentConfig, at_step, perturb_history, sample_generator, usable_steps
 from drope.train.loss import LossWeights, targets_in_agent_frame, wta_loss
@@ -86,14 +87,6 @@ def compute_loss(model, batch: SceneBatch, weights: LossWeights) -> dict:
     return wta_loss(traj, scale, logits, gt_xy, gt_h, valid, weights)
 
 
-@torch.no_grad()
-def predict_scene_frame(model, batch: SceneBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[B, A, K, F, 2]`` scene-frame positions and ``[B, A, K]`` probabilities."""
-    traj, _, logits = model_outputs(model, batch)
-    xy = to_scene_frame(traj, batch.agent_pos[:, :, -1], batch.agent_heading[:, :, -1])[..., :2]
-    return xy, logits.softmax(-1)
-
-
 def _rng_state() -> dict:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
 
@@ -102,26 +95,6 @@ def _set_rng_state(s: dict) -> None:
     torch.set_rng_state(s["torch"])
     np.random.set_state(s["numpy"])
     random.setstate(s["python"])
-
-
-def save_checkpoint(path: Path, payload: dict) -> None:
-    """Atomic: write a temp file, then rename over the target."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def load_model(ckpt_path: str | Path, map_location="cpu"):
-    """Rebuild the model from a checkpoint (config inside); returns ``(model, checkpoint)``."""
-    ckpt = torch.load(ckpt_path, map_location=map_location, weights_only=False)
-    if "model_config" not in ckpt or "model" not in ckpt:
-        raise ValueError(f"{ckpt_path}: not a drope checkpoint (missing model_config/model)")
-    model = build_model(ckpt["model_config"])
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        raise ValueError(f"{ckpt_path}: weights do not match the model config inside it: {e}") from None
-    return model.eval(), ckpt
 
 
 class Trainer:
