@@ -73,11 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_info(args) -> int:
+    from drope.data.av2 import read_scenes  # format chosen per path: AV2 scenario dirs, else WOMD shards
     from drope.data.summary import scene_info
-    from drope.data.womd import ReadStats, read_scenarios
+    from drope.data.womd import ReadStats
 
     stats = ReadStats()
-    for scene in read_scenarios(args.files, on_corrupt=args.on_corrupt, stats=stats):
+    for scene in read_scenes(args.files, on_corrupt=args.on_corrupt, stats=stats):
         rec = scene_info(scene)
         print(json.dumps(rec) if args.json else _info_line(rec), flush=True)
     if stats.skipped:
