@@ -298,7 +298,7 @@ def _demote_duplicates(records, probs):
 def build_cases(womd: str, generated: int, seed: int):
     import torch
 
-    from drope.data.frames import world_to_frame
+    from drope.geometry import world_to_frame
     from drope.data.womd import read_scenarios
     from drope.metrics.motion import TRAJECTORY_TYPES, aggregate_motion_metrics, motion_records_2hz
     from drope.sim.generate.scenario import generate_scene
@@ -364,7 +364,7 @@ def build_file_cases(womd: str, generated: int, seed: int, tmp: str):
 
     from waymo_open_dataset.protos import motion_submission_pb2
 
-    from drope.data.frames import world_to_frame
+    from drope.geometry import world_to_frame
     from drope.data.womd import read_scenarios, write_scenarios
     from drope.metrics.cli import main as score_main
     from drope.metrics.motion import motion_records_2hz

@@ -1,9 +1,55 @@
-"""Pure geometry helpers shared by metrics, plots and the simulator."""
+"""The one geometry module: frames, rotations and angle wrapping for data, model, metrics and simulator.
+
+A *frame* is an origin ``(x0, y0)`` and a heading ``h0``; frame coordinates are
+``R(-h0) @ (p_world - origin)``. World coordinates in WOMD reach ~±8 km, so the frame functions
+are meant to be called in float64 and cast afterwards.
+"""
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 Tensor = torch.Tensor
+
+_PI32 = np.float32(math.pi)
+
+
+def wrap_angle(a: torch.Tensor | np.ndarray):
+    """Wrap angles to [-π, π). Works for numpy arrays and tensors of any float dtype."""
+    return (a + math.pi) % (2 * math.pi) - math.pi
+
+
+def wrap_angle_f32(a: np.ndarray) -> np.ndarray:
+    """Wrap (in float64) and cast to float32 so the result is in [-π32, π32) *after* rounding.
+
+    ``float32(π - ε)`` can round up to ``float32(π)``; such values are mapped to ``-float32(π)``,
+    the same direction.
+    """
+    out = np.asarray(wrap_angle(np.asarray(a, dtype=np.float64)), dtype=np.float32)
+    out[out >= _PI32] = -_PI32
+    return out
+
+
+def rot2(xy: np.ndarray, angle: float) -> np.ndarray:
+    """Rotate ``xy [..., 2]`` counter-clockwise by ``angle`` (rad)."""
+    c, s = math.cos(angle), math.sin(angle)
+    x, y = xy[..., 0], xy[..., 1]
+    return np.stack([c * x - s * y, s * x + c * y], axis=-1)
+
+
+def world_to_frame(xy: np.ndarray, origin_xy: np.ndarray, origin_heading: float) -> np.ndarray:
+    """World points ``[..., 2]`` → frame points, computed in float64."""
+    xy = np.asarray(xy, dtype=np.float64)
+    return rot2(xy - np.asarray(origin_xy, dtype=np.float64), -float(origin_heading))
+
+
+def frame_to_world(xy: np.ndarray, origin_xy: np.ndarray, origin_heading: float) -> np.ndarray:
+    """Frame points ``[..., 2]`` → world points in float64 (inverse of :func:`world_to_frame`)."""
+    xy = np.asarray(xy, dtype=np.float64)
+    return rot2(xy, float(origin_heading)) + np.asarray(origin_xy, dtype=np.float64)
+
 
 
 def rotate_into_frame(xy: Tensor, c: Tensor, s: Tensor) -> Tensor:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from drope.data.scene import Scene
+from drope.geometry import wrap_angle
 
 Tensor = torch.Tensor
 
@@ -111,9 +112,7 @@ class Actions:
                        next_valid=torch.where(t2, other.next_valid, self.next_valid))
 
 
-def wrap(angle: Tensor) -> Tensor:
-    """Angles to [-π, π)."""
-    return torch.remainder(angle + torch.pi, 2 * torch.pi) - torch.pi
+wrap = wrap_angle  # angles to [-π, π); kept under this name for the simulator
 
 
 def step(state: SimState, actions: Actions, dynamics, dt: float) -> SimState:

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from drope.data import Scene, SceneValidationError, scene_from_world
-from drope.data.frames import wrap_angle_f32
+from drope.geometry import wrap_angle_f32
 from drope.data.types import MapType, ObjectType
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from drope.data import scene_from_world
-from drope.data.frames import world_to_frame
+from drope.geometry import world_to_frame
 from drope.data.types import MapType, ObjectType
 from drope.metrics.motion import (
     TRAJECTORY_TYPES,

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from drope.data.frames import frame_to_world, world_to_frame, wrap_angle, wrap_angle_f32
+from drope.geometry import frame_to_world, world_to_frame, wrap_angle, wrap_angle_f32
 from drope.data.types import MapType
 
 Tensor = torch.Tensor

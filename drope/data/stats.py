@@ -7,7 +7,6 @@ speed = |velocity|, acceleration = |Δspeed| / dt, yaw rate = |wrapped Δheading
 """
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
 import numpy as np
@@ -15,6 +14,7 @@ import torch
 
 from drope.data.scene import Scene
 from drope.data.types import MapType, ObjectType
+from drope.geometry import wrap_angle
 
 MAP_KEYS = ["lane", "road_line", "road_edge", "crosswalk", "speed_bump", "driveway", "stop_sign"]
 #: Types reported per type (TYPE_UNSET carries no meaning in WOMD).
@@ -41,7 +41,7 @@ def kinematics(scene: Scene) -> dict[str, np.ndarray]:
     speed = np.linalg.norm(scene.agent_vel.cpu().numpy().astype(np.float64), axis=-1)  # [A, T]
     pair = valid[:, 1:] & valid[:, :-1]  # [A, T-1]
     acc = np.abs(np.diff(speed, axis=1)) / scene.dt
-    yaw = np.abs((np.diff(h, axis=1) + math.pi) % (2 * math.pi) - math.pi) / scene.dt
+    yaw = np.abs(wrap_angle(np.diff(h, axis=1))) / scene.dt
     types = np.broadcast_to(scene.agent_type.cpu().numpy()[:, None], valid.shape)
     return {
         "speed": speed[valid],

@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from drope.data import womd_wire
-from drope.data.frames import wrap_angle
+from drope.geometry import wrap_angle
 from drope.data.scene import Scene, scene_from_world
 from drope.data.tfrecord import CorruptRecordError, iter_frames, write_records
 from drope.data.types import LaneLink, MapType

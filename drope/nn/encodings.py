@@ -209,7 +209,7 @@ class RotaryPoseEncoding(PoseEncoding):
     def schedule_margin(self, max_distance: float | None = None, directions: int = 25, samples: int = 4001) -> float:
         """min over position heads, directions and distances ≤ ``max_distance`` of Σ_p cos(W_p · d).
 
-        ≥ 0 means the "base bounds context" criterion holds over that range (design.md §3).
+        ≥ 0 means the "base bounds context" criterion holds over that range.
         """
         R = self.cfg.max_distance if max_distance is None else max_distance
         heads = self.pos_mask.any(-1)

@@ -1,6 +1,6 @@
 """How much a pose attention layer's output changes under rigid transforms of the scene.
 
-What each encoding guarantees differs (design.md §1): rotary position RoPE is translation
+What each encoding guarantees differs: rotary position RoPE is translation
 invariant but sees world-frame offsets, so rotating the whole scene changes its scores; DRoPE
 depends on heading differences only; the QCNet-style ``rpe`` is SE(2) invariant at O(N²) cost;
 ``absolute`` guarantees nothing. These functions measure the gaps instead of assuming them.

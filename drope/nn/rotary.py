@@ -60,7 +60,7 @@ def spread_directions(n: int) -> Tensor:
 def schedule_cos_sum(coeff: Tensor, displacement: Tensor) -> Tensor:
     """``Σ_i cos(W_i · d)`` over all pairs for displacements ``d [n, 4]`` → ``[n]`` (float64).
 
-    The "base bounds context" criterion (design.md §3): a schedule is usable up to a distance
+    The "base bounds context" criterion: a schedule is usable up to a distance
     when this sum stays ≥ 0 there (NoPE pairs contribute +1 each).
     """
     w = coeff.reshape(-1, coeff.shape[-1]).to(torch.float64)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from drope.data.types import LaneType, RoadEdgeType, RoadLineType
+from drope.geometry import wrap_angle
 
 LANE_WIDTH = 3.6
 
@@ -217,7 +218,7 @@ def build_intersection(rng: np.random.Generator, arms: int = 4, lanes: int = 1, 
         for b, bng in enumerate(angles):
             if a == b:
                 continue
-            turn = (bng - (ang + math.pi) + math.pi) % (2 * math.pi) - math.pi  # heading change
+            turn = wrap_angle(bng - (ang + math.pi))  # heading change
             if abs(turn) < 0.3:
                 pairs = [(i, i) for i in range(lanes)]
             elif turn > 0:  # left
@@ -268,7 +269,7 @@ def build_intersection(rng: np.random.Generator, arms: int = 4, lanes: int = 1, 
 
 def _turn_kind(lanes_d, cid, angles, conn_arms) -> str:
     a, b = conn_arms[cid]
-    turn = (angles[b] - (angles[a] + math.pi) + math.pi) % (2 * math.pi) - math.pi
+    turn = wrap_angle(angles[b] - (angles[a] + math.pi))
     return "straight" if abs(turn) < 0.3 else ("left" if turn > 0 else "right")
 
 

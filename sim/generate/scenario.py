@@ -18,6 +18,7 @@ from drope.data.types import LaneLink, MapType, ObjectType
 from drope.geometry import box_corners
 from drope.sim.generate.roads import RoadNetwork, build_intersection, build_road
 from drope.sim.generate.traffic import TrafficConfig, TrafficSim
+from drope.geometry import wrap_angle
 
 NUM_STEPS, CURRENT = 91, 10
 
@@ -230,7 +231,7 @@ def _pick_tracks(pose, valid, sdc, types, k_max, rng):
         disp = float(np.linalg.norm(pose[i, fut[-1], :2] - pose[i, CURRENT, :2]))
         if disp < 2.0:
             continue
-        turn = abs(((pose[i, fut[-1], 2] - pose[i, CURRENT, 2]) + math.pi) % (2 * math.pi) - math.pi)
+        turn = abs(wrap_angle(pose[i, fut[-1], 2] - pose[i, CURRENT, 2]))
         scores.append((disp / 10 + 3 * turn + (1 if types[i] != ObjectType.TYPE_VEHICLE else 0) + rng.random(), i, turn))
     scores.sort(reverse=True)
     picked = scores[:k_max]

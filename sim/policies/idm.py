@@ -26,6 +26,7 @@ from drope.sim.metrics import STOP_STATES
 from drope.sim.policies.base import POLICIES
 from drope.sim.state import Actions, SimState
 from drope.sim.traffic import FAR, PARAMS_BY_TYPE, IDMParams, LaneGraph, idm_acceleration
+from drope.geometry import wrap_angle
 
 Tensor = torch.Tensor
 _DRIVERS = (int(ObjectType.TYPE_VEHICLE), int(ObjectType.TYPE_CYCLIST))
@@ -168,7 +169,7 @@ class IDMPolicy:
         for d in np.linspace(0.0, reach, c.curve_samples):
             _, h0 = self._along_route(route, s + d)
             _, h1 = self._along_route(route, s + d + c.curve_window)
-            kappa = abs((h1 - h0 + np.pi) % (2 * np.pi) - np.pi) / c.curve_window
+            kappa = abs(wrap_angle(h1 - h0)) / c.curve_window
             v_curve2 = c.max_lateral_accel / max(kappa, 1e-4)
             best = min(best, v_curve2 + 2 * b_comf * d)
         return float(np.sqrt(best))

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from drope.data.batch import SceneBatch, collate_scenes
-from drope.data.frames import wrap_angle, world_to_frame
+from drope.geometry import wrap_angle, world_to_frame
 from drope.data.scene import Scene
 
 

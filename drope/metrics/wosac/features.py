@@ -13,6 +13,7 @@ import torch
 
 from drope.geometry import box_corners
 from drope.metrics.boxes import box_signed_distance
+from drope.geometry import wrap_angle
 
 Tensor = torch.Tensor
 
@@ -32,8 +33,7 @@ def _central_diff(t: Tensor) -> Tensor:
     return torch.cat([pad, (t[..., 2:] - t[..., :-2]) / 2, pad], dim=-1)
 
 
-def _wrap(a: Tensor) -> Tensor:
-    return (a + math.pi) % (2 * math.pi) - math.pi
+_wrap = wrap_angle
 
 
 def kinematics(xyz: Tensor, heading: Tensor, dt: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from drope.data.frames import world_to_frame
+from drope.geometry import world_to_frame
 from drope.data.scene import Scene
 from drope.data.types import LaneType, MapType, ObjectType
 from drope.metrics.wosac import features as F
