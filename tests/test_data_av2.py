@@ -214,3 +214,14 @@ def test_cli_info_still_reads_womd(tmp_path, scene, capsys):
     assert main(["info", str(shard), "--json"]) == 0
     rec = json.loads(capsys.readouterr().out.strip())
     assert rec["scenario_id"] == scene.scenario_id and rec["source"] == "womd"
+
+
+def test_cli_info_names_a_bad_av2_file(tmp_path, scene, capsys):
+    from drope.data.cli import main
+
+    d = write_av2_scenario(scene, tmp_path)
+    pq_path = d / f"scenario_{scene.scenario_id}.parquet"
+    pq.write_table(pq.read_table(pq_path).drop(["velocity_x"]), pq_path)
+    assert main(["info", str(d), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "velocity_x" in err and pq_path.name in err

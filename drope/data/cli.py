@@ -78,9 +78,15 @@ def _cmd_info(args) -> int:
     from drope.data.womd import ReadStats
 
     stats = ReadStats()
-    for scene in read_scenes(args.files, on_corrupt=args.on_corrupt, stats=stats):
-        rec = scene_info(scene)
-        print(json.dumps(rec) if args.json else _info_line(rec), flush=True)
+    try:
+        for scene in read_scenes(args.files, on_corrupt=args.on_corrupt, stats=stats):
+            rec = scene_info(scene)
+            print(json.dumps(rec) if args.json else _info_line(rec), flush=True)
+    except ValueError as e:  # malformed AV2 input (missing columns, not parquet ...): named, no traceback
+        if isinstance(e, CorruptRecordError):
+            raise
+        print(f"drope-data: {e}", file=sys.stderr)
+        return 2
     if stats.skipped:
         print(f"drope-data: skipped {stats.skipped} corrupt record(s)", file=sys.stderr)
     return 0
