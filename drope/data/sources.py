@@ -36,15 +36,19 @@ def generated_scenes(n: int, seed: int) -> list[Scene]:
 
 
 def load_scenes(sources: Sequence[str], on_corrupt: str = "skip") -> list[Scene]:
-    """Scenes from shard files, globs, or cache directories (``drope-data cache`` output)."""
+    """Scenes from shard files, globs, cache directories (``drope-data cache`` output) or Argoverse 2
+    scenario directories / split roots (format detected per path by :func:`drope.data.av2.is_av2_path`)."""
     from drope.data import cache
+    from drope.data.av2 import is_av2_path, read_scenes
     from drope.data.womd import read_scenarios
 
     scenes: list[Scene] = []
     for src in sources:
         paths = sorted(glob.glob(str(src))) or [src]
         for p in map(Path, paths):
-            if p.is_dir():
+            if p.exists() and is_av2_path(p):
+                scenes += list(read_scenes([p], on_corrupt=on_corrupt))
+            elif p.is_dir():
                 scenes += list(cache.load_cached_scenes(p))
             elif p.exists() and p.name.endswith(cache.CACHE_SUFFIX):
                 scenes += cache.load_scenes(p)
