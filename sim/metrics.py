@@ -32,6 +32,7 @@ from drope.data.types import MapType, ObjectType, SignalState
 from drope.geometry import box_corners
 from drope.sim.rollout import Rollouts
 from drope.sim.state import wrap
+from drope.metrics.wosac import features as WF
 
 Tensor = torch.Tensor
 STOP_STATES = (int(SignalState.LANE_STATE_STOP), int(SignalState.LANE_STATE_ARROW_STOP))
@@ -58,32 +59,18 @@ from drope.metrics.boxes import boxes_overlap  # noqa: E402  (re-exported for si
 
 
 def collision_steps(xy: Tensor, heading: Tensor, size: Tensor, valid: Tensor, chunk: int = 8) -> Tensor:
-    """``[R, A, T]`` bool: agent overlaps at least one other valid agent at that step.
-
-    Pairs farther apart than the sum of their half diagonals are skipped (exact prefilter);
-    steps are processed in chunks to bound memory (pairs × 4 axes × 8 projections).
-    """
+    """``[R, A, T]`` bool: WOSAC collision, the signed distance of the agent's (rounded) box to the
+    nearest other valid box is < 0 (:func:`drope.metrics.wosac.features.distance_to_nearest_object`).
+    ``chunk`` is kept for callers; unused."""
     R, A, T = valid.shape
     out = torch.zeros(R, A, T, dtype=torch.bool)
     if A < 2:
         return out
-    length = size[:, 0].clamp_min(0.1)[None, :, None].expand(R, A, T)
-    width = size[:, 1].clamp_min(0.1)[None, :, None].expand(R, A, T)
-    corners = box_corners(xy, heading, length, width)  # [R, A, T, 4, 2]
-    radius = 0.5 * torch.hypot(size[:, 0], size[:, 1])  # [A]
-    eye = torch.eye(A, dtype=torch.bool)
-    for t0 in range(0, T, chunk):
-        sl = slice(t0, min(T, t0 + chunk))
-        p = xy[:, :, sl].permute(0, 2, 1, 3)  # [R, t, A, 2]
-        v = valid[:, :, sl].permute(0, 2, 1)  # [R, t, A]
-        near = (p[:, :, :, None] - p[:, :, None]).norm(dim=-1) < (radius[:, None] + radius[None])  # [R, t, A, A]
-        cand = near & v[..., :, None] & v[..., None, :] & ~eye
-        r, tt, i, j = cand.nonzero(as_tuple=True)
-        if r.numel() == 0:
-            continue
-        c = corners[:, :, sl]  # [R, A, t, 4, 2]
-        hit = boxes_overlap(c[r, i, tt], c[r, j, tt])
-        out[r[hit], i[hit], tt[hit] + t0] = True
+    length = size[:, 0].double()[:, None].expand(A, T)
+    width = size[:, 1].double()[:, None].expand(A, T)
+    for r in range(R):
+        d = WF.distance_to_nearest_object(xy[r : r + 1].double(), heading[r : r + 1].double(), length, width, valid[r], A)
+        out[r] = (d[0] < 0.0) & valid[r]
     return out
 
 
@@ -163,8 +150,9 @@ class LaneDistance:
         return self.query(xy)[0]
 
 
-def offroad_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig, lane_dist: LaneDistance | None = None) -> Tensor:
-    """``[R, A, T]`` bool: a vehicle's box corner lies outside every lane corridor (on the mapped area)."""
+def lane_departure_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig, lane_dist: LaneDistance | None = None) -> Tensor:
+    """``[R, A, T]`` bool: a vehicle's box corner lies outside every lane corridor (on the mapped area).
+    Not the off-road metric (that is :func:`offroad_steps`, the WOSAC road-edge rule)."""
     R, A, T = ro.valid.shape
     out = torch.zeros(R, A, T, dtype=torch.bool)
     veh = (ro.type == int(ObjectType.TYPE_VEHICLE))[None, :, None] & ro.valid  # [R, A, T]
@@ -177,6 +165,67 @@ def offroad_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig, lane_dist: Lan
     dist, past_edge = lane_dist.query(pts)
     off = (dist > cfg.lane_half_width) & ~past_edge & (lane_dist.to_map(pts) <= cfg.map_margin)
     out[r, a, t] = torch.from_numpy(off.reshape(-1, 4).any(1))
+    return out
+
+
+class WosacMap:
+    """Road edges, surface-street lanes and per-lane signal series of a scene, in the form the
+    WOSAC feature functions take (same construction as :func:`drope.metrics.wosac.prepare_scene`,
+    without its 91-step requirement)."""
+
+    def __init__(self, scene: Scene) -> None:
+        from drope.data.types import LaneType
+        from drope.geometry import world_to_frame
+
+        pts = scene.map_points.double()
+        off = scene.map_offsets.tolist()
+        edges, lanes, lane_ids = [], [], []
+        for f in range(scene.num_map_features):
+            kind = int(scene.map_type[f])
+            if kind == MapType.road_edge:
+                edges.append(pts[off[f] : off[f + 1]])
+            elif kind == MapType.lane and int(scene.map_subtype[f]) == LaneType.TYPE_SURFACE_STREET:
+                lanes.append(pts[off[f] : off[f + 1], :2])
+                lane_ids.append(int(scene.map_id[f]))
+        self.edges = WF.EdgeSegments(edges) if any(e.shape[0] >= 2 for e in edges) else None
+        self.lanes = WF.LaneSegments(lanes, lane_ids)
+        T = scene.num_steps
+        sv = scene.signal_valid
+        self.signal_lane = torch.unique(scene.signal_lane_id[sv]) if bool(sv.any()) else torch.zeros(0, dtype=torch.int64)
+        Z = int(self.signal_lane.shape[0])
+        origin = torch.from_numpy(world_to_frame(np.zeros(2), scene.origin_xy.numpy(), float(scene.origin_heading)))
+        self.signal_state = torch.zeros(T, Z, dtype=torch.int64)
+        self.signal_stop = origin.expand(T, Z, 2).clone()
+        for t, s in sv.nonzero().tolist():
+            z = int(torch.searchsorted(self.signal_lane, scene.signal_lane_id[t, s]))
+            self.signal_state[t, z] = scene.signal_state[t, s]
+            self.signal_stop[t, z] = scene.signal_stop_point[t, s, :2].double()
+
+
+def _agent_z(scene: Scene, ro: Rollouts) -> Tensor:
+    """``[A, T]`` float64 box-centre elevation: the log's where valid, else the start step's."""
+    T = ro.valid.shape[-1]
+    z = scene.agent_z[:, :T].double()
+    return torch.where(scene.agent_valid[:, :T], z, z[:, ro.start : ro.start + 1])
+
+
+def offroad_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig, wmap: WosacMap | None = None) -> Tensor:
+    """``[R, A, T]`` bool: WOSAC off-road, signed distance of the box's worst corner to the road
+    edge > 0 (:func:`drope.metrics.wosac.features.distance_to_road_edge`); all agent types.
+    Scenes without road edges have no off-road events."""
+    R, A, T = ro.valid.shape
+    out = torch.zeros(R, A, T, dtype=torch.bool)
+    wmap = wmap or WosacMap(scene)
+    if wmap.edges is None or not bool(ro.valid.any()):
+        return out
+    z = _agent_z(scene, ro)
+    size = ro.size.double()
+    length, width = size[:, 0, None].expand(A, T), size[:, 1, None].expand(A, T)
+    height = (size[:, 2, None] if size.shape[1] > 2 else torch.zeros(A, 1, dtype=torch.float64)).expand(A, T)
+    for r in range(R):
+        d = WF.distance_to_road_edge(ro.xy[r : r + 1].double(), z[None], ro.heading[r : r + 1].double(), length,
+                                     width, height, ro.valid[r], wmap.edges)
+        out[r] = (d[0] > 0.0) & ro.valid[r]
     return out
 
 
@@ -199,71 +248,36 @@ def _diff(x: Tensor, w: int, dt: float) -> Tensor:
 
 
 def infeasible_steps(ro: Rollouts, cfg: MetricsConfig) -> Tensor:
-    """``[R, A, T]`` bool: a kinematic bound is exceeded (vehicles and cyclists).
-
-    Speeds, accelerations and jerks are differences over ``cfg.window`` steps (only windows in
-    which every step is valid): logged positions jitter by centimetres, which one-step differences
-    at 10 Hz turn into 10-30 m/s² "accelerations" even for parked cars (measured on the WOMD sample).
-    """
-    xy, h, v, dt, w = ro.xy, ro.heading, ro.valid, ro.dt, cfg.window
-    R, A, T = v.shape
-    if T <= w:
-        return torch.zeros(R, A, T, dtype=torch.bool)
-    ok1, ok2, ok3 = _full_windows(v, w), _full_windows(v, 2 * w), _full_windows(v, 3 * w)
-    speed = torch.zeros(R, A, T)
-    speed[..., w:] = (xy[..., w:, :] - xy[..., :-w, :]).norm(dim=-1) / (w * dt)  # [R, A, T]
-    unwrapped = torch.cumsum(torch.cat([torch.zeros(R, A, 1), wrap(h[..., 1:] - h[..., :-1])], -1), -1)
-    yaw = _diff(unwrapped, w, dt)
-    acc = _diff(speed, w, dt)
-    jerk = _diff(acc, w, dt)
-    bad = ok1 & ((speed > cfg.max_speed) | ((yaw.abs() > cfg.max_yaw_rate) & (speed > cfg.min_speed_yaw)))
-    bad |= ok2 & ((acc > cfg.max_accel) | (acc < -cfg.max_decel))
-    bad |= ok3 & (jerk.abs() > cfg.max_jerk)
+    """``[R, A, T]`` bool: a kinematic bound is exceeded (vehicles and cyclists), on the WOSAC kinematic
+    features (:func:`drope.metrics.wosac.features.kinematics`: central differences of positions and
+    headings, valid where the neighbouring steps are): speed > ``max_speed``, acceleration above
+    ``max_accel`` or below ``-max_decel``, or |yaw rate| > ``max_yaw_rate`` above ``min_speed_yaw``."""
+    R, A, T = ro.valid.shape
+    xyz = torch.cat([ro.xy.double(), torch.zeros(R, A, T, 1, dtype=torch.float64)], dim=-1)
+    speed, accel, yaw, _ = WF.kinematics(xyz, ro.heading.double(), ro.dt)
+    speed_ok, accel_ok = WF.kinematic_validity(ro.valid)
+    bad = speed_ok & ((speed > cfg.max_speed) | ((yaw.abs() > cfg.max_yaw_rate) & (speed > cfg.min_speed_yaw)))
+    bad |= accel_ok & ((accel > cfg.max_accel) | (accel < -cfg.max_decel))
     kinds = torch.tensor([int(ObjectType.TYPE_VEHICLE), int(ObjectType.TYPE_CYCLIST)])
     return bad & torch.isin(ro.type, kinds)[None, :, None]  # pedestrian headings are too noisy to bound
 
 
 # ---- traffic lights ---------------------------------------------------------------------------------
-def _lane_direction_at(scene: Scene, lane_id: int, point: np.ndarray) -> np.ndarray | None:
-    f = (scene.map_id == lane_id).nonzero(as_tuple=True)[0]
-    if f.numel() == 0:
-        return None
-    p = scene.map_polyline(int(f[0]))[:, :2].double().numpy()
-    if len(p) < 2:
-        return None
-    i = int(np.linalg.norm((p[:-1] + p[1:]) / 2 - point, axis=1).argmin())
-    d = p[i + 1] - p[i]
-    n = np.linalg.norm(d)
-    return d / n if n > 0 else None
-
-
-def red_light_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig) -> Tensor:
-    """``[R, A, T]`` bool: the agent's centre crossed a STOP signal's stop line between t-1 and t."""
+def red_light_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig, wmap: WosacMap | None = None) -> Tensor:
+    """``[R, A, T]`` bool: WOSAC red-light violation (:func:`drope.metrics.wosac.features.red_light_violation`):
+    the agent's nearest surface-street lane has a STOP/ARROW_STOP signal and its projection passes the stop point."""
     R, A, T = ro.valid.shape
     out = torch.zeros(R, A, T, dtype=torch.bool)
-    T = min(T, scene.num_steps)
-    slots = (scene.signal_valid[:T] & torch.isin(scene.signal_state[:T], torch.tensor(STOP_STATES))).nonzero()
-    if slots.numel() == 0 or T < 2:
+    wmap = wmap or WosacMap(scene)
+    Ts = min(T, scene.num_steps)
+    if wmap.signal_lane.numel() == 0 or len(wmap.lanes) == 0 or Ts < 2:
         return out
-    directions: dict[tuple, np.ndarray | None] = {}
-    for t, s in slots.tolist():
-        if t == 0:
-            continue
-        lane = int(scene.signal_lane_id[t, s])
-        stop = scene.signal_stop_point[t, s, :2].double().numpy()
-        key = (lane, round(float(stop[0]), 2), round(float(stop[1]), 2))
-        if key not in directions:
-            directions[key] = _lane_direction_at(scene, lane, stop)
-        d = directions[key]
-        if d is None:
-            continue
-        dirv = torch.tensor(d, dtype=torch.float32)
-        rel0 = ro.xy[:, :, t - 1] - torch.tensor(stop, dtype=torch.float32)  # [R, A, 2]
-        rel1 = ro.xy[:, :, t] - torch.tensor(stop, dtype=torch.float32)
-        a0, a1 = rel0 @ dirv, rel1 @ dirv
-        lat = (rel1[..., 0] * dirv[1] - rel1[..., 1] * dirv[0]).abs()
-        crossed = (a0 < 0) & (a1 >= 0) & (lat < cfg.stop_line_half_width) & ro.valid[:, :, t] & ro.valid[:, :, t - 1]
-        out[:, :, t] |= crossed
+    for r in range(R):
+        out[r, :, :Ts] = WF.red_light_violation(ro.xy[r : r + 1, :, :Ts].double(), ro.valid[r, :, :Ts], wmap.lanes,
+                                                wmap.signal_lane, wmap.signal_state[:Ts], wmap.signal_stop[:Ts],
+                                                STOP_STATES)[0]
+    # a crossing needs a valid previous state (positions at invalid steps are arbitrary)
+    out[:, :, 1:] &= ro.valid[:, :, :-1]
     return out
 
 
@@ -311,11 +325,14 @@ def progress(scene: Scene, ro: Rollouts, cfg: MetricsConfig) -> tuple[Tensor, Te
 
 # ---- aggregation --------------------------------------------------------------------------------
 EVENT_METRICS = ("collision", "offroad", "kinematic_infeasibility", "red_light_violation")
+TYPE_NAMES = {int(ObjectType.TYPE_VEHICLE): "TYPE_VEHICLE", int(ObjectType.TYPE_PEDESTRIAN): "TYPE_PEDESTRIAN",
+              int(ObjectType.TYPE_CYCLIST): "TYPE_CYCLIST"}
 
 
 @dataclass(frozen=True)
 class AgentMetrics:
-    """Per rollout and agent ``[R, A]``; ``evaluated [A]`` marks the agents aggregated."""
+    """Per rollout and agent ``[R, A]``; ``evaluated [A]`` marks the agents aggregated.
+    ``log_<event> [A]``: the same event on the logged trajectory (same steps, where the log is valid)."""
 
     collision: Tensor  # bool, any simulated step in collision
     offroad: Tensor  # bool
@@ -328,21 +345,45 @@ class AgentMetrics:
     evaluated: Tensor  # [A] bool
     collision_steps: Tensor  # [R, A, T] bool (for animations)
     offroad_steps: Tensor  # [R, A, T] bool
+    log_collision: Tensor | None = None  # [A] bool
+    log_offroad: Tensor | None = None
+    log_kinematic_infeasibility: Tensor | None = None
+    log_red_light_violation: Tensor | None = None
+    agent_type: Tensor | None = None  # [A] int64 ObjectType
+
+
+def event_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig, wmap: WosacMap | None = None) -> dict[str, Tensor]:
+    """Per-step ``[R, A, T]`` WOSAC events at simulated steps (t > ``ro.start``), keyed by :data:`EVENT_METRICS`."""
+    wmap = wmap or WosacMap(scene)
+    sim = torch.zeros(ro.valid.shape[-1], dtype=torch.bool)
+    sim[ro.start + 1 :] = True  # events count only at simulated steps
+    return {"collision": collision_steps(ro.xy, ro.heading, ro.size, ro.valid) & sim,
+            "offroad": offroad_steps(scene, ro, cfg, wmap) & sim,
+            "kinematic_infeasibility": infeasible_steps(ro, cfg) & sim,
+            "red_light_violation": red_light_steps(scene, ro, cfg, wmap) & sim}
+
+
+def log_rollouts(scene: Scene, ro: Rollouts) -> Rollouts:
+    """The logged trajectory over the rollouts' steps as one rollout (the rollouts' sizes and types)."""
+    from dataclasses import replace
+
+    T = ro.valid.shape[-1]
+    return replace(ro, xy=scene.agent_pos[None, :, :T].to(ro.xy.dtype), heading=scene.agent_heading[None, :, :T].to(ro.heading.dtype),
+                   vel=torch.zeros_like(ro.vel[:1]), valid=scene.agent_valid[None, :, :T].clone())
 
 
 def agent_metrics(scene: Scene, ro: Rollouts, cfg: MetricsConfig = MetricsConfig(),
-                  lane_dist: LaneDistance | None = None) -> AgentMetrics:
-    sim = torch.zeros(ro.valid.shape[-1], dtype=torch.bool)
-    sim[ro.start + 1 :] = True  # events count only at simulated steps
-    col = collision_steps(ro.xy, ro.heading, ro.size, ro.valid) & sim
-    off = offroad_steps(scene, ro, cfg, lane_dist) & sim
-    kin = infeasible_steps(ro, cfg) & sim
-    red = red_light_steps(scene, ro, cfg) & sim
+                  lane_dist: LaneDistance | None = None, wmap: WosacMap | None = None) -> AgentMetrics:
+    """``lane_dist`` is accepted for old callers and unused (off-road is the WOSAC road-edge rule)."""
+    wmap = wmap or WosacMap(scene)
+    ev = event_steps(scene, ro, cfg, wmap)
+    lg = event_steps(scene, log_rollouts(scene, ro), cfg, wmap)
     ade, fde = displacement(scene, ro)
     prog, ratio = progress(scene, ro, cfg)
-    return AgentMetrics(collision=col.any(-1), offroad=off.any(-1), kinematic_infeasibility=kin.any(-1),
-                        red_light_violation=red.any(-1), ade=ade, fde=fde, progress=prog, progress_ratio=ratio,
-                        evaluated=ro.controlled & scene.agent_valid[:, ro.start], collision_steps=col, offroad_steps=off)
+    return AgentMetrics(**{k: v.any(-1) for k, v in ev.items()}, ade=ade, fde=fde, progress=prog, progress_ratio=ratio,
+                        evaluated=ro.controlled & scene.agent_valid[:, ro.start], collision_steps=ev["collision"],
+                        offroad_steps=ev["offroad"], **{f"log_{k}": v.any(-1)[0] for k, v in lg.items()},
+                        agent_type=ro.type)
 
 
 def _nanmean(x: Tensor) -> float | None:
@@ -350,15 +391,34 @@ def _nanmean(x: Tensor) -> float | None:
     return float(x.mean()) if x.numel() else None
 
 
+def _event_counts(m: AgentMetrics, e: Tensor) -> dict:
+    """Counts over rollouts × agents ``e`` (sim, excess) and over agents ``e`` (log), with rates."""
+    R, n_log = int(m.ade.shape[0]), int(e.sum())
+    n = R * n_log
+    out: dict = {}
+    for k in EVENT_METRICS:
+        sim = getattr(m, k)[:, e]
+        log = getattr(m, f"log_{k}")
+        log = torch.zeros(sim.shape[1], dtype=torch.bool) if log is None else log[e]
+        out[f"{k}_count"] = int(sim.sum())
+        out[f"log_{k}_count"] = int(log.sum())
+        out[f"excess_{k}_count"] = int((sim & ~log[None]).sum())
+        out[f"{k}_rate"] = out[f"{k}_count"] / n if n else None
+        out[f"log_{k}_rate"] = out[f"log_{k}_count"] / n_log if n_log else None
+        out[f"excess_{k}_rate"] = out[f"excess_{k}_count"] / n if n else None
+    return out
+
+
 def scenario_summary(m: AgentMetrics, scenario_id: str = "") -> dict:
-    """Means over rollouts × evaluated agents; sums kept so datasets pool exactly."""
+    """Means over rollouts × evaluated agents; sums kept so datasets pool exactly. Event rates:
+    ``X_rate`` (simulation), ``log_X_rate`` (the log, per evaluated agent), ``excess_X_rate``
+    (event in simulation but not in the log), and the same per agent type under ``by_type``."""
     e = m.evaluated
     out: dict = {"scenario_id": scenario_id, "num_rollouts": int(m.ade.shape[0]), "num_agents": int(e.sum())}
-    n = int(e.sum()) * int(m.ade.shape[0])
-    for k in EVENT_METRICS:
-        count = int(getattr(m, k)[:, e].sum())
-        out[f"{k}_count"] = count
-        out[f"{k}_rate"] = count / n if n else None
+    out.update(_event_counts(m, e))
+    types = m.agent_type if m.agent_type is not None else torch.full(e.shape, -1)
+    out["by_type"] = {name: {"num_agents": int((e & (types == t)).sum()), **_event_counts(m, e & (types == t))}
+                      for t, name in TYPE_NAMES.items()}
     for k in ("ade", "fde", "progress", "progress_ratio"):
         v = getattr(m, k)[:, e].flatten()
         ok = ~torch.isnan(v)
@@ -367,13 +427,29 @@ def scenario_summary(m: AgentMetrics, scenario_id: str = "") -> dict:
     return out
 
 
+def _pool_events(entries: list[dict]) -> dict:
+    n_log = sum(e["num_agents"] for e in entries)
+    n = sum(e["num_agents"] * e["num_rollouts"] for e in entries)
+    out: dict = {}
+    for k in EVENT_METRICS:
+        for pre, den in (("", n), ("log_", n_log), ("excess_", n)):
+            cnt = sum(e.get(f"{pre}{k}_count", 0) for e in entries)
+            out[f"{pre}{k}_count"] = cnt
+            out[f"{pre}{k}_rate"] = cnt / den if den else None
+    return out
+
+
 def aggregate(entries: list[dict]) -> dict:
-    """Dataset aggregate pooled over all (rollout, evaluated agent) pairs of all scenarios."""
+    """Dataset aggregate pooled over all (rollout, evaluated agent) pairs of all scenarios
+    (log rates over all evaluated agents)."""
     n = sum(e["num_agents"] * e["num_rollouts"] for e in entries)
     out: dict = {"num_scenarios": len(entries), "num_rollouts": sum(e["num_rollouts"] for e in entries),
-                 "num_agent_rollouts": n}
-    for k in EVENT_METRICS:
-        out[f"{k}_rate"] = sum(e[f"{k}_count"] for e in entries) / n if n else None
+                 "num_agent_rollouts": n, "num_agents": sum(e["num_agents"] for e in entries)}
+    out.update(_pool_events(entries))
+    out["by_type"] = {}
+    for name in TYPE_NAMES.values():
+        sub = [{**e["by_type"][name], "num_rollouts": e["num_rollouts"]} for e in entries if name in e.get("by_type", {})]
+        out["by_type"][name] = {"num_agents": sum(x["num_agents"] for x in sub), **_pool_events(sub)}
     for k in ("ade", "fde", "progress", "progress_ratio"):
         cnt = sum(e[f"{k}_n"] for e in entries)
         out[k] = sum(e[f"{k}_sum"] for e in entries) / cnt if cnt else None

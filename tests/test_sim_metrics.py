@@ -14,7 +14,8 @@ from shapely.ops import unary_union
 from drope.data.types import MapType, ObjectType, SignalState
 from drope.geometry import box_corners
 from drope.sim.metrics import (EVENT_METRICS, LaneDistance, MetricsConfig, agent_metrics, aggregate, boxes_overlap,
-                         collision_steps, displacement, infeasible_steps, offroad_steps, red_light_steps, scenario_summary)
+                         collision_steps, displacement, infeasible_steps, lane_departure_steps, offroad_steps, red_light_steps,
+                         scenario_summary)
 from drope.sim.rollout import Rollouts
 
 
@@ -67,20 +68,26 @@ def test_collision_steps_match_pairwise_shapely():
     valid = torch.rand(R, A, T, generator=g) > 0.2
     size = torch.tensor([[4.0, 2.0, 1.5]]).repeat(A, 1)
     got = collision_steps(xy, heading, size, valid, chunk=2)
-    c = box_corners(xy, heading, size[None, :, None, 0].expand(R, A, T), size[None, :, None, 1].expand(R, A, T))
+    # WOSAC boxes have rounded corners: shrink by 0.35·min(l, w), buffer back by the same amount
+    shrink = 0.35 * 2.0
+    c = box_corners(xy, heading, torch.full((R, A, T), 4.0 - 2 * shrink), torch.full((R, A, T), 2.0 - 2 * shrink))
     want = torch.zeros(R, A, T, dtype=torch.bool)
+    unsure = torch.zeros(R, A, T, dtype=torch.bool)
     for r in range(R):
         for t in range(T):
-            polys = [_poly(c[r, a, t]) for a in range(A)]
+            polys = [_poly(c[r, a, t]).buffer(shrink, quad_segs=64) for a in range(A)]
             for i in range(A):
                 for j in range(A):
-                    if i != j and valid[r, i, t] and valid[r, j, t] and polys[i].intersection(polys[j]).area > 1e-9:
-                        want[r, i, t] = True
+                    if i != j and valid[r, i, t] and valid[r, j, t]:
+                        area = polys[i].intersection(polys[j]).area
+                        want[r, i, t] |= area > 1e-9
+                        unsure[r, i, t] |= (area < 1e-3) and polys[i].distance(polys[j]) < 1e-2
     assert int(want.sum()) > 5  # the configuration has collisions to find
-    assert torch.equal(got, want)
+    sure = ~unsure | want & ~unsure
+    assert torch.equal(got[sure], want[sure])
 
 
-def test_lane_distance_and_offroad_match_shapely(womd_scene):
+def test_lane_distance_and_lane_departure_match_shapely(womd_scene):
     from drope.sim.traffic import LaneGraph
 
     sc = womd_scene
@@ -116,7 +123,7 @@ def test_lane_distance_and_offroad_match_shapely(womd_scene):
     valid = torch.zeros(1, A, sc.num_steps, dtype=torch.bool)
     valid[..., -1] = True
     ro = make_rollouts(sc, xy, heading, valid)
-    off = offroad_steps(sc, ro, cfg)[0, :, -1]
+    off = lane_departure_steps(sc, ro, cfg)[0, :, -1]
     corners = box_corners(xy[0, :, -1], heading[0, :, -1], ro.size[:, 0], ro.size[:, 1]).double().numpy()
     compared = 0
     for a in range(A):
@@ -130,7 +137,7 @@ def test_lane_distance_and_offroad_match_shapely(womd_scene):
     # beyond the mapped area nothing is known: not off-road
     far = xy.clone()
     far[..., 0] += 1e4
-    assert not bool(offroad_steps(sc, make_rollouts(sc, far, heading, valid), cfg).any())
+    assert not bool(lane_departure_steps(sc, make_rollouts(sc, far, heading, valid), cfg).any())
 
 
 def test_kinematic_bounds():
@@ -154,8 +161,10 @@ def test_red_light_crossing(womd_scene):
     import dataclasses
 
     sc = womd_scene
-    # one STOP signal slot at every step on the longest lane, stop point at its middle point
-    lanes = (sc.map_type == int(MapType.lane)).nonzero(as_tuple=True)[0]
+    # one STOP signal slot at every step on the longest surface-street lane, stop point at its middle point
+    from drope.data.types import LaneType
+
+    lanes = ((sc.map_type == int(MapType.lane)) & (sc.map_subtype == int(LaneType.TYPE_SURFACE_STREET))).nonzero(as_tuple=True)[0]
     lane_f = int(lanes[(sc.map_offsets[lanes + 1] - sc.map_offsets[lanes]).argmax()])
     poly = sc.map_polyline(lane_f)[:, :2]
     m = len(poly) // 2
@@ -165,14 +174,13 @@ def test_red_light_crossing(womd_scene):
                signal_stop_point=torch.cat([stop, torch.zeros(1)]).repeat(T, 1, 1), signal_valid=torch.ones(T, 1, dtype=torch.bool))
     red = dataclasses.replace(sc, **sig)
     green = dataclasses.replace(sc, **{**sig, "signal_state": torch.full((T, 1), int(SignalState.LANE_STATE_GO))})
-    s = (torch.arange(T, dtype=torch.float32) - 50) * 0.5  # crosses the stop line at step 50
+    s = (torch.arange(T, dtype=torch.float32) - 50.5) * 0.5  # passes the stop point between steps 50 and 51
     along = stop + s[:, None] * direction  # [T, 2]
-    against = stop - s[:, None] * direction  # crossing in the opposite direction (other lane)
-    lateral = along + torch.stack([-direction[1], direction[0]]) * 4.0  # 4 m beside the line
-    xy = torch.stack([along, against, lateral])[None]
-    ro = make_rollouts(sc, xy, torch.zeros(1, 3, T), torch.ones(1, 3, T, dtype=torch.bool))
+    against = stop - s[:, None] * direction  # passing it in the opposite direction
+    xy = torch.stack([along, against])[None]
+    ro = make_rollouts(sc, xy, torch.zeros(1, 2, T), torch.ones(1, 2, T, dtype=torch.bool))
     hits = red_light_steps(red, ro, MetricsConfig())
-    assert hits[0, 0].nonzero().flatten().tolist() == [50]
+    assert hits[0, 0].nonzero().flatten().tolist() == [51]  # WOSAC rule: behind at t-1, ahead at t
     assert not bool(hits[0, 1:].any())
     assert not bool(red_light_steps(green, ro, MetricsConfig()).any())
 
@@ -211,3 +219,64 @@ def test_displacement_and_pooled_aggregate(womd_scene):
     b = {**a, "num_agents": 2, "collision_count": 3, "ade_sum": 0.0}
     agg = aggregate([a, b])
     assert agg["collision_rate"] == 3 / 9 and agg["ade"] == 0.5 and agg["num_rollouts"] == 6
+
+
+def _log_replay_summary(sc, num_rollouts=2):
+    from drope.sim.dynamics import build_dynamics
+    from drope.sim.policies import LogReplay, controlled_mask
+    from drope.sim.rollout import run_rollouts
+
+    dyn = build_dynamics("bicycle")
+    ro = run_rollouts(sc, LogReplay(dyn), LogReplay(dyn), controlled_mask(sc, "all"), dyn, num_rollouts=num_rollouts)
+    return scenario_summary(agent_metrics(sc, ro), sc.scenario_id)
+
+
+def _assert_replay_equals_log(summary):
+    for k in EVENT_METRICS:
+        assert summary[f"{k}_rate"] == summary[f"log_{k}_rate"], k
+        assert summary[f"excess_{k}_rate"] == 0.0 and summary[f"excess_{k}_count"] == 0, k
+        for name, sub in summary["by_type"].items():
+            assert sub[f"{k}_rate"] == sub[f"log_{k}_rate"] and sub[f"excess_{k}_count"] == 0, (name, k)
+    assert set(summary["by_type"]) == {"TYPE_VEHICLE", "TYPE_PEDESTRIAN", "TYPE_CYCLIST"}
+    assert sum(v["num_agents"] for v in summary["by_type"].values()) <= summary["num_agents"]
+
+
+def test_log_replay_rates_equal_log_rates_womd(womd_scene):
+    """WOSAC events of log replay are exactly the log's: X_rate == log_X_rate, no excess, per type and pooled."""
+    s = _log_replay_summary(womd_scene)
+    _assert_replay_equals_log(s)
+    assert s["collision_rate"] > 0 and s["offroad_rate"] > 0  # the scene has logged events to reproduce
+    agg = aggregate([s, s])
+    _assert_replay_equals_log(agg)
+
+
+def test_log_replay_rates_equal_log_rates_generated():
+    from drope.sim.generate.scenario import generate_scene
+
+    entries = [_log_replay_summary(generate_scene(0, i)[0]) for i in range(3)]
+    for s in entries:
+        _assert_replay_equals_log(s)
+    _assert_replay_equals_log(aggregate(entries))
+
+
+def test_sim_collision_not_in_log_is_excess(womd_scene):
+    """Two evaluated agents driven into each other in simulation (apart in the log): excess collisions."""
+    sc = womd_scene
+    T = sc.num_steps
+    start = sc.current_index
+    a, b = (sc.agent_valid.all(1) & (sc.agent_type == int(ObjectType.TYPE_VEHICLE))).nonzero(as_tuple=True)[0][:2].tolist()
+    xy = sc.agent_pos[None].clone()
+    heading = sc.agent_heading[None].clone()
+    xy[0, b, start + 1 :] = xy[0, a, start + 1 :] + torch.tensor([1.0, 0.0])  # b sits 1 m from a's centre
+    controlled = torch.zeros(sc.num_agents, dtype=torch.bool)
+    controlled[[a, b]] = True
+    ro = make_rollouts(sc, xy, heading, sc.agent_valid[None].clone(), controlled=controlled)
+    ro = Rollouts(**{**vars(ro), "size": sc.agent_size[:, start].clone(), "type": sc.agent_type})
+    m = agent_metrics(sc, ro)
+    assert bool(m.collision[0, a]) and bool(m.collision[0, b])
+    s = scenario_summary(m, sc.scenario_id)
+    n_log = int(m.log_collision[a]) + int(m.log_collision[b])
+    assert s["num_agents"] == 2 and s["collision_count"] == 2 and s["log_collision_count"] == n_log
+    assert s["excess_collision_count"] == 2 - n_log and s["excess_collision_rate"] == (2 - n_log) / 2
+    assert s["by_type"]["TYPE_VEHICLE"]["excess_collision_count"] == 2 - n_log
+    assert n_log < 2
