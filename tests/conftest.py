@@ -33,3 +33,11 @@ def womd_path() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def gen_scenes():
+    """Six generated scenes (seed 11), shared by model, training and evaluation tests."""
+    from drope.sim.generate.scenario import generate_scene
+
+    return [generate_scene(11, i)[0] for i in range(6)]

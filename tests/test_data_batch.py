@@ -7,7 +7,7 @@ import torch
 
 from drope.data.batch import collate_scenes
 from drope.data.womd import read_scenarios
-from tests.test_data_scene import make_scene
+from tests.builders import make_scene
 
 
 def test_collate_pads_and_keeps_values(womd_path):

@@ -7,12 +7,6 @@ import torch
 from drope.data.batch import collate_scenes
 from drope.eval.baselines import constant_turn_rate, constant_velocity
 from drope.eval.metrics import OFFICIAL_KEYS, displacement_metrics, summarize
-from drope.sim.generate.scenario import generate_scene
-
-
-@pytest.fixture(scope="module")
-def gen_scenes():
-    return [generate_scene(11, i)[0] for i in range(6)]
 
 
 def test_metrics_against_hand_computed_values():

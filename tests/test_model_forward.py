@@ -10,12 +10,6 @@ from drope.data.batch import collate_scenes
 from drope.model import ModelConfig, build_model, to_scene_frame
 from drope.nn import EncodingConfig
 from drope.train.loss import targets_in_agent_frame
-from drope.sim.generate.scenario import generate_scene
-
-
-@pytest.fixture(scope="module")
-def gen_scenes():
-    return [generate_scene(11, i)[0] for i in range(6)]
 
 
 def tiny(**kw):

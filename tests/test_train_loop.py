@@ -9,12 +9,6 @@ from drope.model import ModelConfig
 from drope.train.augment import AugmentConfig
 from drope.train.loss import wta_loss
 from drope.train.trainer import Trainer, TrainConfig, batch_indices, load_model, lr_lambda
-from drope.sim.generate.scenario import generate_scene
-
-
-@pytest.fixture(scope="module")
-def gen_scenes():
-    return [generate_scene(11, i)[0] for i in range(6)]
 
 
 def test_wta_loss_trains_only_the_best_mode_and_respects_masks():

@@ -42,7 +42,7 @@ def test_plot_scene_png_is_not_blank(womd_path, tmp_path):
 
 
 def test_boxes_land_where_the_agents_are():
-    from tests.test_data_scene import make_scene
+    from tests.builders import make_scene
 
     s = make_scene(A=3, T=11)
     fig = plt.figure(figsize=(3, 3), dpi=100)
@@ -110,7 +110,7 @@ def test_viz_cli(womd_path, tmp_path, capsys):
 
 def test_animation_reuses_artists_and_is_fast(tmp_path):
     from drope.viz.animate import animate_scene
-    from tests.test_data_scene import make_scene
+    from tests.builders import make_scene
 
     s = make_scene(A=4, T=12)
     hl = torch.zeros(4, 12, dtype=torch.bool)
