@@ -1,21 +1,24 @@
 """Closed-loop metrics of rollouts: per agent and rollout, then per scenario and per dataset.
 
-All functions are pure and vectorised over rollouts R, agents A and steps T.
+All functions are pure and vectorised over rollouts R, agents A and steps T. The four event
+metrics are the WOSAC definitions of :mod:`drope.metrics.wosac.features` (one implementation
+for the project), evaluated per agent and simulated step:
 
-* **collision**: two valid oriented boxes overlap (separating-axis test over the 4 edge
-  normals; touching boxes do not collide).
-* **off-road** (vehicles only: pedestrians and cyclists use sidewalks): a box corner is
-  off-road when it lies farther than ``lane_half_width`` from every lane centre line, i.e. outside
-  the union of lane corridors, on the mapped area: corners beyond the end of a lane without
-  successors (or before the start of one without predecessors), or farther than ``map_margin``
-  from every map point, are past the map's edge (a crop, where nothing is known about the road)
-  and are not counted. Road edges are not used as
-  boundaries (their side of the road is not recorded consistently); parking lots without lanes
-  therefore count as off-road, in the log too.
-* **kinematic infeasibility** (vehicles and cyclists): speed, acceleration, jerk or yaw rate from
-  finite differences of the simulated poses exceed the bounds of :class:`MetricsConfig`.
-* **red-light violation**: the box centre crosses a signal's stop point, moving along the
-  controlled lane (within ``stop_line_half_width`` laterally), while the signal is STOP or ARROW_STOP.
+* **collision**: signed distance of the agent's (rounded-corner) box to the nearest other valid
+  box < 0 (``distance_to_nearest_object``).
+* **off-road** (all types): signed distance of the box's worst corner to the road edge > 0
+  (``distance_to_road_edge``); scenes without road edges have none.
+* **red-light violation**: the WOSAC rule (``red_light_violation``): the nearest surface-street lane
+  carries a STOP/ARROW_STOP signal and the agent passes the stop point between t-1 and t (both valid).
+* **kinematic infeasibility** (vehicles and cyclists): the WOSAC kinematic features (``kinematics``,
+  central differences) exceed the bounds of :class:`MetricsConfig` (speed, acceleration/braking,
+  yaw rate while moving; ``window``/``max_jerk`` are kept for old configs and unused).
+
+Each event is evaluated on the rollouts and on the log (same agents and steps, where the log is
+valid); summaries report ``X_rate``, ``log_X_rate``, ``excess_X_rate`` (in simulation, not in the
+log) and a ``by_type`` breakdown. The old lane-corridor rule survives as :func:`lane_departure_steps`
+(not an event metric).
+
 * **progress**: arc length reached along the agent's own logged path (projection of the final
   simulated position), and its ratio to the logged path length (agents moving > 5 m in the log).
 * **ADE/FDE**: distance to the logged position over simulated steps where both exist.
@@ -31,7 +34,6 @@ from drope.data.scene import Scene
 from drope.data.types import MapType, ObjectType, SignalState
 from drope.geometry import box_corners
 from drope.sim.rollout import Rollouts
-from drope.sim.state import wrap
 from drope.metrics.wosac import features as WF
 
 Tensor = torch.Tensor
@@ -230,23 +232,6 @@ def offroad_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig, wmap: WosacMap
 
 
 # ---- kinematics -----------------------------------------------------------------------------------
-def _full_windows(v: Tensor, w: int) -> Tensor:
-    """``[..., T]`` bool: steps t-w..t are all valid (False for t < w)."""
-    cs = torch.cumsum(v.to(torch.int32), dim=-1)
-    out = torch.zeros_like(v)
-    prev = torch.cat([torch.zeros_like(cs[..., :1]), cs[..., : -w - 1]], dim=-1) if v.shape[-1] > w else None
-    if prev is not None:
-        out[..., w:] = (cs[..., w:] - prev) == w + 1
-    return out
-
-
-def _diff(x: Tensor, w: int, dt: float) -> Tensor:
-    """Backward difference over ``w`` steps along the last axis (zero-padded on the left to keep T)."""
-    d = torch.zeros_like(x)
-    d[..., w:] = (x[..., w:] - x[..., :-w]) / (w * dt)
-    return d
-
-
 def infeasible_steps(ro: Rollouts, cfg: MetricsConfig) -> Tensor:
     """``[R, A, T]`` bool: a kinematic bound is exceeded (vehicles and cyclists), on the WOSAC kinematic
     features (:func:`drope.metrics.wosac.features.kinematics`: central differences of positions and

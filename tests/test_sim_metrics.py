@@ -262,7 +262,6 @@ def test_log_replay_rates_equal_log_rates_generated():
 def test_sim_collision_not_in_log_is_excess(womd_scene):
     """Two evaluated agents driven into each other in simulation (apart in the log): excess collisions."""
     sc = womd_scene
-    T = sc.num_steps
     start = sc.current_index
     a, b = (sc.agent_valid.all(1) & (sc.agent_type == int(ObjectType.TYPE_VEHICLE))).nonzero(as_tuple=True)[0][:2].tolist()
     xy = sc.agent_pos[None].clone()
@@ -280,3 +279,42 @@ def test_sim_collision_not_in_log_is_excess(womd_scene):
     assert s["excess_collision_count"] == 2 - n_log and s["excess_collision_rate"] == (2 - n_log) / 2
     assert s["by_type"]["TYPE_VEHICLE"]["excess_collision_count"] == 2 - n_log
     assert n_log < 2
+
+
+def test_metrics_json_has_log_and_excess_rates(tmp_path, womd_path):
+    """drope-sim log replay writes X_rate, log_X_rate, excess_X_rate and by_type, per scenario and pooled."""
+    import json
+
+    from drope.sim.cli import main
+
+    out = tmp_path / "w"
+    assert main([f"data=[{womd_path}]", "policy=log_replay", "rollouts=1", "animate=0", "workers=1",
+                 "save_rollouts=false", f"out={out}"]) == 0
+    result = json.loads((out / "metrics.json").read_text())
+    for s in [result["aggregate"], *result["scenarios"]]:
+        _assert_replay_equals_log(s)
+
+
+def test_events_match_wosac_features_on_the_log(womd_scene):
+    """offroad/collision/red-light steps of the log equal drope.metrics.wosac's log features (evaluated objects)."""
+    from drope.metrics.wosac import WosacConfig, compute_features, prepare_scene
+    from drope.sim.metrics import event_steps, log_rollouts
+
+    sc = womd_scene
+    c = WosacConfig()
+    p = prepare_scene(sc, c)
+    f = compute_features(p, p.xy[None], p.z[None], p.heading[None], p.valid, c)
+    ro = make_rollouts(sc, sc.agent_pos[None], sc.agent_heading[None], sc.agent_valid[None])
+    ro = Rollouts(**{**vars(ro), "size": sc.agent_size[:, sc.current_index].clone(), "type": sc.agent_type})
+    ev = event_steps(sc, log_rollouts(sc, ro), MetricsConfig())
+    E, fut = p.num_eval, slice(c.current_index + 1, None)
+    objs = p.objects[:E]
+    valid = p.valid[:E, fut]
+    for ours, theirs in (("offroad", f.offroad), ("red_light_violation", f.traffic_light_violation)):
+        assert torch.equal(ev[ours][0, objs][:, fut], theirs[0] & valid), ours
+    # collisions: the official set has only sim agents (valid at the current step) as obstacles
+    o = p.objects
+    col = collision_steps(sc.agent_pos[None, o], sc.agent_heading[None, o], sc.agent_size[o, sc.current_index],
+                          sc.agent_valid[None, o])
+    assert torch.equal(col[0, :E, fut], f.collision[0] & valid)
+    assert int(f.collision[0].sum()) > 0  # (the evaluated objects of this scene stay on the road)
