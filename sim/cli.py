@@ -18,6 +18,12 @@ rules need ``rollouts=32`` and every sim agent simulated (``controlled=all``, or
 ``background=idm``); ``submission_meta.*`` fills the header (placeholders by default)::
 
     drope-sim data=[scenarios.tfrecord] policy=idm controlled=all rollouts=32 submission=sim_sub.binproto
+
+``submission_dir=DIR`` writes the official sharded form instead (or as well):
+``DIR/submission.binproto-00000-of-000NN`` … (each a full ``SimAgentsChallengeSubmission`` with
+the header, at most ``submission_shard_size`` scenarios, default 200) and ``DIR/submission.tar.gz``
+holding all shards, the file to upload; ``drope-score wosac`` reads the file, the directory or the
+tar.gz.
 """
 from __future__ import annotations
 
@@ -64,6 +70,8 @@ class SimConfig:
     animation_format: str = "gif"
     save_rollouts: bool = True
     submission: str | None = None
+    submission_dir: str | None = None
+    submission_shard_size: int = 200
     submission_meta: dict = field(default_factory=dict)
     bicycle: dict = field(default_factory=dict)
     idm: dict = field(default_factory=dict)
@@ -90,11 +98,14 @@ def check_config(cfg) -> SimConfig:
         raise ValueError(f"animation_format must be gif or mp4, got {c.animation_format!r}")
     BicycleConfig(**c.bicycle), IDMPolicyConfig(**c.idm), MetricsConfig(**c.metrics)
     submission_metadata(c)  # TypeError names an unknown submission_meta key
-    if c.submission is not None:
+    if c.submission_shard_size < 1:
+        raise ValueError(f"submission_shard_size must be >= 1, got {c.submission_shard_size}")
+    if c.submission is not None or c.submission_dir is not None:
         from drope.sim.submission import submission_rule_violation
 
+        key = f"submission={c.submission}" if c.submission is not None else f"submission_dir={c.submission_dir}"
         if (why := submission_rule_violation(c.policy, c.background, c.controlled)) is not None:
-            raise ValueError(f"submission={c.submission}: {why}")
+            raise ValueError(f"{key}: {why}")
         if c.rollouts != OFFICIAL_ROLLOUTS:
             log.warning("submission with rollouts=%d: the official sim-agents challenge needs rollouts=%d "
                         "(drope-score wosac --rollouts-per-scenario %d scores it anyway)", c.rollouts,
@@ -212,7 +223,7 @@ def simulate_scene(cfg, scene, index: int, want_arrays: bool = False):
         d.mkdir(parents=True, exist_ok=True)
         ro.to_npz(d / f"{index:05d}_{scene.scenario_id}.npz", scene)
     proto = None
-    if cfg.get("submission"):
+    if cfg.get("submission") or cfg.get("submission_dir"):
         from drope.sim.submission import REPLAY_POLICIES, sim_scenario_rollouts
 
         replayed = torch.where(controlled, cfg.policy in REPLAY_POLICIES, cfg.background in REPLAY_POLICIES)
@@ -290,9 +301,24 @@ def run(cfg) -> dict:
         result["submission"] = {"path": str(Path(cfg.submission).resolve()), "scenarios": n,
                                 "rollouts_per_scenario": int(cfg.rollouts)}
         log.info("SimAgentsChallengeSubmission: %d scenarios x %d rollouts -> %s", n, cfg.rollouts, cfg.submission)
+    if cfg.get("submission_dir"):
+        from waymo_open_dataset.protos.sim_agents_submission_pb2 import ScenarioRollouts
+
+        from drope.metrics.submission import write_sim_agents_submission_shards
+
+        try:  # parsed lazily, one shard's worth at a time
+            shards, tar_path = write_sim_agents_submission_shards(
+                cfg.submission_dir, (ScenarioRollouts.FromString(protos[i]) for i in range(len(scenes))),
+                submission_metadata(cfg), shard_size=int(cfg.submission_shard_size))
+        except OSError as e:
+            raise ValueError(f"submission_dir={cfg.submission_dir}: {e}") from e
+        result["submission_shards"] = {"dir": str(Path(cfg.submission_dir).resolve()), "scenarios": len(scenes),
+                                       "shards": [p.name for p in shards], "tar": str(tar_path.resolve()),
+                                       "rollouts_per_scenario": int(cfg.rollouts)}
+        log.info("SimAgentsChallengeSubmission: %d scenarios in %d shards -> %s", len(scenes), len(shards), tar_path)
     animations = []
     for i, scene in enumerate(scenes[: int(cfg.animate)]):
-        _, (ro, m), _ = simulate_scene(OmegaConf.create({**cfg_dict, "save_rollouts": False, "submission": None}), scene, i,
+        _, (ro, m), _ = simulate_scene(OmegaConf.create({**cfg_dict, "save_rollouts": False, "submission": None, "submission_dir": None}), scene, i,
                                        want_arrays=True)
         from drope.sim.animate import animate_rollout
 
@@ -327,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     if "submission" in result:
         print(f"SimAgentsChallengeSubmission ({result['submission']['scenarios']} scenarios x {cfg.rollouts} rollouts) "
               f"-> {cfg.submission}")
+    if "submission_shards" in result:
+        sh = result["submission_shards"]
+        print(f"SimAgentsChallengeSubmission ({sh['scenarios']} scenarios in {len(sh['shards'])} shards) -> {sh['tar']}")
     print(f"\n{result['aggregate']['num_rollouts']} rollouts of {len(result['scenarios'])} scenarios "
           f"({cfg.policy} on {cfg.controlled}, background {cfg.background}) -> {Path(cfg.out) / 'metrics.json'}")
     return 0

@@ -1,6 +1,7 @@
 """``drope-score``: score sim-agents rollouts or motion predictions against scenario shards.
 
-    drope-score wosac ROLLOUTS --scenarios FILE... [--json]
+    drope-score wosac ROLLOUTS --scenarios FILE... [--json]   (ROLLOUTS: a submission file, a
+        directory of *.binproto-NNNNN-of-NNNNN shards, or their .tar.gz)
     drope-score motion SUBMISSION --scenarios FILE... [--json]
 
 Exit status: 0 scored, 2 bad input (unreadable file, rule violation, missing scenario).
@@ -39,13 +40,15 @@ def _json_value(v):
 def run_wosac(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from drope.metrics.submission import read_rollouts, scenario_rollouts_arrays, validate_scenario_rollouts
+    from drope.metrics.submission import iter_rollouts, scenario_rollouts_arrays, validate_scenario_rollouts
     from drope.metrics.wosac import METRIC_FIELDS, prepare_scene, score_prepared
 
-    rollouts = read_rollouts(args.rollouts)
-    scenes = _scenes(args.scenarios, {ro.scenario_id for ro in rollouts})
+    # streaming: a first pass collects the scenario ids only, the second scores scenario by
+    # scenario; either way one shard is held in memory at a time
+    ids = [ro.scenario_id for ro in iter_rollouts(args.rollouts)]
+    scenes = _scenes(args.scenarios, set(ids))
     rows = []
-    for ro in tqdm(rollouts, desc="wosac", disable=len(rollouts) < 2 or args.json):
+    for ro in tqdm(iter_rollouts(args.rollouts), total=len(ids), desc="wosac", disable=len(ids) < 2 or args.json):
         scene = scenes[ro.scenario_id]
         validate_scenario_rollouts(ro, scene, n_rollouts=args.rollouts_per_scenario)
         p = prepare_scene(scene)
@@ -113,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="drope-score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("wosac", help="2025 sim-agents metrics of a SimAgentsChallengeSubmission / ScenarioRollouts file")
-    w.add_argument("rollouts")
+    w.add_argument("rollouts", help="SimAgentsChallengeSubmission / ScenarioRollouts file, a directory of "
+                   "*.binproto-NNNNN-of-NNNNN shards, or a .tar.gz of them")
     w.add_argument("--scenarios", nargs="+", required=True, help="WOMD Scenario TFRecord shards")
     w.add_argument("--json", action="store_true", help="one JSON object per scenario (SimAgentMetrics field names)")
     w.add_argument("--rollouts-per-scenario", type=int, default=32, help="expected joint scenes per scenario (official: 32)")

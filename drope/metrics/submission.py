@@ -2,7 +2,10 @@
 
 - :func:`rollouts_to_scenario_rollouts` / :func:`write_sim_agents_submission`: drope-sim output as
   ``ScenarioRollouts`` / ``SimAgentsChallengeSubmission`` (world coordinates, 80 steps per agent).
-- :func:`read_rollouts`: either file kind → ``ScenarioRollouts`` protos.
+- :func:`write_sim_agents_submission_shards`: the same as ``submission.binproto-00000-of-000NN``
+  shards plus the ``submission.tar.gz`` the official tutorial uploads.
+- :func:`read_rollouts`: either file kind → ``ScenarioRollouts`` protos; :func:`iter_rollouts`
+  streams them from a file, a directory of shards or a ``.tar.gz`` (one shard in memory at a time).
 - :func:`validate_scenario_rollouts`: the official ``submission_specs`` rules plus finiteness,
   with errors naming the scenario and object; :func:`validate_with_submission_specs` runs the
   official checks themselves (``waymo_open_dataset.utils.sim_agents.submission_specs`` imports
@@ -118,10 +121,55 @@ def write_sim_agents_submission(
     return len(sub.scenario_rollouts)
 
 
-def read_rollouts(path: str | Path) -> list:
-    """``ScenarioRollouts`` protos from a ``SimAgentsChallengeSubmission`` or one ``ScenarioRollouts`` file."""
+#: official shard names (the upload server's pattern)
+SHARD_PATTERN = r".*\.binproto-\d{5}-of-\d{5}"
+
+
+def write_sim_agents_submission_shards(
+    directory: str | Path,
+    scenario_rollouts: Iterable,
+    metadata: SubmissionMetadata = SubmissionMetadata(),
+    *,
+    shard_size: int = 200,
+    closed_loop: bool = True,
+    basename: str = "submission",
+) -> tuple[list[Path], Path]:
+    """Write ``directory/<basename>.binproto-00000-of-000NN`` … (each a full
+    ``SimAgentsChallengeSubmission`` with the header, at most ``shard_size`` scenarios) and
+    ``directory/<basename>.tar.gz`` holding all shards; returns (shard paths, tar path).
+
+    ``scenario_rollouts`` is consumed lazily, one shard's worth at a time."""
+    import itertools
+    import tarfile
+
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    for old in d.glob(f"{basename}.binproto-*-of-*"):  # stale shards of an earlier run would be tarred
+        old.unlink()
+    tmp = []
+    it = iter(scenario_rollouts)
+    while chunk := list(itertools.islice(it, shard_size)):
+        p = d / f"{basename}.binproto-{len(tmp):05d}.partial"
+        write_sim_agents_submission(p, chunk, metadata, closed_loop=closed_loop)
+        tmp.append(p)
+    if not tmp:
+        raise ValueError("no scenario rollouts to write")
+    shards = []
+    for i, p in enumerate(tmp):
+        q = d / f"{basename}.binproto-{i:05d}-of-{len(tmp):05d}"
+        p.replace(q)
+        shards.append(q)
+    tar_path = d / f"{basename}.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as tar:
+        for q in shards:
+            tar.add(q, arcname=q.name)
+    return shards, tar_path
+
+
+def _rollouts_from_bytes(data: bytes, where: str) -> list:
     sa, _ = _pb()
-    data = Path(path).read_bytes()
     try:
         sub = sa.SimAgentsChallengeSubmission.FromString(data)
         if len(sub.scenario_rollouts):
@@ -131,10 +179,45 @@ def read_rollouts(path: str | Path) -> list:
     try:
         ro = sa.ScenarioRollouts.FromString(data)
     except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path}: neither a SimAgentsChallengeSubmission nor a ScenarioRollouts proto ({e})") from e
+        raise ValueError(f"{where}: neither a SimAgentsChallengeSubmission nor a ScenarioRollouts proto ({e})") from e
     if not ro.scenario_id or not len(ro.joint_scenes):
-        raise ValueError(f"{path}: no scenario rollouts found (not a SimAgentsChallengeSubmission/ScenarioRollouts?)")
+        raise ValueError(f"{where}: no scenario rollouts found (not a SimAgentsChallengeSubmission/ScenarioRollouts?)")
     return [ro]
+
+
+def iter_rollouts(path: str | Path):
+    """``ScenarioRollouts`` one by one from a submission / ``ScenarioRollouts`` file, a directory of
+    ``*.binproto-NNNNN-of-NNNNN`` shards, or a ``.tar.gz`` / ``.tar`` of them; one shard is read
+    (and held in memory) at a time."""
+    import re
+    import tarfile
+
+    path = Path(path)
+    if path.is_dir():
+        shards = sorted(p for p in path.iterdir() if re.fullmatch(SHARD_PATTERN, p.name))
+        if not shards:
+            raise ValueError(f"{path}: no shards named like {SHARD_PATTERN}")
+        for p in shards:
+            yield from _rollouts_from_bytes(p.read_bytes(), str(p))
+    elif path.name.endswith((".tar.gz", ".tgz", ".tar")):
+        try:
+            with tarfile.open(path, "r:*") as tar:
+                members = sorted((m for m in tar if m.isfile() and re.fullmatch(SHARD_PATTERN, Path(m.name).name)),
+                                 key=lambda m: m.name)
+                if not members:
+                    raise ValueError(f"{path}: no shards named like {SHARD_PATTERN} in the archive")
+                for m in members:
+                    yield from _rollouts_from_bytes(tar.extractfile(m).read(), f"{path}:{m.name}")
+        except tarfile.TarError as e:
+            raise ValueError(f"{path}: not a readable tar archive ({e})") from e
+    else:
+        yield from _rollouts_from_bytes(path.read_bytes(), str(path))
+
+
+def read_rollouts(path: str | Path) -> list:
+    """``ScenarioRollouts`` protos from a ``SimAgentsChallengeSubmission`` or one ``ScenarioRollouts``
+    file (or a shard directory / ``.tar.gz``: see :func:`iter_rollouts`)."""
+    return list(iter_rollouts(path))
 
 
 def validate_scenario_rollouts(ro, scene: Scene, config: WosacConfig = WosacConfig(), n_rollouts: int | None = None) -> None:
