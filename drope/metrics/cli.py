@@ -70,7 +70,7 @@ def run_wosac(args: argparse.Namespace) -> int:
 
 
 def run_motion(args: argparse.Namespace) -> int:
-    from drope.data.frames import world_to_frame
+    from drope.geometry import world_to_frame
     from drope.metrics.motion import MotionMetricsConfig, aggregate_motion_metrics, motion_records_2hz
     from drope.metrics.submission import read_motion_submission
 

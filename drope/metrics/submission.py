@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from drope.data.frames import world_to_frame
+from drope.geometry import world_to_frame
 from drope.data.scene import Scene
 from drope.metrics.motion import MotionMetricsConfig
 from drope.metrics.wosac.config import WosacConfig
