@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 _U64, _U32 = struct.Struct("<Q"), struct.Struct("<I")
 
 
-class SourceError(ValueError):
+class SourceError(FileNotFoundError):
     """An empty or missing data source (the message names it)."""
 
 

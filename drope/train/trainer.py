@@ -131,7 +131,9 @@ class Trainer:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
-        self.train, self.val = list(train), list(val)
+        # map-style datasets (drope.data.stream) stay lazy: one scene decoded per access, not cached
+        self.train = train if isinstance(train, torch.utils.data.Dataset) else list(train)
+        self.val = val if isinstance(val, torch.utils.data.Dataset) else list(val)
         self.out = Path(cfg.out)
         self.step = 0
         self._cache: dict[tuple[str, int, int], SceneBatch] = {}
@@ -197,8 +199,14 @@ class Trainer:
         """Scene (at current step ``t``; -1: its own) → padded tensors once (map splitting is the
         costly part), reused every epoch."""
         key = (split, i, t)
+        src = self.train if split == "train" else self.val
+        if isinstance(src, torch.utils.data.Dataset):  # streamed: decode + collate per access
+            scene = src[i]
+            if scene is None:  # corrupt record (counted and logged by the dataset)
+                return None
+            return self._collate_one(scene if t < 0 else at_step(scene, t))
         if key not in self._cache:
-            scene = (self.train if split == "train" else self.val)[i]
+            scene = src[i]
             self._cache[key] = self._collate_one(scene if t < 0 else at_step(scene, t))
         return self._cache[key]
 
@@ -213,7 +221,8 @@ class Trainer:
         out = []
         for i, r in zip(idx, u):
             if i not in self._steps:
-                self._steps[i] = usable_steps(self.train[i], cands, self.model_cfg.history) or [-1]
+                scene = self.train[i]
+                self._steps[i] = (usable_steps(scene, cands, self.model_cfg.history) if scene is not None else []) or [-1]
             opts = self._steps[i]
             out.append(opts[min(int(r * len(opts)), len(opts) - 1)])
         return out
@@ -224,7 +233,10 @@ class Trainer:
         idx = batch_indices(self.step, len(self.train), cfg.batch_size * self.world, cfg.seed)
         ts = self._current_steps(idx)
         idx, ts = idx[self.rank :: self.world], ts[self.rank :: self.world]
-        batch = stack_batches([self._cached("train", i, t) for i, t in zip(idx, ts)])
+        parts = [b for b in (self._cached("train", i, t) for i, t in zip(idx, ts)) if b is not None]
+        if not parts:
+            raise RuntimeError(f"step {self.step}: every record of this rank's batch is corrupt")
+        batch = stack_batches(parts)
         if cfg.augment.perturbs:
             batch = perturb_history(batch, cfg.augment, sample_generator(cfg.seed, self.step, salt=1 + self.rank))
         return batch.to(self.device)
@@ -301,7 +313,10 @@ class Trainer:
         for i in range(0, n, self.cfg.batch_size):
             chunk = range(i, min(i + self.cfg.batch_size, n))
             if scenes is None:
-                b = stack_batches([self._cached("val", j) for j in chunk]).to(self.device)
+                parts = [b for b in (self._cached("val", j) for j in chunk) if b is not None]
+                if not parts:
+                    continue
+                b = stack_batches(parts).to(self.device)
             else:
                 b = self._batch([scenes[j] for j in chunk])
             xy, prob = predict_scene_frame(self.model, b)
