@@ -90,3 +90,30 @@ def test_missing_and_empty_source(tmp_path):
     (tmp_path / "z.tfrecord").write_bytes(b"")
     with pytest.raises(stream.SourceError, match="no records"):
         len(stream.SceneStreamDataset(str(tmp_path / "z.tfrecord")))
+
+
+def test_streamed_training_resumes_mid_epoch_exactly(tmp_path, gen_scenes):
+    from drope.model import ModelConfig
+    from drope.train.data import load_scenes
+    from drope.train.trainer import Trainer, TrainConfig
+
+    (tmp_path / "c").mkdir()
+    save_scenes(tmp_path / "c" / "x.scenes.npz", gen_scenes[:5])
+    ds = load_scenes([str(tmp_path / "c")])
+    assert isinstance(ds, stream.SceneStreamDataset)
+    # 5 scenes, batch 2: the checkpoint at step 3 is mid-epoch 1
+    cfg = dict(steps=6, batch_size=2, warmup_steps=2, val_every=10**6, log_every=2, ckpt_every=3, progress=False)
+    mc = ModelConfig(dim=32, num_heads=4, num_blocks=1)
+    full = Trainer(TrainConfig(out=str(tmp_path / "full"), **cfg), mc, ds, [])
+    full.fit()
+    mem = Trainer(TrainConfig(out=str(tmp_path / "mem"), **cfg), mc, gen_scenes[:5], [])
+    mem.fit()
+    part = Trainer(TrainConfig(out=str(tmp_path / "part"), stop_after=4, **cfg), mc, ds, [])
+    part.fit()
+    resumed = Trainer(TrainConfig(out=str(tmp_path / "part"), resume="auto", **cfg), mc, ds, [])
+    assert resumed.step == 3
+    resumed.fit()
+    for (k, a), (_, b), (_, c) in zip(full.model.state_dict().items(), resumed.model.state_dict().items(),
+                                      mem.model.state_dict().items()):
+        assert torch.equal(a, b), k
+        assert torch.equal(a, c), k
