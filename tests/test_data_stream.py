@@ -92,7 +92,8 @@ def test_missing_and_empty_source(tmp_path):
         len(stream.SceneStreamDataset(str(tmp_path / "z.tfrecord")))
 
 
-def test_streamed_training_resumes_mid_epoch_exactly(tmp_path, gen_scenes):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_streamed_training_resumes_mid_epoch_exactly(tmp_path, gen_scenes, workers):
     from drope.model import ModelConfig
     from drope.train.data import load_scenes
     from drope.train.trainer import Trainer, TrainConfig
@@ -104,6 +105,7 @@ def test_streamed_training_resumes_mid_epoch_exactly(tmp_path, gen_scenes):
     # 5 scenes, batch 2: the checkpoint at step 3 is mid-epoch 1
     cfg = dict(steps=6, batch_size=2, warmup_steps=2, val_every=10**6, log_every=2, ckpt_every=3, progress=False)
     mc = ModelConfig(dim=32, num_heads=4, num_blocks=1)
+    cfg["num_workers"] = workers
     full = Trainer(TrainConfig(out=str(tmp_path / "full"), **cfg), mc, ds, [])
     full.fit()
     mem = Trainer(TrainConfig(out=str(tmp_path / "mem"), **cfg), mc, gen_scenes[:5], [])

@@ -53,6 +53,7 @@ class TrainConfig:
     progress: bool = True
     loss: LossWeights = field(default_factory=LossWeights)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # closed-loop robustness (drope.train.augment)
+    num_workers: int = 0  # DataLoader workers decoding/collating streamed (drope.data.stream) batches
 
 
 def lr_lambda(step: int, warmup: int, total: int) -> float:
@@ -210,13 +211,13 @@ class Trainer:
             self._cache[key] = self._collate_one(scene if t < 0 else at_step(scene, t))
         return self._cache[key]
 
-    def _current_steps(self, idx: list[int]) -> list[int]:
+    def _current_steps(self, idx: list[int], step: int | None = None) -> list[int]:
         """Current step per sample of this step (``augment.current_steps``; -1 = the scene's own),
         drawn from the (seed, step) generator so batches stay a pure function of (seed, step)."""
         cands = list(self.cfg.augment.current_steps)
         if not cands:
             return [-1] * len(idx)
-        gen = sample_generator(self.cfg.seed, self.step)
+        gen = sample_generator(self.cfg.seed, self.step if step is None else step)
         u = torch.rand(len(idx), generator=gen).tolist()
         out = []
         for i, r in zip(idx, u):
@@ -229,17 +230,34 @@ class Trainer:
 
     def train_batch(self) -> SceneBatch:
         """This rank's batch of the current step, augmented (a pure function of (seed, step))."""
+        return self.cpu_batch(self.step).to(self.device)
+
+    def cpu_batch(self, step: int) -> SceneBatch:
+        """This rank's batch of global step ``step`` on the CPU (what DataLoader workers build)."""
         cfg = self.cfg
-        idx = batch_indices(self.step, len(self.train), cfg.batch_size * self.world, cfg.seed)
-        ts = self._current_steps(idx)
+        idx = batch_indices(step, len(self.train), cfg.batch_size * self.world, cfg.seed)
+        ts = self._current_steps(idx, step)
         idx, ts = idx[self.rank :: self.world], ts[self.rank :: self.world]
         parts = [b for b in (self._cached("train", i, t) for i, t in zip(idx, ts)) if b is not None]
         if not parts:
-            raise RuntimeError(f"step {self.step}: every record of this rank's batch is corrupt")
+            raise RuntimeError(f"step {step}: every record of this rank's batch is corrupt")
         batch = stack_batches(parts)
         if cfg.augment.perturbs:
-            batch = perturb_history(batch, cfg.augment, sample_generator(cfg.seed, self.step, salt=1 + self.rank))
-        return batch.to(self.device)
+            batch = perturb_history(batch, cfg.augment, sample_generator(cfg.seed, step, salt=1 + self.rank))
+        return batch
+
+    def _train_batches(self):
+        """Batches from ``self.step`` on. Streamed data with ``num_workers > 0`` is decoded and
+        collated in DataLoader workers; resuming skips steps on indices (the sampler starts at
+        ``self.step``), so batches stay a pure function of (seed, step)."""
+        if not (self.cfg.num_workers > 0 and isinstance(self.train, torch.utils.data.Dataset)):
+            while True:
+                yield self.train_batch()
+        loader = torch.utils.data.DataLoader(
+            _StepBatches(self), batch_size=None, sampler=range(self.step, self.cfg.steps),
+            num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda")
+        for b in loader:
+            yield b.to(self.device)
 
     def _batch(self, scenes: Sequence[Scene]) -> SceneBatch:
         return stack_batches([self._collate_one(s) for s in scenes]).to(self.device)
@@ -264,10 +282,11 @@ class Trainer:
         ran, t0, last = 0, time.perf_counter(), {}
         amp = self.device.type == "cuda" and cfg.bf16
         self.model.train()
+        batches = self._train_batches()
         while self.step < cfg.steps:
             if cfg.stop_after is not None and ran >= cfg.stop_after:
                 break
-            batch = self.train_batch()
+            batch = next(batches)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
                 out = compute_loss(self.ddp, batch, cfg.loss)
             self.opt.zero_grad(set_to_none=True)
@@ -325,3 +344,16 @@ class Trainer:
             vals.append(r["min_ade"][~torch.isnan(r["min_ade"])])
         allv = torch.cat(vals) if vals else torch.zeros(0)
         return {"min_ade@6": float(allv.mean()) if allv.numel() else float("nan")}
+
+
+class _StepBatches(torch.utils.data.Dataset):
+    """Item ``s``: the trainer's CPU batch of step ``s`` (workers are forked; no model use)."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+
+    def __len__(self) -> int:
+        return self.trainer.cfg.steps
+
+    def __getitem__(self, step: int) -> SceneBatch:
+        return self.trainer.cpu_batch(step)
