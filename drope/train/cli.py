@@ -11,6 +11,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -50,6 +51,7 @@ def run(overrides: list[str]) -> dict:
 
     cfg = load_config(overrides)
     tcfg, mcfg, data = configs_from(cfg)
+    tcfg = dataclasses.replace(tcfg, num_workers=int(data.get("num_workers", 0)))
     train = load_scenes(data["train"]) if data["train"] else generated_scenes(data["generate_train"], tcfg.seed)
     val = load_scenes(data["val"]) if data["val"] else generated_scenes(data["generate_val"], tcfg.seed + 1000)
     trainer = Trainer(tcfg, mcfg, train, val, resolved_config=OmegaConf.to_container(cfg, resolve=True))
