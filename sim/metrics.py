@@ -35,6 +35,7 @@ from drope.data.types import MapType, ObjectType, SignalState
 from drope.geometry import box_corners
 from drope.sim.rollout import Rollouts
 from drope.metrics.wosac import features as WF
+from drope.metrics.wosac.scoring import SceneMap, scene_map
 
 Tensor = torch.Tensor
 STOP_STATES = (int(SignalState.LANE_STATE_STOP), int(SignalState.LANE_STATE_ARROW_STOP))
@@ -170,40 +171,6 @@ def lane_departure_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig, lane_di
     return out
 
 
-class WosacMap:
-    """Road edges, surface-street lanes and per-lane signal series of a scene, in the form the
-    WOSAC feature functions take (same construction as :func:`drope.metrics.wosac.prepare_scene`,
-    without its 91-step requirement)."""
-
-    def __init__(self, scene: Scene) -> None:
-        from drope.data.types import LaneType
-        from drope.geometry import world_to_frame
-
-        pts = scene.map_points.double()
-        off = scene.map_offsets.tolist()
-        edges, lanes, lane_ids = [], [], []
-        for f in range(scene.num_map_features):
-            kind = int(scene.map_type[f])
-            if kind == MapType.road_edge:
-                edges.append(pts[off[f] : off[f + 1]])
-            elif kind == MapType.lane and int(scene.map_subtype[f]) == LaneType.TYPE_SURFACE_STREET:
-                lanes.append(pts[off[f] : off[f + 1], :2])
-                lane_ids.append(int(scene.map_id[f]))
-        self.edges = WF.EdgeSegments(edges) if any(e.shape[0] >= 2 for e in edges) else None
-        self.lanes = WF.LaneSegments(lanes, lane_ids)
-        T = scene.num_steps
-        sv = scene.signal_valid
-        self.signal_lane = torch.unique(scene.signal_lane_id[sv]) if bool(sv.any()) else torch.zeros(0, dtype=torch.int64)
-        Z = int(self.signal_lane.shape[0])
-        origin = torch.from_numpy(world_to_frame(np.zeros(2), scene.origin_xy.numpy(), float(scene.origin_heading)))
-        self.signal_state = torch.zeros(T, Z, dtype=torch.int64)
-        self.signal_stop = origin.expand(T, Z, 2).clone()
-        for t, s in sv.nonzero().tolist():
-            z = int(torch.searchsorted(self.signal_lane, scene.signal_lane_id[t, s]))
-            self.signal_state[t, z] = scene.signal_state[t, s]
-            self.signal_stop[t, z] = scene.signal_stop_point[t, s, :2].double()
-
-
 def _agent_z(scene: Scene, ro: Rollouts) -> Tensor:
     """``[A, T]`` float64 box-centre elevation: the log's where valid, else the start step's."""
     T = ro.valid.shape[-1]
@@ -211,13 +178,13 @@ def _agent_z(scene: Scene, ro: Rollouts) -> Tensor:
     return torch.where(scene.agent_valid[:, :T], z, z[:, ro.start : ro.start + 1])
 
 
-def offroad_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig, wmap: WosacMap | None = None) -> Tensor:
+def offroad_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig, wmap: SceneMap | None = None) -> Tensor:
     """``[R, A, T]`` bool: WOSAC off-road, signed distance of the box's worst corner to the road
     edge > 0 (:func:`drope.metrics.wosac.features.distance_to_road_edge`); all agent types.
     Scenes without road edges have no off-road events."""
     R, A, T = ro.valid.shape
     out = torch.zeros(R, A, T, dtype=torch.bool)
-    wmap = wmap or WosacMap(scene)
+    wmap = wmap or scene_map(scene)
     if wmap.edges is None or not bool(ro.valid.any()):
         return out
     z = _agent_z(scene, ro)
@@ -248,12 +215,12 @@ def infeasible_steps(ro: Rollouts, cfg: MetricsConfig) -> Tensor:
 
 
 # ---- traffic lights ---------------------------------------------------------------------------------
-def red_light_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig, wmap: WosacMap | None = None) -> Tensor:
+def red_light_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig, wmap: SceneMap | None = None) -> Tensor:
     """``[R, A, T]`` bool: WOSAC red-light violation (:func:`drope.metrics.wosac.features.red_light_violation`):
     the agent's nearest surface-street lane has a STOP/ARROW_STOP signal and its projection passes the stop point."""
     R, A, T = ro.valid.shape
     out = torch.zeros(R, A, T, dtype=torch.bool)
-    wmap = wmap or WosacMap(scene)
+    wmap = wmap or scene_map(scene)
     Ts = min(T, scene.num_steps)
     if wmap.signal_lane.numel() == 0 or len(wmap.lanes) == 0 or Ts < 2:
         return out
@@ -337,9 +304,9 @@ class AgentMetrics:
     agent_type: Tensor | None = None  # [A] int64 ObjectType
 
 
-def event_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig, wmap: WosacMap | None = None) -> dict[str, Tensor]:
+def event_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig, wmap: SceneMap | None = None) -> dict[str, Tensor]:
     """Per-step ``[R, A, T]`` WOSAC events at simulated steps (t > ``ro.start``), keyed by :data:`EVENT_METRICS`."""
-    wmap = wmap or WosacMap(scene)
+    wmap = wmap or scene_map(scene)
     sim = torch.zeros(ro.valid.shape[-1], dtype=torch.bool)
     sim[ro.start + 1 :] = True  # events count only at simulated steps
     return {"collision": collision_steps(ro.xy, ro.heading, ro.size, ro.valid) & sim,
@@ -358,9 +325,9 @@ def log_rollouts(scene: Scene, ro: Rollouts) -> Rollouts:
 
 
 def agent_metrics(scene: Scene, ro: Rollouts, cfg: MetricsConfig = MetricsConfig(),
-                  lane_dist: LaneDistance | None = None, wmap: WosacMap | None = None) -> AgentMetrics:
+                  lane_dist: LaneDistance | None = None, wmap: SceneMap | None = None) -> AgentMetrics:
     """``lane_dist`` is accepted for old callers and unused (off-road is the WOSAC road-edge rule)."""
-    wmap = wmap or WosacMap(scene)
+    wmap = wmap or scene_map(scene)
     ev = event_steps(scene, ro, cfg, wmap)
     lg = event_steps(scene, log_rollouts(scene, ro), cfg, wmap)
     ade, fde = displacement(scene, ro)

@@ -53,6 +53,46 @@ class PreparedScene:
     signal_stop: Tensor  # [T, Z, 2] float64 scene frame
 
 
+@dataclass(frozen=True)
+class SceneMap:
+    """A scene's map and signals in the form the WOSAC feature functions take (any number of steps);
+    shared by the scorer and the simulator's event metrics."""
+
+    edges: F.EdgeSegments | None  # None: the scene has no road edge of >= 2 points
+    lanes: F.LaneSegments  # surface-street lanes, proto order
+    signal_lane: Tensor  # [Z] lane ids with a signal at some step
+    signal_state: Tensor  # [T, Z] int64, 0 where absent
+    signal_stop: Tensor  # [T, Z, 2] float64 scene frame; the world origin where absent
+
+
+def scene_map(scene: Scene) -> SceneMap:
+    pts = scene.map_points.double()
+    off = scene.map_offsets.tolist()
+    edges, lanes, lane_ids = [], [], []
+    for f in range(scene.num_map_features):
+        kind = int(scene.map_type[f])
+        if kind == MapType.road_edge:
+            edges.append(pts[off[f] : off[f + 1]])
+        elif kind == MapType.lane and int(scene.map_subtype[f]) == LaneType.TYPE_SURFACE_STREET:
+            lanes.append(pts[off[f] : off[f + 1], :2])
+            lane_ids.append(int(scene.map_id[f]))
+    # signals as per-lane time series; absent states are 0 with the world origin as stop point
+    T = scene.num_steps
+    sv = scene.signal_valid
+    signal_lane = torch.unique(scene.signal_lane_id[sv]) if bool(sv.any()) else torch.zeros(0, dtype=torch.int64)
+    Z = int(signal_lane.shape[0])
+    origin_in_scene = torch.from_numpy(world_to_frame(np.zeros(2), scene.origin_xy.numpy(), float(scene.origin_heading)))
+    state = torch.zeros(T, Z, dtype=torch.int64)
+    stop = origin_in_scene.expand(T, Z, 2).clone()
+    for t, s in sv.nonzero().tolist():
+        z = int(torch.searchsorted(signal_lane, scene.signal_lane_id[t, s]))
+        state[t, z] = scene.signal_state[t, s]
+        stop[t, z] = scene.signal_stop_point[t, s, :2].double()
+    has_edges = any(e.shape[0] >= 2 for e in edges)
+    return SceneMap(F.EdgeSegments(edges) if has_edges else None, F.LaneSegments(lanes, lane_ids), signal_lane,
+                    state, stop)
+
+
 def prepare_scene(scene: Scene, config: WosacConfig = WosacConfig()) -> PreparedScene:
     c = config
     T = c.current_index + 1 + c.num_future_steps
@@ -69,28 +109,9 @@ def prepare_scene(scene: Scene, config: WosacConfig = WosacConfig()) -> Prepared
     heading = torch.from_numpy(scene.to_world_heading(scene.agent_heading[objects])) - origin_h
     size = scene.agent_size[objects].double()  # [O, T, 3]
     size[:, c.current_index + 1 :] = size[:, c.current_index : c.current_index + 1]
-    # map: road edges and surface-street lanes in proto order
-    pts = scene.map_points.double()
-    off = scene.map_offsets.tolist()
-    edges, lanes, lane_ids = [], [], []
-    for f in range(scene.num_map_features):
-        kind = int(scene.map_type[f])
-        if kind == MapType.road_edge:
-            edges.append(pts[off[f] : off[f + 1]])
-        elif kind == MapType.lane and int(scene.map_subtype[f]) == LaneType.TYPE_SURFACE_STREET:
-            lanes.append(pts[off[f] : off[f + 1], :2])
-            lane_ids.append(int(scene.map_id[f]))
-    # signals as per-lane time series; absent states are 0 with the world origin as stop point
-    sv = scene.signal_valid
-    signal_lane = torch.unique(scene.signal_lane_id[sv]) if bool(sv.any()) else torch.zeros(0, dtype=torch.int64)
-    Z = int(signal_lane.shape[0])
-    origin_in_scene = torch.from_numpy(world_to_frame(np.zeros(2), scene.origin_xy.numpy(), origin_h))
-    state = torch.zeros(T, Z, dtype=torch.int64)
-    stop = origin_in_scene.expand(T, Z, 2).clone()
-    for t, s in sv.nonzero().tolist():
-        z = int(torch.searchsorted(signal_lane, scene.signal_lane_id[t, s]))
-        state[t, z] = scene.signal_state[t, s]
-        stop[t, z] = scene.signal_stop_point[t, s, :2].double()
+    m = scene_map(scene)
+    if m.edges is None:
+        raise ValueError(f"scene {scene.scenario_id!r}: has no road edges (needed for distance to road edge / off-road)")
     return PreparedScene(
         scene=scene,
         objects=objects,
@@ -103,11 +124,11 @@ def prepare_scene(scene: Scene, config: WosacConfig = WosacConfig()) -> Prepared
         height=size[..., 2],
         valid=scene.agent_valid[objects],
         object_type=scene.agent_type[objects],
-        edges=F.EdgeSegments(edges),
-        lanes=F.LaneSegments(lanes, lane_ids),
-        signal_lane=signal_lane,
-        signal_state=state,
-        signal_stop=stop,
+        edges=m.edges,
+        lanes=m.lanes,
+        signal_lane=m.signal_lane,
+        signal_state=m.signal_state,
+        signal_stop=m.signal_stop,
     )
 
 
