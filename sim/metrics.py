@@ -12,7 +12,7 @@ for the project), evaluated per agent and simulated step:
   carries a STOP/ARROW_STOP signal and the agent passes the stop point between t-1 and t (both valid).
 * **kinematic infeasibility** (vehicles and cyclists): the WOSAC kinematic features (``kinematics``,
   central differences) exceed the bounds of :class:`MetricsConfig` (speed, acceleration/braking,
-  yaw rate while moving; ``window``/``max_jerk`` are kept for old configs and unused).
+  yaw rate while moving).
 
 Each event is evaluated on the rollouts and on the log (same agents and steps, where the log is
 valid); summaries report ``X_rate``, ``log_X_rate``, ``excess_X_rate`` (in simulation, not in the
@@ -47,18 +47,10 @@ class MetricsConfig:
     map_margin: float = 10.0  # m: corners farther than this from every map point are off the map, not off-road
     max_accel: float = 6.0  # m/s², forward
     max_decel: float = 10.0  # m/s², braking
-    max_jerk: float = 30.0  # m/s³
-    window: int = 5  # steps over which speed/acceleration/jerk/yaw rate are differenced
     max_yaw_rate: float = 1.5  # rad/s at speeds above min_speed_yaw
     min_speed_yaw: float = 1.0  # m/s, yaw rate is unconstrained when (nearly) standing
     max_speed: float = 45.0  # m/s
-    stop_line_half_width: float = 2.0  # m
     min_progress_path: float = 5.0  # m, logged paths shorter than this have no progress ratio
-
-
-# ---- geometry -----------------------------------------------------------------------------------
-# one separating-axis test for the whole project (positive-area overlap of [..., 4, 2] corners)
-from drope.metrics.boxes import boxes_overlap  # noqa: E402  (re-exported for sim callers)
 
 
 def collision_steps(xy: Tensor, heading: Tensor, size: Tensor, valid: Tensor, chunk: int = 8) -> Tensor:
@@ -325,8 +317,7 @@ def log_rollouts(scene: Scene, ro: Rollouts) -> Rollouts:
 
 
 def agent_metrics(scene: Scene, ro: Rollouts, cfg: MetricsConfig = MetricsConfig(),
-                  lane_dist: LaneDistance | None = None, wmap: SceneMap | None = None) -> AgentMetrics:
-    """``lane_dist`` is accepted for old callers and unused (off-road is the WOSAC road-edge rule)."""
+                  wmap: SceneMap | None = None) -> AgentMetrics:
     wmap = wmap or scene_map(scene)
     ev = event_steps(scene, ro, cfg, wmap)
     lg = event_steps(scene, log_rollouts(scene, ro), cfg, wmap)

@@ -13,8 +13,9 @@ from shapely.ops import unary_union
 
 from drope.data.types import MapType, ObjectType, SignalState
 from drope.geometry import box_corners
-from drope.sim.metrics import (EVENT_METRICS, LaneDistance, MetricsConfig, agent_metrics, aggregate, boxes_overlap,
-                         collision_steps, displacement, infeasible_steps, lane_departure_steps, offroad_steps, red_light_steps,
+from drope.metrics.boxes import boxes_overlap
+from drope.sim.metrics import (EVENT_METRICS, LaneDistance, MetricsConfig, agent_metrics, aggregate,
+                         collision_steps, displacement, infeasible_steps, lane_departure_steps, red_light_steps,
                          scenario_summary)
 from drope.sim.rollout import Rollouts
 
