@@ -10,11 +10,9 @@ Each ``__getitem__`` reads and decodes one scene. Corrupt records (bad data CRC,
 from __future__ import annotations
 
 import glob as _glob
-import gzip
 import logging
 import math
 import os
-import struct
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -22,10 +20,9 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from drope.data import cache as _cache
-from drope.data.tfrecord import CorruptRecordError, masked_crc32c
+from drope.data.tfrecord import CorruptRecordError, index_records, open_records, read_record_at
 
 log = logging.getLogger(__name__)
-_U64, _U32 = struct.Struct("<Q"), struct.Struct("<I")
 
 
 class SourceError(FileNotFoundError):
@@ -60,30 +57,11 @@ def expand_sources(sources: str | Sequence[str]) -> list[tuple[str, Path]]:
     return out
 
 
-def _open_any(path: Path):
-    raw = open(path, "rb")
-    gz = raw.read(2) == b"\x1f\x8b"
-    raw.seek(0)
-    return (gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw), gz
-
-
 def index_tfrecord(path: str | Path) -> tuple[list[tuple[int, int]], int]:
-    """``([(offset, length)], n_bad)`` from headers only; stops at the first bad header."""
-    f, _ = _open_any(Path(path))
-    out, bad, off = [], 0, 0
-    with f:
-        while True:
-            h = f.read(12)
-            if not h:
-                break
-            if len(h) < 12 or masked_crc32c(h[:8]) != _U32.unpack_from(h, 8)[0]:
-                bad += 1
-                log.warning("%s: bad record header at byte %d; rest of the shard skipped", path, off)
-                break
-            (n,) = _U64.unpack_from(h, 0)
-            f.seek(n + 4, os.SEEK_CUR)
-            out.append((off, n))
-            off += 12 + n + 4
+    """``([(offset, length)], n_bad)`` from headers only (see :func:`drope.data.tfrecord.index_records`)."""
+    out, bad = index_records(path)
+    if bad:
+        log.warning("%s: bad record header after %d records; rest of the shard skipped", path, len(out))
     return out, bad
 
 
@@ -125,7 +103,7 @@ class SceneStreamDataset(Dataset):
         h = self._fh.get(fi)
         if h is None:
             kind, p = self.files[fi]
-            h = self._fh[fi] = _cache.np.load(p) if kind == "cache" else _open_any(p)[0]
+            h = self._fh[fi] = (_cache.np.load(p), _cache.read_meta(p)) if kind == "cache" else open_records(p)
         return h
 
     def __getitem__(self, i: int):
@@ -134,12 +112,8 @@ class SceneStreamDataset(Dataset):
         try:
             h = self._handle(fi)
             if kind == "cache":
-                return _cache._scene_from_npz(h, _cache.read_meta(p), off)
-            h.seek(off + 12)
-            body = h.read(n + 4)
-            data = body[:n]
-            if len(body) < n + 4 or masked_crc32c(data) != _U32.unpack_from(body, n)[0]:
-                raise CorruptRecordError(p, i, off, "data CRC mismatch")
+                return _cache._scene_from_npz(*h, off)  # the npz and its meta, opened once per process
+            data = read_record_at(h, p, i, off, n)
             from drope.data.womd import scene_from_bytes
             return scene_from_bytes(data, origin=self.origin)
         except (CorruptRecordError, ValueError, OSError, KeyError) as e:

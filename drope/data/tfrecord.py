@@ -163,6 +163,41 @@ def iter_frames(path: str | Path) -> Iterator[tuple[int, int, bytes, CorruptReco
             offset += _HEADER + length + 4
 
 
+def index_records(path: str | Path) -> tuple[list[tuple[int, int]], int]:
+    """``([(offset, length)], n_bad)`` from the record headers alone (payloads are skipped, not read
+    or checked); stops at the first bad header. Offsets are in the decompressed stream for gzip."""
+    f, _ = _open(Path(path))
+    out, bad, off = [], 0, 0
+    with f:
+        while True:
+            header = f.read(_HEADER)
+            if not header:
+                break
+            if len(header) < _HEADER or masked_crc32c(header[:8]) != _U32.unpack_from(header, 8)[0]:
+                bad += 1
+                break
+            (length,) = _U64.unpack_from(header, 0)
+            f.seek(length + 4, 1)
+            out.append((off, length))
+            off += _HEADER + length + 4
+    return out, bad
+
+
+def open_records(path: str | Path) -> BinaryIO:
+    """A seekable handle for :func:`read_record_at` (gzip is decompressed transparently)."""
+    return _open(Path(path))[0]
+
+
+def read_record_at(f: BinaryIO, path: str | Path, index: int, offset: int, length: int) -> bytes:
+    """The payload of the record whose header is at ``offset``, its data CRC checked."""
+    f.seek(offset + _HEADER)
+    body = f.read(length + 4)
+    data = body[:length]
+    if len(body) < length + 4 or masked_crc32c(data) != _U32.unpack_from(body, length)[0]:
+        raise CorruptRecordError(path, index, offset, "data CRC mismatch or truncated record")
+    return data
+
+
 def encode_record(data: bytes) -> bytes:
     header = _U64.pack(len(data))
     return header + _U32.pack(masked_crc32c(header)) + data + _U32.pack(masked_crc32c(data))
