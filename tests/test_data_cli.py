@@ -72,7 +72,7 @@ def test_stats_json_and_table(womd_path, capsys):
 
 def test_cache_command(womd_path, tmp_path, capsys):
     assert main(["cache", str(womd_path), "--out", str(tmp_path / "c"), "--no-progress"]) == 0
-    assert "1 shard(s) written" in capsys.readouterr().out
+    assert "1 file(s) written" in capsys.readouterr().out
     assert main(["cache", str(womd_path), "--out", str(tmp_path / "c"), "--workers", "0"]) == 2
 
 

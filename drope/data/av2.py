@@ -10,7 +10,8 @@ Mapping to Scene:
     :class:`Av2Extras` (``read_av2_scenario_with_extras``) since Scene has no field for them.
   * track ``"AV"`` is the SDC; tracks_to_predict = focal track first, then the scored tracks
     (object_category 2) in agent order. objects_of_interest = [focal track id].
-  * numeric track ids keep their value; other ids (``"AV"``, uuid-like) get a stable crc32 id.
+  * numeric track ids keep their value; other ids (``"AV"``, uuid-like) get a stable crc32-based id
+    in [2**30, 2**31) (an int32, as WOMD track ids are); :func:`av2_track_id` maps ids back.
   * AV2 has no box sizes or z for agents: sizes are per-type defaults, z is 0.
   * map: lane centerlines → lanes (is_intersection → lane_interpolating; predecessors/successors/
     neighbours → lane_links), lane boundaries → road lines (shared boundaries once, subtype from the
@@ -38,6 +39,9 @@ from drope.data.types import LaneLink, LaneType, MapType, ObjectType, RoadEdgeTy
 __all__ = [
     "REQUIRED_COLUMNS",
     "Av2Extras",
+    "Av2FormatError",
+    "av2_scenario_paths",
+    "av2_track_id",
     "av2_type",
     "is_av2_path",
     "iter_av2_scenarios",
@@ -90,6 +94,11 @@ _LANE_TYPE = {"VEHICLE": LaneType.TYPE_SURFACE_STREET, "BUS": LaneType.TYPE_SURF
 _LANE_TYPE_BACK = {LaneType.TYPE_BIKE_LANE: "BIKE"}
 
 
+class Av2FormatError(ValueError):
+    """An AV2 file that exists but cannot be read as a scenario (not parquet, missing columns, bad map);
+    the message names the file."""
+
+
 def av2_type(name: str) -> ObjectType:
     """AV2 object_type string → ObjectType (vehicle/bus, pedestrian, cyclist/motorcyclist, else OTHER)."""
     return _TYPE_MAP.get(str(name).lower(), ObjectType.TYPE_OTHER)
@@ -117,7 +126,7 @@ def _scenario_files(path: str | Path) -> tuple[Path, Path]:
         if not parquets:
             raise FileNotFoundError(f"no scenario_<id>.parquet in AV2 scenario directory {path}")
         if len(parquets) > 1:
-            raise ValueError(f"AV2 scenario directory {path} holds {len(parquets)} parquet files, expected one")
+            raise Av2FormatError(f"AV2 scenario directory {path} holds {len(parquets)} parquet files, expected one")
         parquet = parquets[0]
     elif path.is_file():
         parquet = path
@@ -144,20 +153,29 @@ def _read_table(parquet: Path) -> dict[str, list]:
     try:
         schema = pq.read_schema(parquet)
     except Exception as e:  # pyarrow raises ArrowInvalid / OSError flavours for non-parquet files
-        raise ValueError(f"{parquet}: not a readable parquet file ({e})") from None
+        raise Av2FormatError(f"{parquet}: not a readable parquet file ({e})") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
     if missing:
-        raise ValueError(f"{parquet}: AV2 scenario parquet is missing column(s) {', '.join(missing)}")
+        raise Av2FormatError(f"{parquet}: AV2 scenario parquet is missing column(s) {', '.join(missing)}")
     try:
         table = pq.read_table(parquet, columns=list(REQUIRED_COLUMNS))
     except Exception as e:
-        raise ValueError(f"{parquet}: cannot read parquet ({e})") from None
+        raise Av2FormatError(f"{parquet}: cannot read parquet ({e})") from None
     return {c: table.column(c).to_pylist() for c in REQUIRED_COLUMNS}
+
+
+def _hashed_id(s: str) -> int:
+    # in [2**30, 2**31): above AV2's numeric track ids, and still an int32 so the scene can be
+    # written as a WOMD Scenario (its track ids are int32)
+    return (1 << 30) | (zlib.crc32(s.encode()) & ((1 << 30) - 1))
+
+
+_AV_INT_ID = _hashed_id(AV_TRACK_ID)
 
 
 def _track_int_id(tid: str, used: set[int]) -> int:
     s = str(tid)
-    value = int(s) if s.isdigit() and len(s) < 19 else (zlib.crc32(s.encode()) | (1 << 32))
+    value = int(s) if s.isdigit() and len(s) < 19 else _hashed_id(s)
     while value in used:
         value += 1
     used.add(value)
@@ -179,11 +197,11 @@ def read_av2_scenario_with_extras(path: str | Path, origin: str = "sdc") -> tupl
     cols = _read_table(parquet)
     n = len(cols["track_id"])
     if n == 0:
-        raise ValueError(f"{parquet}: AV2 scenario parquet has no rows")
+        raise Av2FormatError(f"{parquet}: AV2 scenario parquet has no rows")
     T = int(max(cols["num_timestamps"]))
     steps = np.asarray(cols["timestep"], np.int64)
     if T <= 0 or steps.min() < 0 or steps.max() >= T:
-        raise ValueError(f"{parquet}: timestep values outside [0, num_timestamps={T})")
+        raise Av2FormatError(f"{parquet}: timestep values outside [0, num_timestamps={T})")
     # agents in order of first appearance
     order: dict[str, int] = {}
     for tid in cols["track_id"]:
@@ -209,7 +227,7 @@ def read_av2_scenario_with_extras(path: str | Path, origin: str = "sdc") -> tupl
     vel[a_idx, steps, 1] = np.asarray(cols["velocity_y"], np.float64)
     valid[a_idx, steps] = True
     if not (np.isfinite(xyz).all() and np.isfinite(heading).all() and np.isfinite(vel).all()):
-        raise ValueError(f"{parquet}: positions/headings/velocities hold NaN/Inf")
+        raise Av2FormatError(f"{parquet}: positions/headings/velocities hold NaN/Inf")
     observed = np.asarray(cols["observed"], bool)
     current = int(steps[observed].max()) if observed.any() else min(CURRENT_INDEX, T - 1)
     agent_type = np.array([av2_type(t) for t in types], np.int64)
@@ -224,7 +242,12 @@ def read_av2_scenario_with_extras(path: str | Path, origin: str = "sdc") -> tupl
     ]
     start_ns = int(cols["start_timestamp"][0])
     timestamps = start_ns * 1e-9 + 0.1 * np.arange(T)
-    map_arrays = _read_map(map_path)
+    try:
+        map_arrays = _read_map(map_path)
+    except (KeyError, TypeError, ValueError) as e:
+        if isinstance(e, Av2FormatError):
+            raise
+        raise Av2FormatError(f"{map_path}: malformed AV2 map JSON ({type(e).__name__}: {e})") from None
     origin_kw = dict(origin_xy=np.zeros(2), origin_heading=0.0) if origin == "world" else {}
     scene = scene_from_world(
         scenario_id=str(cols["scenario_id"][0]),
@@ -260,16 +283,16 @@ def _pts(seq, where: str) -> np.ndarray:
     try:
         return np.array([(float(p["x"]), float(p["y"]), float(p.get("z", 0.0))) for p in seq], np.float64).reshape(-1, 3)
     except (TypeError, KeyError, ValueError) as e:
-        raise ValueError(f"{where}: bad point list ({e})") from None
+        raise Av2FormatError(f"{where}: bad point list ({e})") from None
 
 
 def _read_map(map_path: Path) -> dict[str, np.ndarray]:
     try:
         data = json.loads(map_path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{map_path}: not an AV2 map JSON ({e})") from None
+        raise Av2FormatError(f"{map_path}: not an AV2 map JSON ({e})") from None
     if not isinstance(data, dict) or "lane_segments" not in data:
-        raise ValueError(f"{map_path}: not an AV2 map JSON (no lane_segments)")
+        raise Av2FormatError(f"{map_path}: not an AV2 map JSON (no lane_segments)")
 
     def values(key):
         v = data.get(key) or {}
@@ -357,7 +380,7 @@ def _centerline(lane: dict, where: str) -> np.ndarray:
     left = _pts(lane.get("left_lane_boundary") or [], where)
     right = _pts(lane.get("right_lane_boundary") or [], where)
     if not len(left) or not len(right):
-        raise ValueError(f"{where}: lane has neither a centerline nor both boundaries")
+        raise Av2FormatError(f"{where}: lane has neither a centerline nor both boundaries")
     n = max(len(left), len(right), 2)
     s = np.linspace(0, 1, n)
     res = lambda p: np.stack([np.interp(s, np.linspace(0, 1, len(p)), p[:, k]) for k in range(3)], -1)  # noqa: E731
@@ -376,13 +399,7 @@ def iter_av2_scenarios(root: str | Path, origin: str = "sdc") -> Iterator[Scene]
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no such AV2 split directory: {root}")
-    if _is_scenario_dir(root):
-        yield read_av2_scenario(root, origin=origin)
-        return
-    dirs = sorted({p.parent for p in root.rglob("scenario_*.parquet")})
-    if not dirs:
-        raise FileNotFoundError(f"no AV2 scenario directories (scenario_*.parquet) under {root}")
-    for d in dirs:
+    for d in av2_scenario_paths(root):
         yield read_av2_scenario(d, origin=origin)
 
 
@@ -397,21 +414,32 @@ def is_av2_path(path: str | Path) -> bool:
     return False
 
 
-def read_scenes(paths: str | Path | Sequence[str | Path], on_corrupt: str = "raise", stats=None) -> Iterator[Scene]:
-    """Scenes from any supported path, the format chosen per path by content: AV2 scenario
-    directories / split roots / parquet files, otherwise WOMD Scenario TFRecord shards."""
-    from drope.data.womd import ReadStats, read_scenarios
+def av2_scenario_paths(path: str | Path) -> list[Path]:
+    """The scenarios under ``path``: itself for a scenario directory or parquet file, else every
+    scenario directory below a split root (sorted)."""
+    p = Path(path)
+    if p.is_file() or _is_scenario_dir(p):
+        return [p]
+    if not p.is_dir():
+        raise FileNotFoundError(f"no such AV2 scenario or split directory: {p}")
+    dirs = sorted({q.parent for q in p.rglob("scenario_*.parquet")})
+    if not dirs:
+        raise FileNotFoundError(f"no AV2 scenario directories (scenario_*.parquet) under {p}")
+    return dirs
 
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    stats = stats if stats is not None else ReadStats()
-    for p in map(Path, paths):
-        if is_av2_path(p):
-            for scene in iter_av2_scenarios(p) if p.is_dir() else [read_av2_scenario(p)]:
-                stats.records += 1
-                yield scene
-        else:
-            yield from read_scenarios([p], on_corrupt=on_corrupt, stats=stats)
+
+def read_scenes(paths: str | Path | Sequence[str | Path], on_corrupt: str = "raise", stats=None) -> Iterator[Scene]:
+    """Scenes from any supported path (see :func:`drope.data.formats.read_scenes`; kept here for callers)."""
+    from drope.data.formats import read_scenes as _read
+
+    return _read(paths, on_corrupt=on_corrupt, stats=stats)
+
+
+def av2_track_id(agent_id: int) -> str:
+    """The AV2 ``track_id`` string of a Scene agent id read by this module: ``"AV"`` for the ego track,
+    the number for numeric ids (all focal and scored tracks in AV2 releases). Non-numeric ids other
+    than ``"AV"`` were hashed on reading and do not come back."""
+    return AV_TRACK_ID if int(agent_id) == _AV_INT_ID else str(int(agent_id))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,14 +11,18 @@ agent states are zero, which deflates well (WOMD sample: 0.31 MB per scene, sour
 
 Resumable: files are written to a temporary name and renamed when complete; a later run skips
 shards whose cache file exists and was made from a source of the same size and mtime.
+
+Argoverse 2 has no shards (one directory per scenario): a scenario directory named as input is its
+own cache file, and a split root is cut into files of ``scenes_per_file`` scenario directories
+(``<root>-00000.scenes.npz`` ...), whose source record lists their directories, sizes and mtimes.
 """
 from __future__ import annotations
 
-import multiprocessing
-
+import hashlib
 import io
 import json
 import logging
+import multiprocessing
 import os
 import zipfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -54,11 +58,61 @@ def _source_meta(shard: Path | None) -> dict | None:
     return {"name": shard.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def save_scenes(path: str | Path, scenes: Iterable[Scene], source: Path | None = None) -> tuple[int, int]:
-    """Stream scenes into one cache file (atomically). Returns ``(scenes written, bytes on disk)``."""
+@dataclass(frozen=True)
+class CacheUnit:
+    """The inputs of one cache file: a WOMD shard, or a group of AV2 scenario directories."""
+
+    name: str
+    paths: tuple[Path, ...]
+
+    @property
+    def grouped(self) -> bool:
+        return len(self.paths) != 1 or self.paths[0].is_dir()
+
+    def source_meta(self) -> dict:
+        if not self.grouped:
+            return _source_meta(self.paths[0])
+        files = sorted(f for p in self.paths for f in ([p] if p.is_file() else p.iterdir()) if f.is_file())
+        digest = hashlib.sha1()
+        for f in files:  # every file's name, size and mtime: a changed scenario rebuilds its chunk
+            st = f.stat()
+            digest.update(f"{f.parent.name}/{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+        return {"name": self.name, "scenarios": [p.name for p in self.paths], "files_sha1": digest.hexdigest()}
+
+
+def cache_units(inputs: Sequence[str | Path], scenes_per_file: int = 1000) -> list[CacheUnit]:
+    """One unit per WOMD shard or named AV2 scenario, and ``ceil(n / scenes_per_file)`` per AV2 split root."""
+    from drope.data.av2 import av2_scenario_paths, is_av2_path
+
+    if scenes_per_file < 1:
+        raise ValueError(f"scenes_per_file must be at least 1, got {scenes_per_file}")
+    units: list[CacheUnit] = []
+    for p in map(Path, inputs):
+        if not p.exists():
+            raise FileNotFoundError(f"no such scenario file or directory: {p}")
+        if p.is_dir() and is_av2_path(p):
+            dirs = av2_scenario_paths(p)
+            if dirs == [p]:
+                units.append(CacheUnit(p.name, (p,)))
+                continue
+            for k in range(0, len(dirs), scenes_per_file):
+                units.append(CacheUnit(f"{p.name}-{k // scenes_per_file:05d}", tuple(dirs[k : k + scenes_per_file])))
+        elif p.is_dir():
+            raise FileNotFoundError(f"{p} is a directory without AV2 scenarios; name the shard files instead")
+        else:
+            units.append(CacheUnit(p.name, (p,)))
+    return units
+
+
+def save_scenes(
+    path: str | Path, scenes: Iterable[Scene], source: Path | None = None, source_meta: dict | None = None
+) -> tuple[int, int]:
+    """Stream scenes into one cache file (atomically). Returns ``(scenes written, bytes on disk)``.
+
+    ``source`` (a shard) or ``source_meta`` (any record) is what a later run compares to resume."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    meta: dict = {"format": FORMAT_VERSION, "source": _source_meta(source), "scenes": []}
+    meta: dict = {"format": FORMAT_VERSION, "source": source_meta or _source_meta(source), "scenes": []}
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
             for i, scene in enumerate(scenes):
@@ -146,19 +200,22 @@ class CacheReport:
         return self.bytes / max(self.scenes, 1)
 
 
-def _cache_one(shard: str, out_dir: str, on_corrupt: str) -> tuple[int, int, int]:
-    from drope.data.womd import ReadStats, read_scenarios
+def _cache_one(unit: CacheUnit, out_dir: str, on_corrupt: str) -> tuple[int, int, int]:
+    from drope.data.formats import read_scenes
+    from drope.data.womd import ReadStats
 
     stats = ReadStats()
     n, size = save_scenes(
-        cache_path_for(shard, out_dir), read_scenarios(shard, on_corrupt=on_corrupt, stats=stats), source=Path(shard)
+        Path(out_dir) / (unit.name + CACHE_SUFFIX),
+        read_scenes(list(unit.paths), on_corrupt=on_corrupt, stats=stats),
+        source_meta=unit.source_meta(),
     )
     return n, size, stats.skipped
 
 
-def _is_current(shard: Path, out: Path) -> bool:
-    """True if ``shard``'s cache file exists and was built from this very source file."""
-    path = cache_path_for(shard, out)
+def _is_current(unit: CacheUnit, out: Path) -> bool:
+    """True if ``unit``'s cache file exists and was built from these very source files."""
+    path = out / (unit.name + CACHE_SUFFIX)
     if not path.exists():
         return False
     try:
@@ -166,10 +223,20 @@ def _is_current(shard: Path, out: Path) -> bool:
     except CacheError as e:
         log.warning("rebuilding %s: %s", path, e)
         return False
-    if meta.get("source") != _source_meta(shard):
-        log.warning("rebuilding %s: its source %s changed since it was cached", path, shard)
+    if meta.get("source") != unit.source_meta():
+        log.warning("rebuilding %s: its source %s changed since it was cached", path, unit.name)
         return False
     return True
+
+
+def _drop_stale_chunks(units: list[CacheUnit], inputs: Sequence[Path], out: Path) -> None:
+    """Remove ``<root>-NNNNN`` files left from a run when a split root had more chunks: they would load twice."""
+    names = {u.name for u in units}
+    for root in inputs:
+        for f in out.glob(f"{root.name}-[0-9][0-9][0-9][0-9][0-9]{CACHE_SUFFIX}"):
+            if f.name[: -len(CACHE_SUFFIX)] not in names:
+                log.warning("removing %s: its split root %s now has fewer chunks", f, root)
+                f.unlink()
 
 
 def build_cache(
@@ -178,44 +245,44 @@ def build_cache(
     workers: int | None = None,
     on_corrupt: str = "raise",
     progress: bool = True,
+    scenes_per_file: int = 1000,
 ) -> CacheReport:
-    """Convert Scenario shards into cache files under ``out_dir``, in parallel over files.
+    """Convert Scenario shards, AV2 scenario directories or AV2 split roots into cache files under
+    ``out_dir``, in parallel over files.
 
-    Shards with an up-to-date cache file are skipped (resume after an interruption). Shards
-    with the same file name in different folders would map to one cache file: that raises
-    :class:`CacheError`.
+    Inputs with an up-to-date cache file are skipped (resume after an interruption). Two inputs that
+    map to one cache file name (same shard name in different folders) raise :class:`CacheError`.
     """
     from tqdm import tqdm
 
-    shards = [Path(s) for s in shards]
-    for s in shards:
-        if not s.is_file():
-            raise FileNotFoundError(f"no such scenario file: {s}")
-    names: dict[str, Path] = {}
-    for s in shards:
-        if s.name in names and names[s.name].resolve() != s.resolve():
-            raise CacheError(f"shards {names[s.name]} and {s} share the file name {s.name!r}; cache them separately")
-        names[s.name] = s
-    shards = list(names.values())
+    inputs = [Path(s) for s in shards]
+    units: dict[str, CacheUnit] = {}
+    for u in cache_units(inputs, scenes_per_file):
+        if u.name in units and [p.resolve() for p in units[u.name].paths] != [p.resolve() for p in u.paths]:
+            raise CacheError(
+                f"inputs {units[u.name].paths[0]} and {u.paths[0]} share the file name {u.name!r}; cache them separately"
+            )
+        units[u.name] = u
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _drop_stale_chunks(list(units.values()), [p for p in inputs if p.is_dir()], out)
     report = CacheReport()
     todo = []
-    for s in shards:
-        if _is_current(s, out):
+    for u in units.values():
+        if _is_current(u, out):
             report.shards_skipped += 1
         else:
-            todo.append(str(s))
+            todo.append(u)
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
-    with tqdm(total=len(todo), desc="cache", unit="shard", disable=not progress) as bar:
+    with tqdm(total=len(todo), desc="cache", unit="file", disable=not progress) as bar:
         if workers == 1:
-            for s in todo:
-                report.add(*_cache_one(s, str(out), on_corrupt))
+            for u in todo:
+                report.add(*_cache_one(u, str(out), on_corrupt))
                 bar.update()
         else:
             # spawn, not fork: forking a process whose torch/OpenMP threads are running can deadlock
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = [pool.submit(_cache_one, s, str(out), on_corrupt) for s in todo]
+                futures = [pool.submit(_cache_one, u, str(out), on_corrupt) for u in todo]
                 for fut in as_completed(futures):
                     report.add(*fut.result())
                     bar.update()

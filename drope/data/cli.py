@@ -1,4 +1,5 @@
-"""``drope-data``: inspect and convert WOMD Scenario shards (real or generated).
+"""``drope-data``: inspect and convert scenario data: WOMD Scenario shards (real or generated) and
+Argoverse 2 scenario directories or split roots (format detected per path, see drope.data.formats).
 
 Subcommands:
   info   per-scenario summary (``--json``: one JSON object per line; keys are a contract)
@@ -13,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from drope.data.av2 import Av2FormatError
 from drope.data.cache import CacheError
 from drope.data.tfrecord import CorruptRecordError
 
@@ -20,16 +22,23 @@ EPILOG = """examples:
   drope-data info ../shared/data/womd/motion_data_one_scenario.tfrecord --json
   drope-data stats data/generated/*.tfrecord
   drope-data cache data/generated/*.tfrecord --out data/cache --workers 2
+  drope-data info av2/val/<scenario_id> --json      # one AV2 scenario directory
+  drope-data stats av2/val --on-corrupt skip        # an AV2 split root
+  drope-data cache av2/train --out data/av2_cache   # 1000 scenarios per cache file
 """
 
 
 def _add_inputs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("files", nargs="+", type=Path, help="Scenario TFRecord shards (plain or gzip)")
+    p.add_argument(
+        "files", nargs="+", type=Path,
+        help="WOMD Scenario TFRecord shards (plain or gzip), AV2 scenario directories or AV2 split roots",
+    )
     p.add_argument(
         "--on-corrupt",
         choices=["raise", "skip"],
         default="raise",
-        help="corrupt record: stop with an error naming file/record/offset (raise, default) or log, count and go on (skip)",
+        help="corrupt record or unreadable AV2 scenario: stop with an error naming the file (raise, default) "
+        "or log, count and go on (skip)",
     )
 
 
@@ -69,26 +78,24 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--out", type=Path, required=True, help="cache directory (created if missing)")
     cache.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     cache.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    cache.add_argument(
+        "--scenes-per-file", type=int, default=1000,
+        help="AV2 split roots: scenario directories per cache file (<root>-00000.scenes.npz, ...)",
+    )
     return parser
 
 
 def _cmd_info(args) -> int:
-    from drope.data.av2 import read_scenes  # format chosen per path: AV2 scenario dirs, else WOMD shards
+    from drope.data.formats import read_scenes
     from drope.data.summary import scene_info
     from drope.data.womd import ReadStats
 
     stats = ReadStats()
-    try:
-        for scene in read_scenes(args.files, on_corrupt=args.on_corrupt, stats=stats):
-            rec = scene_info(scene)
-            print(json.dumps(rec) if args.json else _info_line(rec), flush=True)
-    except ValueError as e:  # malformed AV2 input (missing columns, not parquet ...): named, no traceback
-        if isinstance(e, CorruptRecordError):
-            raise
-        print(f"drope-data: {e}", file=sys.stderr)
-        return 2
+    for scene in read_scenes(args.files, on_corrupt=args.on_corrupt, stats=stats):
+        rec = scene_info(scene)
+        print(json.dumps(rec) if args.json else _info_line(rec), flush=True)
     if stats.skipped:
-        print(f"drope-data: skipped {stats.skipped} corrupt record(s)", file=sys.stderr)
+        print(f"drope-data: skipped {stats.skipped} corrupt record(s) or scenario(s)", file=sys.stderr)
     return 0
 
 
@@ -105,11 +112,12 @@ def _info_line(rec: dict) -> str:
 
 
 def _cmd_stats(args) -> int:
+    from drope.data.formats import read_scenes
     from drope.data.stats import dataset_stats, format_stats_table
-    from drope.data.womd import ReadStats, read_scenarios
+    from drope.data.womd import ReadStats
 
     rs = ReadStats()
-    stats = dataset_stats(read_scenarios(args.files, on_corrupt=args.on_corrupt, stats=rs))
+    stats = dataset_stats(read_scenes(args.files, on_corrupt=args.on_corrupt, stats=rs))
     stats["corrupt_records_skipped"] = rs.skipped
     print(json.dumps(stats) if args.json else format_stats_table(stats))
     return 0
@@ -118,11 +126,14 @@ def _cmd_stats(args) -> int:
 def _cmd_cache(args) -> int:
     from drope.data.cache import build_cache
 
-    rep = build_cache(args.files, args.out, workers=args.workers, on_corrupt=args.on_corrupt, progress=not args.no_progress)
+    rep = build_cache(
+        args.files, args.out, workers=args.workers, on_corrupt=args.on_corrupt, progress=not args.no_progress,
+        scenes_per_file=args.scenes_per_file,
+    )
     print(
-        f"cache {args.out}: {rep.shards_written} shard(s) written, {rep.shards_skipped} already present, "
+        f"cache {args.out}: {rep.shards_written} file(s) written, {rep.shards_skipped} already present, "
         f"{rep.scenes} scenes, {rep.bytes / 1e6:.2f} MB ({rep.bytes_per_scene / 1e6:.3f} MB/scene), "
-        f"{rep.corrupt_records} corrupt record(s) skipped"
+        f"{rep.corrupt_records} corrupt record(s) or scenario(s) skipped"
     )
     return 0
 
@@ -133,9 +144,10 @@ COMMANDS = {"info": _cmd_info, "stats": _cmd_stats, "cache": _cmd_cache}
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    if getattr(args, "workers", None) is not None and args.workers < 1:
-        print(f"drope-data: --workers must be at least 1, got {args.workers}", file=sys.stderr)
-        return 2
+    for opt in ("workers", "scenes_per_file"):
+        if getattr(args, opt, None) is not None and getattr(args, opt) < 1:
+            print(f"drope-data: --{opt.replace('_', '-')} must be at least 1, got {getattr(args, opt)}", file=sys.stderr)
+            return 2
     try:
         return COMMANDS[args.command](args)
     except CorruptRecordError as e:
@@ -144,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. piped into `head`
         sys.stderr.close()
         return 0
+    except Av2FormatError as e:  # e.g. a parquet missing columns: the message names the file
+        print(f"drope-data: bad AV2 input: {e} (use --on-corrupt skip to go on)", file=sys.stderr)
+        return 2
     except (OSError, CacheError) as e:  # missing/unreadable input or output: a user error, no traceback
         print(f"drope-data: {e}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""``drope-viz FILE --out scene.png``: plot one scenario from a Scenario TFRecord shard."""
+"""``drope-viz PATH --out scene.png``: plot one scenario of a WOMD shard or an Argoverse 2 scenario
+directory / split root (read through drope.data.formats, so the plot code never sees the dataset)."""
 from __future__ import annotations
 
 import argparse
@@ -10,16 +11,18 @@ from pathlib import Path
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="drope-viz",
-        description="Plot one scenario of a WOMD Scenario TFRecord shard: map (lanes, road lines and edges, "
+        description="Plot one scenario of a WOMD Scenario TFRecord shard or an AV2 scenario directory / split "
+        "root: map (lanes, road lines and edges, "
         "crosswalks, stop signs, signal states at the step), agents as oriented boxes coloured by type "
         "(SDC orange, tracks to predict outlined), their history (solid) and logged future (dashed).",
-        epilog="example: drope-viz shard.tfrecord --index 3 --out scene.png --dpi 150",
+        epilog="examples: drope-viz shard.tfrecord --index 3 --out scene.png --dpi 150; "
+        "drope-viz av2/val/<scenario_id> --out av2.png",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("file", type=Path, help="Scenario TFRecord shard (plain or gzip)")
+    p.add_argument("file", type=Path, help="Scenario TFRecord shard (plain or gzip), AV2 scenario directory or split root")
     p.add_argument("--out", type=Path, default=Path("scene.png"), help="output image (png/pdf/svg)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--index", type=int, default=0, help="which scenario of the shard (0-based)")
+    g.add_argument("--index", type=int, default=0, help="which scenario of the shard or split (0-based)")
     g.add_argument("--scenario-id", help="plot the scenario with this id instead")
     p.add_argument("--step", type=int, default=None, help="time step to draw boxes at (default: current)")
     p.add_argument("--extent", type=float, default=None, help="half-width of the view in metres (default: auto)")
@@ -36,13 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from drope.data.formats import read_scenes
     from drope.data.tfrecord import CorruptRecordError
-    from drope.data.womd import read_scenarios
     from drope.viz import plot_scene
 
     try:
         scene = None
-        for i, s in enumerate(read_scenarios(args.file)):
+        for i, s in enumerate(read_scenes(args.file)):
             if (args.scenario_id is None and i == args.index) or s.scenario_id == args.scenario_id:
                 scene = s
                 break
