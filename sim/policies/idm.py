@@ -1,4 +1,6 @@
-"""IDM lane following, reactive to every simulated agent (the generator's traffic model).
+"""IDM lane following, reactive to every simulated agent (the generator's traffic model): the
+per-agent *reference* implementation, registered as ``idm_reference``. ``idm`` is the vectorised
+policy in :mod:`drope.sim.policies.idm_vectorised`, tested equal to this one step by step.
 
 Vehicles and cyclists: each step every agent is projected onto the lane graph
 (``LaneGraph.project`` with its heading) and follows a route of successor lanes drawn at reset
@@ -47,8 +49,8 @@ class IDMPolicyConfig:
     curve_samples: int = 6  # preview points
 
 
-@POLICIES.register("idm")
-class IDMPolicy:
+@POLICIES.register("idm_reference")
+class IDMReference:
     def __init__(self, dynamics, cfg: IDMPolicyConfig = IDMPolicyConfig()) -> None:
         self.dynamics, self.cfg = dynamics, cfg
 

@@ -1,0 +1,389 @@
+"""IDM lane following as array operations over rollouts × agents (the ``idm`` policy).
+
+Same model as the per-agent reference :class:`~drope.sim.policies.idm.IDMReference`
+(``idm_reference``; read its docstring for the behaviour), computed for every driver of every
+rollout at once: lane projection, route bookkeeping (re-anchoring), leader search along the
+route through successor lanes, the corridor and red-light gaps, the curve speed cap, IDM and the
+target pose along the route. Each quantity uses the reference's formula in the reference's dtype
+(float64 numpy for geometry, float32 torch for the corridor and red lights) so the trajectories
+are the reference's to float rounding; ``tests/test_sim_idm_vectorised.py`` checks this step by
+step. Per-scene structure (lane graph, segment arrays, default routes, red-light stop lanes) is
+built once per scene and reused over rollouts and resets.
+
+Deliberate differences: none in behaviour. Implementation notes the equality relies on:
+
+* transcendental float32 torch kernels (``cos``/``sin``) give the same bits only when each
+  rollout row is its own inner loop, as in the reference's per-rollout call (``_rowwise``), and
+  0-d calls use the scalar kernel (``_scalar_cos_sin``);
+* route draws at reset consume the rollout generator in the reference's order.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from drope.data.scene import Scene
+from drope.data.types import ObjectType
+from drope.sim.metrics import STOP_STATES
+from drope.sim.policies.base import POLICIES
+from drope.sim.policies.idm import _DRIVERS, IDMPolicyConfig
+from drope.sim.state import Actions, SimState
+from drope.sim.traffic import FAR, PARAMS_BY_TYPE, IDMParams, LaneGraph
+
+Tensor = torch.Tensor
+MAX_ROUTE = 6  # lanes per route (LaneGraph.random_route's and the reference's re-anchoring limit)
+
+
+def _rowwise(fn, x: Tensor) -> Tensor:
+    """``fn(x)`` for ``x [B, N]`` with each row its own inner loop (bits equal a per-row call)."""
+    if x.shape[0] == 1:
+        return fn(x)
+    buf = x.new_empty(x.shape[0], x.shape[1] + 1)
+    buf[:, : x.shape[1]] = x
+    return fn(buf[:, : x.shape[1]])
+
+
+def _scalar_cos_sin(h: Tensor) -> tuple[Tensor, Tensor]:
+    """cos, sin of ``h [M]`` through torch's scalar kernel (the reference takes them of 0-d tensors)."""
+    buf = h.new_empty(len(h), 2)
+    buf[:, 0] = h
+    col = buf[:, 0]  # stride 2: never the vectorised kernel
+    return torch.cos(col), torch.sin(col)
+
+
+class SceneTables:
+    """Per-scene arrays of the lane graph the vectorised policy indexes (built once per scene)."""
+
+    def __init__(self, scene: Scene) -> None:
+        g = self.graph = LaneGraph.from_scene(scene)
+        self.scene = scene
+        L = g.num_lanes
+        self.num_lanes = L
+        self.length = g.length
+        self.lane_start = g.offsets[:-1]
+        self.lane_last = g.offsets[1:] - 1  # index of each lane's last point
+        self.s_end = g.s[self.lane_last]
+        npts = np.diff(g.offsets)
+        point_lane = np.repeat(np.arange(L), npts)
+        # a strictly increasing key over all points (lanes 1 m apart) for one global searchsorted
+        self.base = np.concatenate([[0.0], np.cumsum(g.length + 1.0)[:-1]])
+        self.key = g.s + self.base[point_lane]
+        nxt = np.minimum(np.arange(len(g.points)) + 1, len(g.points) - 1)
+        seg = g.points[nxt] - g.points
+        self.seg = seg  # [P, 2] segment from each point to the next (garbage at a lane's last point)
+        self.seg_h = np.arctan2(seg[:, 1], seg[:, 0])
+        # the reference's re-anchored route: the lane, then always the first successor
+        self.default_route = np.full((L, MAX_ROUTE), -1, np.int64)
+        self.default_len = np.zeros(L, np.int64)
+        for lane in range(L):
+            r = [lane]
+            while g.successors[r[-1]] and len(r) < MAX_ROUTE:
+                r.append(int(g.successors[r[-1]][0]))
+            self.default_route[lane, : len(r)] = r
+            self.default_len[lane] = len(r)
+        self._stops: dict[int, tuple | None] = {}
+
+    def pose_at(self, lane: np.ndarray, s: np.ndarray, heading_only: bool = False):
+        """``LaneGraph.pose_at`` for arrays (same segment choice and arithmetic)."""
+        g = self.graph
+        a, last = self.lane_start[lane], self.lane_last[lane]
+        sk = np.minimum(np.maximum(s, 0.0), self.s_end[lane])
+        i = np.searchsorted(self.key, sk + self.base[lane], side="right") - 1
+        # the key's rounding may shift the answer at a point's exact arc length: fix up to the
+        # reference's "last point with s <= sk" of this lane
+        while True:
+            down = (i > a) & (g.s[i] > sk)
+            up = (i < last) & (g.s[np.minimum(i + 1, len(g.s) - 1)] <= sk)
+            if not (down.any() or up.any()):
+                break
+            i = i - down + (up & ~down)
+        i = a + np.clip(i - a, 0, last - a - 1)
+        if heading_only:
+            return self.seg_h[i]
+        t = (sk - g.s[i]) / np.maximum(g.s[i + 1] - g.s[i], 1e-9)
+        xy = g.points[i] + t[:, None] * self.seg[i]
+        return xy, self.seg_h[i]
+
+    def along_route(self, route: np.ndarray, n: np.ndarray, s: np.ndarray, heading_only: bool = False):
+        """Pose at arc length ``s [M]`` along routes ``route [M, K]`` (``n [M]`` lanes each), past
+        the route's end extended straight (the reference's ``_along_route``, same subtractions)."""
+        M, K = route.shape
+        local = np.array(s, np.float64, copy=True)
+        pick = np.full(M, -1, np.int64)
+        for k in range(K):
+            free = (pick < 0) & (k < n)
+            if not free.any():
+                break
+            L = self.length[np.maximum(route[:, k], 0)]
+            take = free & ((local <= L) | (k == n - 1))
+            pick[take] = k
+            go = free & ~take
+            local[go] -= L[go]
+        lane = route[np.arange(M), pick]
+        L = self.length[lane]
+        if heading_only:
+            return self.pose_at(lane, np.minimum(local, L), heading_only=True)
+        xy, h = self.pose_at(lane, np.minimum(local, L))
+        beyond = np.maximum(0.0, local - L)
+        return xy + beyond[:, None] * np.stack([np.cos(h), np.sin(h)], -1), h
+
+    def stops(self, t: int):
+        """(stop points [S, 2], stop lane headings [S] float32) of STOP signals at step ``t``, or None."""
+        if t not in self._stops:
+            sc = self.scene
+            on = sc.signal_valid[t] & torch.isin(sc.signal_state[t], torch.tensor(STOP_STATES))
+            if not bool(on.any()):
+                self._stops[t] = None
+            else:
+                stops = sc.signal_stop_point[t, on, :2]
+                lane, s, _ = self.graph.project(stops.double().numpy())
+                _, lane_h = self.graph.pose_at(lane, s)
+                self._stops[t] = (stops, torch.tensor(lane_h, dtype=torch.float32))
+        return self._stops[t]
+
+
+@POLICIES.register("idm")
+class VectorisedIDM:
+    """The IDM policy over all rollouts × agents at once (see the module docstring)."""
+
+    def __init__(self, dynamics, cfg: IDMPolicyConfig = IDMPolicyConfig()) -> None:
+        self.dynamics, self.cfg = dynamics, cfg
+        self.tables: SceneTables | None = None
+
+    # ---- reset ------------------------------------------------------------------------------------------
+    def reset(self, scene: Scene, state: SimState, rng: torch.Generator) -> None:
+        if self.tables is None or self.tables.scene is not scene:
+            self.tables = SceneTables(scene)
+        T, g = self.tables, self.tables.graph
+        self.scene = scene
+        self._pose = torch.cat([scene.agent_pos, scene.agent_heading[..., None], scene.agent_vel], -1)
+        nrng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=rng)))
+        B, A = state.batch, state.num_agents
+        self.drivers = torch.isin(state.type[0], torch.tensor(_DRIVERS)) & state.valid[0]
+        pos, h = state.pos[0].double().numpy(), state.heading[0].double().numpy()
+        lane, _, lat = g.project(pos, h)
+        speed0 = state.speed[0].numpy()
+        self.route = np.full((B, A, MAX_ROUTE), -1, np.int64)
+        self.route_len = np.zeros((B, A), np.int64)
+        for b in range(B):  # the reference's draw order: rollout-major, every agent
+            for a in range(A):
+                r = g.random_route(int(lane[a]), nrng)
+                self.route[b, a, : len(r)] = r
+                self.route_len[b, a] = len(r)
+        limit = g.speed_limit[lane]
+        v_des = np.where(limit > 0, limit, np.maximum(self.cfg.default_speed, speed0))
+        parked = (speed0 < self.cfg.parked_speed) & (np.abs(lat) > self.cfg.parked_lateral)
+        self.v_des = np.where(parked, 0.0, v_des)
+        params = [PARAMS_BY_TYPE.get(ObjectType(int(t)), IDMParams()) for t in state.type[0].tolist()]
+        self.p = {f: np.array([getattr(p, f) for p in params]) for f in
+                  ("a_max", "b_comf", "b_max", "s0", "time_headway", "delta")}
+        self.p["sqrt_ab"] = np.array([(p.a_max * p.b_comf) ** 0.5 for p in params])
+
+    # ---- gaps of the whole batch (float32 torch, as the reference) --------------------------------------
+    def _corridor_gaps(self, pos: Tensor, c: Tensor, s: Tensor, vel: Tensor, size: Tensor, valid: Tensor):
+        rel = pos[:, None] - pos[:, :, None]  # [B, A, A, 2] j relative to i
+        x = rel[..., 0] * c[:, :, None] + rel[..., 1] * s[:, :, None]
+        y = -rel[..., 0] * s[:, :, None] + rel[..., 1] * c[:, :, None]
+        half_w = size[..., 1] / 2
+        inside = ((x > 0) & (y.abs() < half_w[:, :, None] + half_w[:, None] + self.cfg.corridor_margin)
+                  & valid[:, None] & valid[:, :, None])
+        inside &= ~torch.eye(pos.shape[1], dtype=torch.bool)
+        gap = torch.where(inside, x - (size[:, :, None, 0] + size[:, None, :, 0]) / 2, torch.full_like(x, FAR))
+        g, j = gap.min(dim=2)
+        cs = torch.stack([c, s], -1)
+        v_self = (vel * cs).sum(-1)
+        v_lead = (torch.gather(vel, 1, j[..., None].expand(-1, -1, 2)) * cs).sum(-1)
+        return g, v_self - v_lead
+
+    def _red_light_gaps(self, t: int, pos: Tensor, heading: Tensor, c: Tensor, s: Tensor, size: Tensor) -> Tensor:
+        B, A = heading.shape
+        st = self.tables.stops(min(t, self.scene.num_steps - 1))
+        if st is None:
+            return torch.full((B, A), FAR, dtype=torch.float32)
+        stops, lane_h = st
+        rel = stops[None, None] - pos[:, :, None]  # [B, A, S, 2]
+        x = rel[..., 0] * c[..., None] + rel[..., 1] * s[..., None]
+        y = -rel[..., 0] * s[..., None] + rel[..., 1] * c[..., None]
+        dh = (heading[:, :, None] - lane_h[None, None]).reshape(B, -1)
+        aligned = _rowwise(torch.cos, dh).reshape(B, A, -1) > 0.7
+        gap = x - size[:, :, None, 0] / 2
+        ahead = (gap > -0.5) & (y.abs() < 2.0) & aligned
+        return torch.where(ahead, gap, torch.full_like(gap, FAR)).min(dim=2).values
+
+    # ---- action -----------------------------------------------------------------------------------------
+    def act(self, state: SimState, rng: torch.Generator) -> Actions:
+        B, A, dt = state.batch, state.num_agents, self.scene.dt
+        t_next = min(state.step + 1, self.scene.num_steps - 1)
+        target_pos = state.pos + state.vel * dt  # non-drivers: constant velocity ...
+        target_h = state.heading.clone()
+        drive = self.drivers[None] & state.valid  # [B, A]
+        if bool(drive.any()):
+            self._drive(state, drive, target_pos, target_h, dt)
+        ctrl = self.dynamics.track(state, target_pos, target_h, dt)
+        replay = ~drive & self.scene.agent_valid[None, :, t_next] & state.valid
+        return Actions(ctrl=ctrl, ctrl_mask=state.valid & ~replay, pose=self._pose[:, t_next].expand(B, A, 5),
+                       pose_mask=replay, next_valid=state.valid)
+
+    def _drive(self, state: SimState, drive: Tensor, target_pos: Tensor, target_h: Tensor, dt: float) -> None:
+        cfg, T = self.cfg, self.tables
+        B, A = state.batch, state.num_agents
+        Lg = T.num_lanes
+        rows = drive.any(1)  # rollouts with a driver (the reference skips the others)
+        valid = (state.valid & rows[:, None]).numpy()
+        pb, pa = np.nonzero(valid)
+        pos64 = state.pos.double().numpy()
+        h64 = state.heading.double().numpy()
+        # ---- projection of every valid agent ----
+        lane, s, _ = T.graph.project(pos64[pb, pa], h64[pb, pa])
+        foot, foot_h = T.pose_at(lane, s)
+        rel = pos64[pb, pa] - foot
+        along = rel[:, 0] * np.cos(foot_h) + rel[:, 1] * np.sin(foot_h)
+        lat_v = -rel[:, 0] * np.sin(foot_h) + rel[:, 1] * np.cos(foot_h)
+        s = s + np.maximum(along, 0.0)
+        on_v = np.abs(lat_v) < cfg.off_lane
+        LANE = np.full((B, A), -1, np.int64)  # projected lane (valid agents)
+        LANE[pb, pa] = lane
+        LALL = np.full((B, A), -1, np.int64)  # lane_all of the reference: -1 off the graph
+        LALL[pb[on_v], pa[on_v]] = lane[on_v]
+        S = np.zeros((B, A))
+        S[pb, pa] = s
+        LAT = np.zeros((B, A))
+        LAT[pb, pa] = lat_v
+        # ---- corridor and red-light gaps (float32) ----
+        c, sn = _rowwise(torch.cos, state.heading), _rowwise(torch.sin, state.heading)
+        gap_c, dv_c = self._corridor_gaps(state.pos, c, sn, state.vel, state.size, state.valid)
+        gap_r = self._red_light_gaps(state.step, state.pos, state.heading, c, sn, state.size)
+        speed32 = state.vel.norm(dim=-1).numpy()  # [B, A] float32
+        length = state.size[0, :, 0].double().numpy()  # [A]
+        # ---- drivers: routes (re-anchored when the agent left its drawn route) ----
+        db, da = np.nonzero(drive.numpy())
+        M = len(db)
+        q_lane = LANE[db, da]
+        R = self.route[db, da]  # [M, K]
+        hit = R == q_lane[:, None]
+        lost = ~hit.any(1)
+        if lost.any():
+            self.route[db[lost], da[lost]] = T.default_route[q_lane[lost]]
+            self.route_len[db[lost], da[lost]] = T.default_len[q_lane[lost]]
+            R = self.route[db, da]
+            hit = R == q_lane[:, None]
+        p0 = hit.argmax(1)
+        n_sfx = self.route_len[db, da] - p0
+        k_idx = p0[:, None] + np.arange(MAX_ROUTE)
+        sfx = np.where(np.arange(MAX_ROUTE) < n_sfx[:, None],
+                       np.take_along_axis(R, np.minimum(k_idx, MAX_ROUTE - 1), 1), -1)  # route from the lane
+        on = LALL[db, da] >= 0
+        q_s = S[db, da]
+        spd32 = speed32[db, da]
+        spd = spd32.astype(np.float64)
+        gap = gap_c.numpy()[db, da].astype(np.float64)
+        dv = dv_c.numpy()[db, da].astype(np.float64)
+        # ---- leader along the route (the reference's breadth-first search restricted to the route) ----
+        lead_gap, lead_j = self._route_leaders(sfx, n_sfx, db, da, q_s, length, LALL, S, on)
+        use = on & (lead_j >= 0) & (lead_gap < gap)
+        jj = np.maximum(lead_j, 0)
+        dv_l = (spd32 - speed32[db, jj]).astype(np.float64)
+        gap = np.where(use, lead_gap, gap)
+        dv = np.where(use, dv_l, dv)
+        g_r = gap_r.numpy()[db, da].astype(np.float64)
+        red = g_r < gap
+        gap = np.where(red, g_r, gap)
+        dv = np.where(red, spd, dv)
+        # ---- desired speed, curve cap, IDM ----
+        v_des = self.v_des[da]
+        curve = on & (v_des > 0)
+        if curve.any():
+            ci = np.flatnonzero(curve)
+            v_des = v_des.copy()
+            v_des[ci] = np.minimum(v_des[ci], self._curve_speed(sfx[ci], n_sfx[ci], q_s[ci], spd[ci],
+                                                                self.p["b_comf"][da[ci]]))
+        acc = self._idm(spd, v_des, gap, dv, da)
+        v_new = np.maximum(0.0, spd + acc * dt)
+        # ---- targets ----
+        off = np.flatnonzero(~on)
+        if len(off):
+            hb, ha = torch.from_numpy(db[off]), torch.from_numpy(da[off])
+            ch, sh = _scalar_cos_sin(state.heading[hb, ha])
+            step = torch.from_numpy(v_new[off] * dt).float()[:, None]
+            target_pos[hb, ha] = state.pos[hb, ha] + step * torch.stack([ch, sh], -1)
+        onl = np.flatnonzero(on)
+        if len(onl):
+            xy, hh = T.along_route(sfx[onl], n_sfx[onl], q_s[onl] + v_new[onl] * dt)
+            normal = np.stack([-np.sin(hh), np.cos(hh)], -1)
+            tgt = xy + normal * LAT[db[onl], da[onl], None] * cfg.lateral_decay
+            hb, ha = torch.from_numpy(db[onl]), torch.from_numpy(da[onl])
+            target_pos[hb, ha] = torch.from_numpy(tgt).float()
+            target_h[hb, ha] = torch.from_numpy(hh).float()
+
+    def _route_leaders(self, sfx, n_sfx, db, da, q_s, length, LALL, S, on):
+        """Gap ``[M]`` and agent index ``[M]`` (-1: none) of the nearest agent ahead along each
+        driver's route: its own lane ahead of it, then the route's next lanes up to ``lookahead``."""
+        T, cfg = self.tables, self.cfg
+        M, K = sfx.shape
+        B, A = LALL.shape
+        best_gap = np.full(M, FAR)
+        best_j = np.full(M, -1, np.int64)
+        if not on.any():
+            return best_gap, best_j
+        # agents on the graph grouped by (rollout, lane), ascending agent index within a group
+        gb, ga = np.nonzero(LALL >= 0)
+        gid = gb * T.num_lanes + LALL[gb, ga]
+        order = np.argsort(gid, kind="stable")
+        gid_s = gid[order]
+        uniq, start, count = np.unique(gid_s, return_index=True, return_counts=True)
+        G = int(count.max())
+        rank = np.arange(len(gid_s)) - np.repeat(start, count)
+        members = np.full((len(uniq) + 1, G), -1, np.int64)  # last row: the empty group
+        members[np.repeat(np.arange(len(uniq)), count), rank] = ga[order]
+        gmap = np.full(B * T.num_lanes + 1, len(uniq), np.int64)
+        gmap[uniq] = np.arange(len(uniq))
+        # the route the search walks: from the lane, up to (not including) a lane already seen
+        rep = np.zeros((M, K), bool)
+        for k in range(1, K):
+            rep[:, k] = (sfx[:, k, None] == sfx[:, :k]).any(1)
+        n_walk = np.minimum(np.where(rep.any(1), rep.argmax(1), n_sfx), n_sfx)
+        lane_len = T.length[np.maximum(sfx, 0)]
+        off = np.concatenate([np.zeros((M, 1)), np.cumsum(lane_len, 1)[:, :-1]], 1)  # lane start offsets
+        walk = np.arange(K) < n_walk[:, None]
+        walk[:, 1:] &= np.cumprod(off[:, 1:] - q_s[:, None] <= cfg.lookahead, 1).astype(bool)
+        walk &= on[:, None]
+        key = np.where(walk, db[:, None] * T.num_lanes + sfx, B * T.num_lanes)
+        cand = members[gmap[key]]  # [M, K, G] agent indices
+        ok = cand >= 0
+        cj = np.maximum(cand, 0)
+        s_c = S[db[:, None, None], cj]
+        ahead = s_c + off[..., None]
+        q_half = length[da] / 2
+        ok[:, 0] &= (cand[:, 0] != da[:, None]) & (ahead[:, 0] > q_s[:, None])
+        gaps = ahead - q_s[:, None, None] - q_half[:, None, None] - length[cj] / 2
+        gaps = np.where(ok, gaps, np.inf).reshape(M, K * cand.shape[2])
+        first = gaps.argmin(1)  # first minimum: earliest lane, then lowest agent index
+        g = gaps[np.arange(M), first]
+        found = g < FAR
+        best_gap[found] = g[found]
+        best_j[found] = cj.reshape(M, -1)[np.arange(M), first][found]
+        return best_gap, best_j
+
+    def _curve_speed(self, sfx, n_sfx, s, speed, b_comf):
+        """The reference's ``_curve_speed`` for arrays of drivers."""
+        c = self.cfg
+        reach = np.maximum(c.curve_window, speed * c.curve_preview + speed * speed / (2 * b_comf))
+        d = np.linspace(0.0, reach, c.curve_samples, axis=-1)  # [M, n]
+        M, n = d.shape
+        rs, rn = np.repeat(sfx, n, 0), np.repeat(n_sfx, n)
+        s_d = (s[:, None] + d).reshape(-1)
+        h0 = self.tables.along_route(rs, rn, s_d, heading_only=True)
+        h1 = self.tables.along_route(rs, rn, s_d + c.curve_window, heading_only=True)
+        dh = h1 - h0
+        kappa = np.abs((dh + np.pi) % (2 * np.pi) - np.pi) / c.curve_window
+        v_curve2 = c.max_lateral_accel / np.maximum(kappa, 1e-4)
+        best = (v_curve2.reshape(M, n) + 2 * b_comf[:, None] * d).min(1)
+        return np.sqrt(best)
+
+    def _idm(self, v, v_des, gap, dv, agents):
+        """``idm_acceleration``'s scalar formula for arrays (per-agent type parameters)."""
+        p = {k: x[agents] for k, x in self.p.items()}
+        s_star = p["s0"] + np.maximum(v * p["time_headway"] + v * dv / (2.0 * p["sqrt_ab"]), 0.0)
+        free = 1.0 - (v / np.maximum(v_des, 0.1)) ** p["delta"]
+        a = p["a_max"] * (free - (s_star / np.maximum(gap, 0.01)) ** 2)
+        return np.minimum(np.maximum(a, -p["b_max"]), p["a_max"])
