@@ -71,7 +71,8 @@ def test_corrupt_record_skipped(tmp_path, gen_scenes):
     p = tmp_path / "a.tfrecord"
     write_scenarios(p, gen_scenes[:3])
     ds = stream.SceneStreamDataset(str(p))
-    _, off, n = ds.index[1]
+    _, rec, off, n = ds.index[1]
+    assert rec == 1
     raw = bytearray(p.read_bytes())
     raw[off + 12 + n // 2] ^= 0xFF
     p.write_bytes(bytes(raw))
@@ -79,6 +80,8 @@ def test_corrupt_record_skipped(tmp_path, gen_scenes):
     items = [ds[i] for i in range(len(ds))]
     assert items[1] is None and ds.corrupt == 1
     assert len(stream.collate_skip_none(items)) == 2
+    with pytest.raises(ValueError, match=r"a.tfrecord: record 1 \(scene 1\) is corrupt"):
+        stream.SceneStreamDataset(str(p), on_corrupt="raise")[1]
 
 
 def test_missing_and_empty_source(tmp_path):
@@ -90,6 +93,49 @@ def test_missing_and_empty_source(tmp_path):
     (tmp_path / "z.tfrecord").write_bytes(b"")
     with pytest.raises(stream.SourceError, match="no records"):
         len(stream.SceneStreamDataset(str(tmp_path / "z.tfrecord")))
+
+
+@pytest.mark.parametrize("n,batch,world", [(10, 2, 2), (7, 3, 2), (5, 2, 3), (6, 3, 1)])
+def test_step_sampler_visits_every_scene_once_per_epoch(n, batch, world):
+    """Across ranks an epoch is a permutation (none twice, none missing), whatever the remainder."""
+    steps = 3 * n  # several epochs, epoch boundaries inside batches
+    seen: dict[int, list[int]] = {}
+    for r in range(world):
+        s = stream.StepSampler(n, batch, seed=4, rank=r, world_size=world, stop=steps)
+        for step in s:
+            idx, eps = s.batch(step)
+            assert len(idx) == batch  # ranks stay in lock-step
+            for i, e in zip(idx, eps):
+                seen.setdefault(e, []).append(i)
+    full = [e for e in seen if e < (steps * batch * world) // n]
+    assert full and all(sorted(seen[e]) == list(range(n)) for e in full)
+    assert all(len(set(v)) == len(v) for v in seen.values())
+    again = stream.StepSampler(n, batch, seed=4, rank=0, world_size=world, start=5, stop=steps)
+    assert list(again)[0] == 5 and again.batch(7) == stream.StepSampler(n, batch, seed=4, world_size=world).batch(7)
+
+
+def test_list_dataset_and_as_dataset(gen_scenes, tmp_path):
+    mem = stream.as_dataset(gen_scenes)
+    assert mem.in_memory and len(mem) == 6 and mem[2] is gen_scenes[2] and stream.as_dataset(mem) is mem
+    save_scenes(tmp_path / "x.scenes.npz", gen_scenes)
+    ds = stream.SceneStreamDataset(str(tmp_path))
+    assert not ds.in_memory and stream.as_dataset(ds) is ds
+    assert [s.scenario_id for s in ds] == [s.scenario_id for s in gen_scenes]
+    assert ds.index.dtype.name == "int64" and ds.index.nbytes == 6 * 32  # the whole in-memory cost per scene
+
+
+def test_av2_split_root_streams(tmp_path, gen_scenes):
+    from drope.data.av2 import write_av2_split
+
+    write_av2_split(gen_scenes[:3], tmp_path / "av2")
+    ds = stream.SceneStreamDataset(str(tmp_path / "av2"))
+    assert len(ds) == 3 and {k for k, _ in ds.files} == {"av2"}
+    assert sorted(s.scenario_id for s in ds) == sorted(s.scenario_id for s in gen_scenes[:3])
+    bad = ds.files[1][1]
+    next(bad.glob("scenario_*.parquet")).write_bytes(b"not parquet")
+    ds = stream.SceneStreamDataset(str(tmp_path / "av2"))
+    items = list(ds)
+    assert items[1] is None and ds.corrupt == 1 and all(items[i] is not None for i in (0, 2))
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -5,10 +5,10 @@ default to generated scenes. The generator registers itself under the entry-poin
 ``drope.scene_sources`` (see pyproject.toml); this module finds it by name at call time.
 
 A source is ``fn(n: int, seed: int) -> list[Scene]``: scene ``i`` depends only on ``(seed, i)``.
+File sources (:func:`load_scenes`) stream through :mod:`drope.data.stream`.
 """
 from __future__ import annotations
 
-import glob
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Callable, Sequence
@@ -35,25 +35,17 @@ def generated_scenes(n: int, seed: int) -> list[Scene]:
     return get_source("generated")(n, seed)
 
 
-def load_scenes(sources: Sequence[str], on_corrupt: str = "skip") -> list[Scene]:
-    """Scenes from shard files, globs, cache directories (``drope-data cache`` output) or Argoverse 2
-    scenario directories / split roots (format detected per path by :func:`drope.data.av2.is_av2_path`)."""
-    from drope.data import cache
-    from drope.data.av2 import is_av2_path, read_scenes
-    from drope.data.womd import read_scenarios
+def load_scenes(sources: str | Sequence[str], on_corrupt: str = "skip", origin: str = "sdc"):
+    """The scenes of shard files, globs, cache directories (``drope-data cache`` output) and Argoverse 2
+    scenario directories / split roots, in any mix, as a lazy
+    :class:`drope.data.stream.SceneStreamDataset` (an index in memory, one scene decoded per access).
 
-    scenes: list[Scene] = []
-    for src in sources:
-        paths = sorted(glob.glob(str(src))) or [src]
-        for p in map(Path, paths):
-            if p.exists() and is_av2_path(p):
-                scenes += list(read_scenes([p], on_corrupt=on_corrupt))
-            elif p.is_dir():
-                scenes += list(cache.load_cached_scenes(p))
-            elif p.exists() and p.name.endswith(cache.CACHE_SUFFIX):
-                scenes += cache.load_scenes(p)
-            elif p.exists():
-                scenes += list(read_scenarios(p, on_corrupt=on_corrupt))
-            else:
-                raise FileNotFoundError(f"no such data source: {p}")
-    return scenes
+    This is the one way drope-train and drope-eval read data (generated scenes come from
+    :func:`generated_scenes` and go through :func:`drope.data.stream.as_dataset`). ``on_corrupt``:
+    ``"skip"`` (a damaged record reads as ``None``, logged and counted) or ``"raise"``. A missing or
+    empty source raises :class:`drope.data.stream.SourceError` (a ``FileNotFoundError``) naming it.
+    """
+    from drope.data.stream import SceneStreamDataset
+
+    return SceneStreamDataset([sources] if isinstance(sources, (str, Path)) else list(map(str, sources)),
+                              origin=origin, on_corrupt=on_corrupt)

@@ -1,11 +1,19 @@
-"""Map-style streaming datasets over WOMD Scenario TFRecord shards and ``drope-data cache`` dirs.
+"""The one dataset layer of drope-train and drope-eval: map-style Scene datasets and their samplers.
 
-Only a small per-record index ``(file, byte offset, length)`` is kept in memory. For TFRecord
-shards it is built lazily (on first use) from record headers alone: each 12-byte header is read,
-its length CRC checked, and the payload skipped -- no scene is decoded at index time. For gzip
-shards offsets are in the decompressed stream (the stream is still only scanned, not parsed).
-Each ``__getitem__`` reads and decodes one scene. Corrupt records (bad data CRC, bad proto) give
-``None``; :func:`collate_skip_none` drops them, and ``dataset.corrupt`` counts them per process.
+- :class:`SceneStreamDataset` over WOMD Scenario TFRecord shards (plain/gzip), ``drope-data cache``
+  files/dirs and Argoverse 2 scenario dirs/split roots, in any mix. Only an index is kept in memory
+  (an int64 array, 32 bytes per scene, plus the list of files): for TFRecords it is built lazily from
+  record headers alone (length CRC checked, payload skipped; offsets in the decompressed stream for
+  gzip), for caches from their metadata, for AV2 from the directory listing. ``__getitem__`` reads
+  and decodes one scene.
+- :class:`SceneListDataset`: scenes already in memory (generated scenes, tests) behind the same
+  interface; ``in_memory`` tells a consumer that caching derived tensors per scene is affordable.
+- A corrupt item (bad data CRC, bad proto, unreadable cache member or AV2 parquet) is ``None`` with
+  ``on_corrupt="skip"`` (logged, counted in ``dataset.corrupt`` of the process that read it --
+  consumers count the ``None`` they receive, which works across DataLoader workers) or raises with
+  ``on_corrupt="raise"``. An empty or missing source is a :class:`SourceError` naming it.
+- :class:`EpochSampler` (per-epoch, DistributedSampler semantics) and :class:`StepSampler` (the
+  step-based trainer's: no scene twice, none dropped) share :func:`epoch_order`.
 """
 from __future__ import annotations
 
@@ -14,8 +22,9 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
@@ -24,33 +33,51 @@ from drope.data.tfrecord import CorruptRecordError, index_records, open_records,
 
 log = logging.getLogger(__name__)
 
+#: errors a damaged item raises while it is read/decoded (AV2 and cache readers raise ValueError flavours)
+ITEM_ERRORS = (CorruptRecordError, ValueError, OSError, KeyError)
+
 
 class SourceError(FileNotFoundError):
     """An empty or missing data source (the message names it)."""
 
 
-def expand_sources(sources: str | Sequence[str]) -> list[tuple[str, Path]]:
-    """Files, globs and directories -> ``[(kind, path)]`` with kind ``"tfrecord"`` or ``"cache"``."""
+def _av2_items(p: Path) -> list[Path]:
+    """Scenario dirs (or the parquet file) of an AV2 path: a listing only, nothing is decoded."""
+    if p.is_file():
+        return [p]
+    return sorted({q.parent for q in p.rglob("scenario_*.parquet")})
+
+
+def expand_sources(sources: str | Path | Sequence[str | Path]) -> list[tuple[str, Path]]:
+    """Files, globs and directories -> ``[(kind, path)]``, kind ``"tfrecord"``, ``"cache"`` or ``"av2"``
+    (an AV2 entry is one scenario directory or parquet file)."""
+    from drope.data.av2 import is_av2_path
+
     if isinstance(sources, (str, Path)):
         sources = [str(sources)]
     out: list[tuple[str, Path]] = []
     for s in sources:
         p = Path(s)
-        if p.is_dir():
+        if p.exists() and is_av2_path(p):
+            items = _av2_items(p)
+            if not items:
+                raise SourceError(f"data source {s}: no AV2 scenario directories (scenario_*.parquet)")
+            out += [("av2", q) for q in items]
+        elif p.is_dir():
             caches = sorted(p.glob("*" + _cache.CACHE_SUFFIX))
             if caches:
                 out += [("cache", c) for c in caches]
                 continue
             files = sorted(q for q in p.iterdir() if q.is_file() and ".tfrecord" in q.name)
             if not files:
-                raise SourceError(f"data source {s}: directory has no cache files or TFRecord shards")
+                raise SourceError(f"data source {s}: directory is empty of cache files, TFRecord shards and AV2 scenarios")
             out += [("tfrecord", q) for q in files]
         elif p.is_file():
             out.append(("cache" if p.name.endswith(_cache.CACHE_SUFFIX) else "tfrecord", p))
         else:
             matches = sorted(_glob.glob(str(s)))
             if not matches:
-                raise SourceError(f"data source {s}: no such file, directory or glob match")
+                raise SourceError(f"no such data source: {s} (no file, directory or glob match)")
             out += expand_sources(matches)
     if not out:
         raise SourceError(f"data source {list(sources)!r} is empty")
@@ -65,40 +92,72 @@ def index_tfrecord(path: str | Path) -> tuple[list[tuple[int, int]], int]:
     return out, bad
 
 
-class SceneStreamDataset(Dataset):
-    """Map-style dataset over TFRecord shards / cache files; holds only an index."""
+class SceneListDataset(Dataset):
+    """Scenes held in memory, behind the dataset interface (generated scenes for ``make demo``)."""
 
-    def __init__(self, sources: str | Sequence[str], origin: str = "sdc") -> None:
-        self.files = expand_sources(sources)
-        self.origin = origin
-        self._index: list[tuple[int, int, int]] | None = None  # (file, offset or scene, length)
+    in_memory = True
+
+    def __init__(self, scenes: Sequence) -> None:
+        self.scenes = list(scenes)
         self.corrupt = 0
-        self.index_corrupt = 0
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def __getitem__(self, i: int):
+        return self.scenes[i]
+
+    def __iter__(self):
+        return iter(self.scenes)
+
+
+class SceneStreamDataset(Dataset):
+    """Map-style dataset over TFRecord shards / cache files / AV2 scenarios; holds only an index.
+
+    ``index[i] = (file, record in file, byte offset, length)`` (offset/length -1 for cache and AV2).
+    """
+
+    in_memory = False
+
+    def __init__(self, sources: str | Sequence[str], origin: str = "sdc", on_corrupt: str = "skip") -> None:
+        if on_corrupt not in ("skip", "raise"):
+            raise ValueError(f"on_corrupt must be 'skip' or 'raise', got {on_corrupt!r}")
+        self.files = expand_sources(sources)
+        self.origin, self.on_corrupt = origin, on_corrupt
+        self._index: np.ndarray | None = None
+        self.corrupt = 0
+        self.index_corrupt = 0  # bad TFRecord headers (the rest of that shard is unreachable)
         self._fh: dict[int, object] = {}
         self._pid = os.getpid()
+        self._last: tuple[int, object] | None = None  # repeated reads of one item decode once
 
     @property
-    def index(self) -> list[tuple[int, int, int]]:
+    def index(self) -> np.ndarray:
         if self._index is None:
-            idx = []
+            parts = []
             for fi, (kind, p) in enumerate(self.files):
                 if kind == "cache":
                     n = len(_cache.read_meta(p)["scenes"])
-                    idx += [(fi, i, -1) for i in range(n)]
+                    recs = [(-1, -1)] * n
+                elif kind == "av2":
+                    recs = [(-1, -1)]
                 else:
                     recs, bad = index_tfrecord(p)
                     self.index_corrupt += bad
-                    idx += [(fi, o, n) for o, n in recs]
-            if not idx:
+                if recs:
+                    a = np.empty((len(recs), 4), dtype=np.int64)
+                    a[:, 0], a[:, 1], a[:, 2:] = fi, np.arange(len(recs)), np.asarray(recs, dtype=np.int64)
+                    parts.append(a)
+            if not parts:
                 raise SourceError(f"data sources {[str(p) for _, p in self.files]} hold no records")
-            self._index = idx
+            self._index = np.concatenate(parts)
         return self._index
 
     def __len__(self) -> int:
         return len(self.index)
 
     def _handle(self, fi: int):
-        if self._pid != os.getpid():
+        if self._pid != os.getpid():  # forked worker: never share a file offset with the parent
             self._fh, self._pid = {}, os.getpid()
         h = self._fh.get(fi)
         if h is None:
@@ -106,23 +165,48 @@ class SceneStreamDataset(Dataset):
             h = self._fh[fi] = (_cache.np.load(p), _cache.read_meta(p)) if kind == "cache" else open_records(p)
         return h
 
+    def _decode(self, kind: str, fi: int, rec: int, off: int, n: int):
+        p = self.files[fi][1]
+        if kind == "av2":
+            from drope.data.av2 import read_scenes
+
+            return next(iter(read_scenes([p], on_corrupt="raise")))
+        h = self._handle(fi)
+        if kind == "cache":
+            return _cache._scene_from_npz(*h, rec)  # the npz and its meta, opened once per process
+        from drope.data.womd import scene_from_bytes
+
+        return scene_from_bytes(read_record_at(h, p, rec, off, n), origin=self.origin)
+
     def __getitem__(self, i: int):
-        fi, off, n = self.index[i]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"scene {i} out of range ({len(self)} scenes)")
+        i = int(i) % len(self)
+        if self._last is not None and self._last[0] == i:
+            return self._last[1]
+        fi, rec, off, n = (int(v) for v in self.index[i])
         kind, p = self.files[fi]
         try:
-            h = self._handle(fi)
-            if kind == "cache":
-                return _cache._scene_from_npz(*h, off)  # the npz and its meta, opened once per process
-            data = read_record_at(h, p, i, off, n)
-            from drope.data.womd import scene_from_bytes
-            return scene_from_bytes(data, origin=self.origin)
-        except (CorruptRecordError, ValueError, OSError, KeyError) as e:
+            scene = self._decode(kind, fi, rec, off, n)
+        except ITEM_ERRORS as e:
+            if self.on_corrupt == "raise":
+                raise ValueError(f"{p}: record {rec} (scene {i}) is corrupt: {e}") from e
             self.corrupt += 1
-            log.warning("skipping corrupt record %d (%s at %d): %s", i, p, off, e)
+            log.warning("skipping corrupt record %d of %s (scene %d): %s", rec, p, i, e)
             return None
+        self._last = (i, scene)
+        return scene
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_fh": {}}
+        return {**self.__dict__, "_fh": {}, "_last": None}
+
+
+def as_dataset(scenes) -> Dataset:
+    """A dataset of this layer as is; any other sequence of scenes wrapped in :class:`SceneListDataset`."""
+    return scenes if isinstance(scenes, (SceneStreamDataset, SceneListDataset)) else SceneListDataset(scenes)
 
 
 def collate_skip_none(items: list):
@@ -130,8 +214,29 @@ def collate_skip_none(items: list):
     return [x for x in items if x is not None]
 
 
+class CollateSkipNone:
+    """DataLoader ``collate_fn``: ``(scenes, fn(scenes) or None when all are corrupt, n_corrupt)``;
+    picklable when ``fn`` is (a module-level function or a ``functools.partial`` of one)."""
+
+    def __init__(self, fn: Callable | None = None) -> None:
+        self.fn = fn
+
+    def __call__(self, items: list):
+        scenes = collate_skip_none(items)
+        out = self.fn(scenes) if (self.fn is not None and scenes) else None
+        return scenes, out, len(items) - len(scenes)
+
+
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> list[int]:
+    """Sample order of ``epoch``: a permutation seeded by ``(seed, epoch)`` (identity unshuffled)."""
+    if not shuffle:
+        return list(range(n))
+    g = torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch))
+    return torch.randperm(n, generator=g).tolist()
+
+
 class EpochSampler(Sampler[int]):
-    """DistributedSampler semantics: each epoch a permutation seeded by ``seed + epoch``;
+    """Per-epoch sampler with DistributedSampler semantics: each epoch :func:`epoch_order`;
     remainder rule: with ``drop_last=False`` the permutation is padded by repeating its head to
     a multiple of ``world_size`` (so a few samples are seen twice), with ``drop_last=True`` the
     tail is dropped; rank ``r`` takes positions ``r, r+W, r+2W, ...``. ``skip`` drops the first
@@ -148,11 +253,7 @@ class EpochSampler(Sampler[int]):
         self.epoch, self.skip = epoch, skip
 
     def indices(self) -> list[int]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
+        order = epoch_order(self.n, self.seed, self.epoch, self.shuffle)
         total = self.num_samples * self.world
         if total > len(order):
             order += (order * math.ceil(total / max(len(order), 1)))[: total - len(order)]
@@ -166,8 +267,63 @@ class EpochSampler(Sampler[int]):
         return self.num_samples - self.skip
 
 
-def make_loader(dataset: Dataset, batch_size: int, sampler: EpochSampler, num_workers: int = 2):
+class StepSampler(Sampler[int]):
+    """The step-based trainer's sampler: iterates step numbers ``start .. stop-1``; :meth:`batch`
+    gives the samples of one step for this rank.
+
+    Rule: the *global stream* is the concatenation of the epochs' :func:`epoch_order` permutations;
+    global step ``s`` takes stream positions ``[s·B·W, (s+1)·B·W)`` (B = per-rank batch, W = world
+    size) and rank ``r`` the positions ``s·B·W + r + k·W``, k < B. Epoch ``e`` is stream positions
+    ``[e·n, (e+1)·n)``, so across ranks every epoch visits every scene exactly once -- nothing padded,
+    nothing dropped. Remainder: when ``B·W`` does not divide ``n``, the last global batch of an epoch
+    is completed with the head of the next epoch's permutation (an epoch boundary may fall inside a
+    batch; every rank still gets B samples per step, so DDP steps stay in lock-step). DataLoader
+    workers receive whole steps (round-robin), so every (rank, worker) gets a disjoint part, and a
+    step's samples depend only on (seed, step): resuming at step ``s`` is ``start=s``.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 start: int = 0, stop: int = 0, shuffle: bool = True) -> None:
+        if n <= 0:
+            raise ValueError("StepSampler needs at least one sample")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.rank, self.world, self.start, self.stop, self.shuffle = rank, world_size, start, stop, shuffle
+        self._orders: dict[int, list[int]] = {}
+
+    def _order(self, epoch: int) -> list[int]:
+        if epoch not in self._orders:
+            if len(self._orders) > 2:  # a step spans at most a few epochs: keep memory O(n)
+                self._orders.clear()
+            self._orders[epoch] = epoch_order(self.n, self.seed, epoch, self.shuffle)
+        return self._orders[epoch]
+
+    def positions(self, step: int) -> list[int]:
+        """Global stream positions of this rank's samples at ``step``."""
+        base = step * self.batch_size * self.world + self.rank
+        return [base + k * self.world for k in range(self.batch_size)]
+
+    def batch(self, step: int) -> tuple[list[int], list[int]]:
+        """``(sample indices, their epochs)`` of this rank at ``step``."""
+        idx, epochs = [], []
+        for pos in self.positions(step):
+            e, off = divmod(pos, self.n)
+            idx.append(self._order(e)[off])
+            epochs.append(e)
+        return idx, epochs
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return max(self.stop - self.start, 0)
+
+
+def make_loader(dataset: Dataset, batch_size: int, sampler: Sampler | None = None, num_workers: int = 2,
+                collate_fn: Callable = collate_skip_none, persistent: bool = True):
+    """A DataLoader over ``dataset`` (``sampler=None``: in order); workers only for streamed data."""
     from torch.utils.data import DataLoader
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      collate_fn=collate_skip_none, persistent_workers=num_workers > 0,
+
+    workers = 0 if getattr(dataset, "in_memory", False) else num_workers
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      collate_fn=collate_fn, persistent_workers=persistent and workers > 0,
                       pin_memory=torch.cuda.is_available())

@@ -1,9 +1,19 @@
 """Training loop: AdamW + warmup/cosine, clipping, deterministic CPU runs, DDP, atomic checkpoints,
 exact resume (``resume=auto``), TensorBoard + CSV logs, periodic validation.
 
-Batches are a pure function of (seed, step): the sample order of epoch ``e`` is a permutation
-drawn from ``torch.Generator().manual_seed(seed + e)``, so a resumed run needs only the step
-number (plus model/optimiser/scheduler/RNG states) to continue exactly.
+Data comes through the dataset layer (:mod:`drope.data.stream`): a streamed
+:class:`~drope.data.stream.SceneStreamDataset` or in-memory scenes (wrapped by ``as_dataset``).
+Samples per step come from :class:`drope.data.stream.StepSampler`: across DDP ranks every epoch
+visits every scene exactly once (no padding, no drop; when ``batch_size·world`` does not divide the
+dataset, an epoch's last global batch is completed with the head of the next epoch's permutation),
+and DataLoader workers (``num_workers``) build whole steps, so every (rank, worker) gets a disjoint
+part. Batches are a pure function of (seed, step), so a resumed run needs only the step number
+(plus model/optimiser/scheduler/RNG states) to continue exactly, with or without workers.
+
+Corrupt records are skipped (dropped from their batch), counted on every rank and summed over
+ranks (``all_reduce``) into the ``corrupt`` column of metrics.csv (cumulative, kept in checkpoints).
+``precision``: ``fp32`` or ``bf16`` (``torch.autocast`` with bfloat16; positions stay float32 and
+the rotary angles/cos/sin are computed in fp32 inside the encodings).
 """
 from __future__ import annotations
 
@@ -15,13 +25,15 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from functools import partial
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from drope.data.batch import SceneBatch, collate_scenes, stack_batches
 from drope.data.scene import Scene
+from drope.data.stream import CollateSkipNone, StepSampler, as_dataset, make_loader
 from drope.model import ModelConfig, build_model
 from drope.model.checkpoint import load_model, predict_scene_frame, save_checkpoint  # noqa: F401 (re-exported)
 from drope.nn.encodings import no_weight_decay_names
@@ -46,7 +58,7 @@ class TrainConfig:
     ckpt_every: int = 100
     resume: str = "none"  # none | auto | PATH
     device: str = "auto"  # auto | cpu | cuda
-    bf16: bool = True  # autocast on CUDA only; rotary math stays fp32 inside the encodings
+    precision: str = "fp32"  # fp32 | bf16 (autocast; on CPU allowed with a warning); see PRECISIONS
     max_agents: int = 64
     max_map: int = 384
     stop_after: int | None = None  # stop (as if killed) after this many steps of this process
@@ -54,6 +66,11 @@ class TrainConfig:
     loss: LossWeights = field(default_factory=LossWeights)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # closed-loop robustness (drope.train.augment)
     num_workers: int = 0  # DataLoader workers decoding/collating streamed (drope.data.stream) batches
+    record_samples: bool = False  # write samples.rank<R>.csv (step, epoch, worker, scenario_id) per sample
+
+
+#: precision name -> autocast dtype (None: no autocast)
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def lr_lambda(step: int, warmup: int, total: int) -> float:
@@ -61,19 +78,6 @@ def lr_lambda(step: int, warmup: int, total: int) -> float:
         return (step + 1) / max(warmup, 1)
     p = (step - warmup) / max(total - warmup, 1)
     return 0.5 * (1 + math.cos(math.pi * min(p, 1.0)))
-
-
-def batch_indices(step: int, n: int, batch_size: int, seed: int) -> list[int]:
-    """Sample indices of global step ``step`` (epochs reshuffled deterministically)."""
-    out = []
-    pos = step * batch_size
-    while len(out) < batch_size:
-        epoch, off = divmod(pos, n)
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
-        take = min(batch_size - len(out), n - off)
-        out += perm[off : off + take]
-        pos += take
-    return out
 
 
 def model_outputs(model, batch: SceneBatch):
@@ -99,10 +103,13 @@ def _set_rng_state(s: dict) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, model_cfg: ModelConfig, train: Sequence[Scene], val: Sequence[Scene],
-                 resolved_config: dict | None = None) -> None:
-        if not train:
+    def __init__(self, cfg: TrainConfig, model_cfg: ModelConfig, train, val, resolved_config: dict | None = None) -> None:
+        """``train``/``val``: datasets of :mod:`drope.data.stream` or sequences of scenes."""
+        self.train, self.val = as_dataset(train), as_dataset(val)
+        if not len(self.train):
             raise ValueError("no training scenes")
+        if cfg.precision not in PRECISIONS:
+            raise ValueError(f"precision={cfg.precision!r}: expected one of {', '.join(PRECISIONS)}")
         self.cfg, self.model_cfg = cfg, model_cfg
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
@@ -114,6 +121,9 @@ class Trainer:
         else:
             dev = cfg.device
         self.device = torch.device(dev)
+        self.amp_dtype = PRECISIONS[cfg.precision]
+        if self.amp_dtype is not None and self.device.type == "cpu":
+            log.warning("precision=%s on the CPU: autocast runs, but slowly and only for testing; use fp32", cfg.precision)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         random.seed(cfg.seed)
@@ -132,13 +142,11 @@ class Trainer:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
-        # map-style datasets (drope.data.stream) stay lazy: one scene decoded per access, not cached
-        self.train = train if isinstance(train, torch.utils.data.Dataset) else list(train)
-        self.val = val if isinstance(val, torch.utils.data.Dataset) else list(val)
+        self.sampler = StepSampler(len(self.train), cfg.batch_size, cfg.seed, self.rank, self.world, stop=cfg.steps)
         self.out = Path(cfg.out)
         self.step = 0
-        self._cache: dict[tuple[str, int, int], SceneBatch] = {}
-        self._steps: dict[int, list[int]] = {}  # usable augmentation current steps per training scene
+        self.corrupt = 0  # corrupt training records this rank skipped so far (cumulative, checkpointed)
+        self._cache: dict[tuple[str, int, int], SceneBatch] = {}  # in-memory data only
         self.resolved = resolved_config or {}
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -148,6 +156,10 @@ class Trainer:
     @property
     def ckpt_path(self) -> Path:
         return self.out / "last.ckpt"
+
+    @property
+    def samples_path(self) -> Path:
+        return self.out / f"samples.rank{self.rank}.csv"
 
     def _maybe_resume(self) -> None:
         r = self.cfg.resume
@@ -166,26 +178,30 @@ class Trainer:
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
         self.step = int(ckpt["step"])
+        per_rank = ckpt.get("corrupt") or []
+        self.corrupt = int(per_rank[self.rank]) if self.rank < len(per_rank) else 0
         _set_rng_state(ckpt["rng"])
-        self._truncate_log()
+        if self.rank == 0:
+            _truncate_csv(self.out / "metrics.csv", lambda step: step <= self.step)
+        _truncate_csv(self.samples_path, lambda step: step < self.step)
         log.info("resumed from %s at step %d", path, self.step)
 
-    def _truncate_log(self) -> None:
-        """Drop CSV rows written after the checkpoint (the resumed run writes them again)."""
-        f = self.out / "metrics.csv"
-        if self.rank != 0 or not f.exists():
-            return
-        rows = list(csv.reader(f.open(newline="")))
-        keep = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= self.step]
-        with f.open("w", newline="") as fh:
-            csv.writer(fh).writerows(keep)
+    def _gather_corrupt(self) -> list[int]:
+        """Every rank's count of skipped training records (a collective: all ranks call it)."""
+        if self.world == 1:
+            return [self.corrupt]
+        t = torch.zeros(self.world, dtype=torch.int64, device=self.device if self.device.type == "cuda" else "cpu")
+        t[self.rank] = self.corrupt
+        torch.distributed.all_reduce(t)
+        return t.tolist()
 
-    def save(self) -> None:
+    def save(self, corrupt: list[int] | None = None) -> None:
+        corrupt = corrupt if corrupt is not None else self._gather_corrupt()
         if self.rank != 0:
             return
         payload = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                    "scheduler": self.sched.state_dict(), "step": self.step, "rng": _rng_state(),
-                   "model_config": self.model_cfg.to_dict(), "config": self.resolved}
+                   "model_config": self.model_cfg.to_dict(), "config": self.resolved, "corrupt": corrupt}
         save_checkpoint(self.ckpt_path, payload)
         from omegaconf import OmegaConf
 
@@ -196,68 +212,70 @@ class Trainer:
         return collate_scenes([scene], self.model_cfg.history, self.model_cfg.future, self.cfg.max_agents,
                               self.cfg.max_map, segment_points=self.model_cfg.map_points)
 
-    def _cached(self, split: str, i: int, t: int = -1) -> SceneBatch:
-        """Scene (at current step ``t``; -1: its own) → padded tensors once (map splitting is the
-        costly part), reused every epoch."""
-        key = (split, i, t)
+    def _part(self, split: str, i: int, scene: Scene, t: int = -1) -> SceneBatch:
+        """Scene (at current step ``t``; -1: its own) → padded tensors. In-memory data caches them
+        (map splitting is the costly part) and reuses them every epoch; streamed data does not."""
         src = self.train if split == "train" else self.val
-        if isinstance(src, torch.utils.data.Dataset):  # streamed: decode + collate per access
-            scene = src[i]
-            if scene is None:  # corrupt record (counted and logged by the dataset)
-                return None
+        if not src.in_memory:
             return self._collate_one(scene if t < 0 else at_step(scene, t))
+        key = (split, i, t)
         if key not in self._cache:
-            scene = src[i]
             self._cache[key] = self._collate_one(scene if t < 0 else at_step(scene, t))
         return self._cache[key]
 
-    def _current_steps(self, idx: list[int], step: int | None = None) -> list[int]:
-        """Current step per sample of this step (``augment.current_steps``; -1 = the scene's own),
-        drawn from the (seed, step) generator so batches stay a pure function of (seed, step)."""
-        cands = list(self.cfg.augment.current_steps)
-        if not cands:
-            return [-1] * len(idx)
-        gen = sample_generator(self.cfg.seed, self.step if step is None else step)
-        u = torch.rand(len(idx), generator=gen).tolist()
-        out = []
-        for i, r in zip(idx, u):
-            if i not in self._steps:
-                scene = self.train[i]
-                self._steps[i] = (usable_steps(scene, cands, self.model_cfg.history) if scene is not None else []) or [-1]
-            opts = self._steps[i]
-            out.append(opts[min(int(r * len(opts)), len(opts) - 1)])
-        return out
+    def _current_step(self, scene: Scene, u: float | None) -> int:
+        """Current step of one sample (``augment.current_steps``, drawn by ``u``; -1 = the scene's own)."""
+        if u is None:
+            return -1
+        opts = usable_steps(scene, self.cfg.augment.current_steps, self.model_cfg.history) or [-1]
+        return opts[min(int(u * len(opts)), len(opts) - 1)]
 
     def train_batch(self) -> SceneBatch:
         """This rank's batch of the current step, augmented (a pure function of (seed, step))."""
-        return self.cpu_batch(self.step).to(self.device)
+        return self.cpu_batch(self.step)[0].to(self.device)
 
-    def cpu_batch(self, step: int) -> SceneBatch:
-        """This rank's batch of global step ``step`` on the CPU (what DataLoader workers build)."""
+    def cpu_batch(self, step: int) -> tuple[SceneBatch, dict]:
+        """This rank's batch of global step ``step`` on the CPU (what DataLoader workers build) and
+        what it holds: ``{"step", "epoch", "scenario_id", "worker", "corrupt"}``."""
         cfg = self.cfg
-        idx = batch_indices(step, len(self.train), cfg.batch_size * self.world, cfg.seed)
-        ts = self._current_steps(idx, step)
-        idx, ts = idx[self.rank :: self.world], ts[self.rank :: self.world]
-        parts = [b for b in (self._cached("train", i, t) for i, t in zip(idx, ts)) if b is not None]
+        idx, epochs = self.sampler.batch(step)
+        u = [None] * len(idx)
+        if cfg.augment.current_steps:
+            # drawn for the global batch, then this rank's share: the same draws at any world size
+            gen = sample_generator(cfg.seed, step)
+            u = torch.rand(len(idx) * self.world, generator=gen).tolist()[self.rank :: self.world]
+        parts, ids, eps = [], [], []
+        for i, e, r in zip(idx, epochs, u):
+            scene = self.train[i]
+            if scene is None:  # corrupt record (logged by the dataset, counted by the caller)
+                continue
+            parts.append(self._part("train", i, scene, self._current_step(scene, r)))
+            ids.append(scene.scenario_id)
+            eps.append(e)
+        info = {"step": step, "epoch": eps, "scenario_id": ids, "corrupt": len(idx) - len(parts),
+                "worker": getattr(torch.utils.data.get_worker_info(), "id", -1)}
         if not parts:
-            raise RuntimeError(f"step {step}: every record of this rank's batch is corrupt")
+            return None, info
         batch = stack_batches(parts)
         if cfg.augment.perturbs:
             batch = perturb_history(batch, cfg.augment, sample_generator(cfg.seed, step, salt=1 + self.rank))
-        return batch
+        return batch, info
 
     def _train_batches(self):
-        """Batches from ``self.step`` on. Streamed data with ``num_workers > 0`` is decoded and
-        collated in DataLoader workers; resuming skips steps on indices (the sampler starts at
-        ``self.step``), so batches stay a pure function of (seed, step)."""
-        if not (self.cfg.num_workers > 0 and isinstance(self.train, torch.utils.data.Dataset)):
-            while True:
-                yield self.train_batch()
+        """``(batch on the device, info)`` from ``self.step`` on. Streamed data with ``num_workers > 0``
+        is decoded and collated in DataLoader workers, each building whole steps; resuming starts the
+        step sampler at ``self.step``, so batches stay a pure function of (seed, step)."""
+        if self.train.in_memory or self.cfg.num_workers <= 0:
+            for step in range(self.step, self.cfg.steps):
+                b, info = self.cpu_batch(step)
+                yield (b.to(self.device) if b is not None else None), info
+            return
+        self.sampler.start = self.step
         loader = torch.utils.data.DataLoader(
-            _StepBatches(self), batch_size=None, sampler=range(self.step, self.cfg.steps),
-            num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda")
-        for b in loader:
-            yield b.to(self.device)
+            _StepBatches(self), batch_size=None, sampler=self.sampler, num_workers=self.cfg.num_workers,
+            pin_memory=self.device.type == "cuda", collate_fn=_keep)
+        for b, info in loader:
+            yield (b.to(self.device) if b is not None else None), info
 
     def _batch(self, scenes: Sequence[Scene]) -> SceneBatch:
         return stack_batches([self._collate_one(s) for s in scenes]).to(self.device)
@@ -276,18 +294,31 @@ class Trainer:
             csv_file = open(self.out / "metrics.csv", "a", newline="")
             csv_w = csv.writer(csv_file)
             if new:
-                csv_w.writerow(["step", "split", "loss", "nll", "heading", "cls", "min_ade", "lr", "scenes_per_s"])
+                csv_w.writerow(["step", "split", "loss", "nll", "heading", "cls", "min_ade", "lr", "scenes_per_s",
+                                "corrupt"])
+        samples = None
+        if cfg.record_samples:
+            new = not self.samples_path.exists()
+            samples = open(self.samples_path, "a", newline="")
+            samples_w = csv.writer(samples)
+            if new:
+                samples_w.writerow(["step", "epoch", "worker", "scenario_id"])
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step",
                    disable=not cfg.progress or self.rank != 0)
-        ran, t0, last = 0, time.perf_counter(), {}
-        amp = self.device.type == "cuda" and cfg.bf16
+        ran, t0, last, reported = 0, time.perf_counter(), {}, sum(self._gather_corrupt())
         self.model.train()
         batches = self._train_batches()
         while self.step < cfg.steps:
             if cfg.stop_after is not None and ran >= cfg.stop_after:
                 break
-            batch = next(batches)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+            batch, info = next(batches)
+            if batch is None:
+                raise RuntimeError(f"step {self.step}: every record of rank {self.rank}'s batch is corrupt")
+            self.corrupt += info["corrupt"]
+            if samples is not None:
+                samples_w.writerows([info["step"], e, info["worker"], sid]
+                                    for e, sid in zip(info["epoch"], info["scenario_id"]))
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
                 out = compute_loss(self.ddp, batch, cfg.loss)
             self.opt.zero_grad(set_to_none=True)
             out["loss"].backward()
@@ -298,56 +329,98 @@ class Trainer:
             ran += 1
             bar.update()
             last = {k: float(v.detach()) for k, v in out.items()}
-            if self.rank == 0 and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
+            logging_step = self.step % cfg.log_every == 0 or self.step == cfg.steps
+            saving_step = self.step % cfg.ckpt_every == 0 or self.step == cfg.steps
+            corrupt = self._gather_corrupt() if (logging_step or saving_step) else None
+            if corrupt is not None and sum(corrupt) > reported and self.rank == 0:
+                log.warning("step %d: %d corrupt training records skipped so far (all ranks)", self.step, sum(corrupt))
+                reported = sum(corrupt)
+            if self.rank == 0 and logging_step:
                 sps = ran * cfg.batch_size * self.world / (time.perf_counter() - t0)
                 lr = self.sched.get_last_lr()[0]
                 for k, v in last.items():
                     writer.add_scalar(f"train/{k}", v, self.step)
                 csv_w.writerow([self.step, "train", *(f"{last[k]:.5f}" for k in ("loss", "nll", "heading", "cls", "min_ade")),
-                                f"{lr:.6g}", f"{sps:.2f}"])
+                                f"{lr:.6g}", f"{sps:.2f}", sum(corrupt)])
                 bar.set_postfix(loss=f"{last['loss']:.3f}", minADE=f"{last['min_ade']:.2f}")
                 csv_file.flush()  # readable while the run goes on (and after a kill)
-            if self.val and self.rank == 0 and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
+            if samples is not None:
+                samples.flush()
+            if len(self.val) and self.rank == 0 and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
                 v = self.validate()
                 writer.add_scalar("val/min_ade6", v["min_ade@6"], self.step)
-                csv_w.writerow([self.step, "val", "", "", "", "", f"{v['min_ade@6']:.5f}", "", ""])
+                # corrupt column: cumulative over training (train rows), this validation's (val rows)
+                csv_w.writerow([self.step, "val", "", "", "", "", f"{v['min_ade@6']:.5f}", "", "", v["corrupt"]])
                 self.model.train()
-            if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
-                self.save()
+            if saving_step:
+                self.save(corrupt)
         bar.close()
         if self.rank == 0:
             writer.close()
             csv_file.close()
+        if samples is not None:
+            samples.close()
         elapsed = time.perf_counter() - t0
-        return {"step": self.step, "train": last, "seconds": elapsed,
+        return {"step": self.step, "train": last, "seconds": elapsed, "corrupt": sum(self._gather_corrupt()),
                 "scenes_per_s": ran * cfg.batch_size * self.world / max(elapsed, 1e-9)}
+
+    def _val_batches(self):
+        """``(batch, n_corrupt)`` over the validation set in order; streamed data decodes in workers."""
+        n, bs = len(self.val), self.cfg.batch_size
+        if self.val.in_memory or self.cfg.num_workers <= 0:
+            for i in range(0, n, bs):
+                scenes = [(j, self.val[j]) for j in range(i, min(i + bs, n))]
+                parts = [self._part("val", j, s) for j, s in scenes if s is not None]
+                yield (stack_batches(parts) if parts else None), sum(s is None for _, s in scenes)
+            return
+        collate = CollateSkipNone(partial(collate_scenes, history=self.model_cfg.history, future=self.model_cfg.future,
+                                          max_agents=self.cfg.max_agents, max_map=self.cfg.max_map,
+                                          segment_points=self.model_cfg.map_points))
+        for _, b, bad in make_loader(self.val, bs, num_workers=self.cfg.num_workers, collate_fn=collate, persistent=False):
+            yield b, bad
 
     @torch.no_grad()
     def validate(self, scenes: Sequence[Scene] | None = None) -> dict:
+        """minADE@6 on the validation set (or ``scenes``), in fp32 whatever ``precision`` trains with."""
         from drope.eval.metrics import displacement_metrics
 
         self.model.eval()
-        n = len(self.val) if scenes is None else len(scenes)
-        vals = []
-        for i in range(0, n, self.cfg.batch_size):
-            chunk = range(i, min(i + self.cfg.batch_size, n))
-            if scenes is None:
-                parts = [b for b in (self._cached("val", j) for j in chunk) if b is not None]
-                if not parts:
-                    continue
-                b = stack_batches(parts).to(self.device)
-            else:
-                b = self._batch([scenes[j] for j in chunk])
+        if scenes is not None:
+            chunks = ((self._batch(scenes[i : i + self.cfg.batch_size]), 0) for i in range(0, len(scenes), self.cfg.batch_size))
+        else:
+            chunks = self._val_batches()
+        vals, bad = [], 0
+        for b, n_bad in chunks:
+            bad += n_bad
+            if b is None:
+                continue
+            b = b.to(self.device)
             xy, prob = predict_scene_frame(self.model, b)
             m = b.agent_mask & b.agent_valid[:, :, -1]
             r = displacement_metrics(xy[m], prob[m], b.future_pos[m], b.future_valid[m], k=6, horizon=80)
             vals.append(r["min_ade"][~torch.isnan(r["min_ade"])])
+        if bad:
+            log.warning("validation: %d corrupt records skipped", bad)
         allv = torch.cat(vals) if vals else torch.zeros(0)
-        return {"min_ade@6": float(allv.mean()) if allv.numel() else float("nan")}
+        return {"min_ade@6": float(allv.mean()) if allv.numel() else float("nan"), "corrupt": bad}
+
+
+def _truncate_csv(f: Path, keep: Callable[[int], bool]) -> None:
+    """Drop the rows of a step-keyed CSV that a resumed run writes again."""
+    if not f.exists():
+        return
+    rows = list(csv.reader(f.open(newline="")))
+    kept = rows[:1] + [r for r in rows[1:] if r and keep(int(r[0]))]
+    with f.open("w", newline="") as fh:
+        csv.writer(fh).writerows(kept)
+
+
+def _keep(item):
+    return item
 
 
 class _StepBatches(torch.utils.data.Dataset):
-    """Item ``s``: the trainer's CPU batch of step ``s`` (workers are forked; no model use)."""
+    """Item ``s``: the trainer's CPU batch of step ``s`` and its info (workers are forked; no model use)."""
 
     def __init__(self, trainer: Trainer) -> None:
         self.trainer = trainer
@@ -355,5 +428,5 @@ class _StepBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.trainer.cfg.steps
 
-    def __getitem__(self, step: int) -> SceneBatch:
+    def __getitem__(self, step: int):
         return self.trainer.cpu_batch(step)
