@@ -3,10 +3,17 @@
 ``run_rollouts`` starts every world at the scene's current step (the logged history before it
 is copied), asks the evaluated policy for the controlled agents and the background policy for
 the others, and integrates with :func:`sim.state.step` until the last logged step.
+
+Randomness: policies get a :class:`RolloutRng`, a ``torch.Generator`` seeded with the run's
+``seed`` (the joint stream, for draws made once for all worlds) whose ``worlds[b]`` is world b's
+own generator, seeded by ``(seed, rollout id)``. A policy that draws world b's choices from
+``worlds[b]`` makes rollout r of a batched run equal rollout r of a run of that rollout alone
+(``rollout_ids=[r]``), so rollouts can be batched or split freely.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -15,6 +22,24 @@ from drope.data.scene import Scene
 from drope.sim.state import SimState, step
 
 Tensor = torch.Tensor
+
+
+def rollout_seed(seed: int, rollout: int) -> int:
+    """Seed of rollout ``rollout`` of a run seeded ``seed`` (well mixed: neighbouring ids are unrelated streams)."""
+    return int(np.random.SeedSequence([int(seed) % 2**64, int(rollout)]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class RolloutRng(torch.Generator):
+    """The joint generator (seeded ``seed``) plus ``worlds``: one generator per rollout id."""
+
+    def __new__(cls, seed: int, rollout_ids: Sequence[int]):
+        g = super().__new__(cls)
+        g.manual_seed(int(seed))
+        g.worlds = [torch.Generator().manual_seed(rollout_seed(seed, r)) for r in rollout_ids]
+        return g
+
+    def __init__(self, seed: int, rollout_ids: Sequence[int]) -> None:  # state is set in __new__ (C base class)
+        pass
 
 
 @dataclass(frozen=True)
@@ -48,15 +73,19 @@ class Rollouts:
 
 
 def run_rollouts(scene: Scene, policy, background, controlled: Tensor, dynamics, num_rollouts: int = 1,
-                 seed: int = 0, steps: int | None = None) -> Rollouts:
+                 seed: int = 0, steps: int | None = None, rollout_ids: Sequence[int] | None = None) -> Rollouts:
     """Simulate ``num_rollouts`` worlds of ``scene``; ``controlled [A]`` selects the agents of ``policy``.
 
-    Deterministic for a given ``seed`` (one ``torch.Generator`` drives every random choice).
+    Deterministic for a given ``seed`` (a :class:`RolloutRng` drives every random choice).
+    ``rollout_ids`` (default ``0 .. num_rollouts-1``) name the worlds' per-rollout streams.
     """
+    ids = list(range(num_rollouts)) if rollout_ids is None else [int(r) for r in rollout_ids]
+    if len(ids) != num_rollouts:
+        raise ValueError(f"rollout_ids has {len(ids)} ids for num_rollouts={num_rollouts}")
     R, A, T = num_rollouts, scene.num_agents, scene.num_steps
     t0 = scene.current_index
     t_end = T - 1 if steps is None else min(T - 1, t0 + steps)
-    rng = torch.Generator().manual_seed(int(seed))
+    rng = RolloutRng(seed, ids)
     state = SimState.from_scene(scene, t0, batch=R)
     policy.reset(scene, state, rng)
     if background is not policy:

@@ -4,7 +4,8 @@ Every ``replan_every`` steps the policy builds a snapshot :class:`Scene` of each
 *simulated* history (current step = the simulation step; re-framed to the SDC's current simulated
 pose with ``recentre``, as the models are trained) and asks its predictor for K modes per
 agent. It keeps, per world and agent, the most likely mode (``mode="max"``) or one drawn from the
-mode probabilities with the rollout's generator (``mode="sample"``), and until the next replan
+mode probabilities with world b's own generator (``mode="sample"``, ``rng.worlds[b]`` of
+:class:`sim.rollout.RolloutRng`), and until the next replan
 feeds the plan's pose at the matching future step to the dynamics model's tracking controller
 (``dynamics.track``), so the agents stay dynamically feasible.
 
@@ -159,12 +160,14 @@ class LearnedPolicy:
         else:
             traj = xy
         traj = traj.float()
-        K = traj.shape[2]
         if self.cfg.mode == "max":
             k = prob.argmax(-1)  # [B, A]
         else:
-            p = prob.clamp_min(0).reshape(B * A, K) + 1e-12
-            k = torch.multinomial(p / p.sum(-1, keepdim=True), 1, generator=rng).reshape(B, A)
+            p = prob.clamp_min(0) + 1e-12
+            p = p / p.sum(-1, keepdim=True)  # [B, A, K]
+            # world b draws from its own stream: a rollout's modes do not depend on the batch it runs in
+            worlds = getattr(rng, "worlds", None) or [rng] * B
+            k = torch.stack([torch.multinomial(p[b], 1, generator=worlds[b])[:, 0] for b in range(B)])
         chosen = traj.gather(2, k[:, :, None, None, None].expand(B, A, 1, *traj.shape[3:]))[:, :, 0]  # [B, A, F, 2|3]
         self.plan_xy = smooth_plan(chosen[..., :2], state.pos, self.cfg.smooth_steps)
         if chosen.shape[-1] == 3 and self.cfg.predicted_heading:

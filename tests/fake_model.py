@@ -1,0 +1,51 @@
+"""A hand-built ONNX file with the drope runtime contract, for simulator tests that need the ONNX path."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def fake_onnx_model(path: Path) -> Path:
+    """A hand-built ONNX file with the drope runtime contract (inputs, outputs, metadata): every agent
+    drives straight on from its last position at 5 m/s in scene x, mode k drifting k·0.5 m/s in y.
+    Building it takes milliseconds where exporting a real model takes ~20 s; real exports are
+    covered by the export tests, the ONNX runtime path of the simulator here."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    K, F, H, S = 3, 80, 11, 8
+    f = np.arange(1, F + 1, dtype=np.float32) * 0.1
+    off = np.stack([np.stack([5.0 * f, 0.5 * k * f], -1) for k in range(K)]).astype(np.float32)  # [K, F, 2]
+    spec_in = {"agent_pos": ("float32", ["B", "A", H, 2]), "agent_heading": ("float32", ["B", "A", H]),
+               "agent_vel": ("float32", ["B", "A", H, 2]), "agent_size": ("float32", ["B", "A", 3]),
+               "agent_type": ("int64", ["B", "A"]), "agent_valid": ("bool", ["B", "A", H]),
+               "map_points": ("float32", ["B", "M", S, 2]), "map_type": ("int64", ["B", "M"]),
+               "map_signal": ("int64", ["B", "M"]), "map_mask": ("bool", ["B", "M"])}
+    onnx_type = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64, "bool": TensorProto.BOOL}
+    c = lambda name, arr: helper.make_tensor(name, onnx_type[str(arr.dtype)] if str(arr.dtype) in onnx_type else TensorProto.INT64,  # noqa: E731
+                                               arr.shape, arr.flatten().tolist())
+    inits = [c("last", np.array(-1, np.int64)), c("off", off), c("ax23", np.array([2, 3], np.int64)),
+             c("ax234", np.array([2, 3, 4], np.int64)), c("ax2", np.array([2], np.int64)),
+             c("zeros", np.zeros((K, F, 1), np.float32)), c("zero", np.array(0.0, np.float32)),
+             c("probs", np.array([0.5, 0.3, 0.2], np.float32))]
+    nodes = [helper.make_node("Gather", ["agent_pos", "last"], ["p"], axis=2),
+             helper.make_node("Unsqueeze", ["p", "ax23"], ["p5"]), helper.make_node("Add", ["p5", "off"], ["xy"]),
+             helper.make_node("Gather", ["agent_heading", "last"], ["h"], axis=2),
+             helper.make_node("Unsqueeze", ["h", "ax234"], ["h5"]), helper.make_node("Add", ["h5", "zeros"], ["hh"]),
+             helper.make_node("Concat", ["xy", "hh"], ["traj"], axis=-1),
+             helper.make_node("Unsqueeze", ["h", "ax2"], ["h3"]), helper.make_node("Mul", ["h3", "zero"], ["z3"]),
+             helper.make_node("Add", ["z3", "probs"], ["prob"])]
+    inputs = [helper.make_tensor_value_info(n, onnx_type[d], shape) for n, (d, shape) in spec_in.items()]
+    outputs = [helper.make_tensor_value_info("traj", TensorProto.FLOAT, ["B", "A", K, F, 3]),
+               helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["B", "A", K])]
+    model = helper.make_model(helper.make_graph(nodes, "fake_drope", inputs, outputs, inits),
+                              opset_imports=[helper.make_opsetid("", 18)])
+    spec = {"inputs": {n: {"dtype": d, "shape": shape} for n, (d, shape) in spec_in.items()},
+            "history": H, "future": F, "num_modes": K, "map_points": S, "dt": 0.1, "segment_max_len_m": 20.0}
+    for k, v in {"drope_format_version": "1", "feature_spec": json.dumps(spec), "model_config": "{}"}.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
