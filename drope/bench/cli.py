@@ -12,6 +12,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "attention": ("drope.bench.attention", "peak memory and time of one attention layer per encoding"),
     "read": ("drope.bench.read", "WOMD read+convert throughput and cache bytes per scene"),
+    "train-data": ("drope.bench.train_data", "streaming loader scenes/s, drope-train RSS/first step vs dataset size"),
     "generate": ("drope.bench.generate", "scenario generator throughput (scenes/s)"),
     "inference": ("drope.export.bench", "torch eager vs ONNX Runtime fp32/fp16/int8 latency"),
     "sim": ("drope.sim.bench", "simulator engine and closed-loop throughput"),
@@ -21,7 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 def _usage() -> str:
     lines = ["usage: drope-bench SUBCOMMAND [options]", "", "subcommands:"]
-    lines += [f"  {name:<10} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
+    lines += [f"  {name:<11} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
     lines += ["", "Run 'drope-bench SUBCOMMAND --help' for its options."]
     return "\n".join(lines)
 
