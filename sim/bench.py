@@ -5,7 +5,16 @@
 2. the same with constant velocity through the bicycle model (dynamics + tracking in the loop);
 3. the learned policy with the ONNX file (``--model``) on the WOMD sample, all valid agents
    controlled, replanning at 1 Hz: wall time of the 8 s rollout and end-to-end steps/s;
-4. closed-loop metrics of one rollout of the WOMD sample.
+4. closed-loop metrics of one rollout of the WOMD sample;
+5. IDM on the same 128-agent scene, every valid agent driven, one rollout, one thread, whole
+   step (policy + dynamics, after reset): ``idm_steps_per_s`` (the vectorised ``idm``) and
+   ``idm_steps_per_s_reference`` (the per-agent ``idm_reference``, ``--reference-steps`` steps);
+6. ``--scale N`` (off by default, it takes minutes): N generated scenes × ``--scale-rollouts``
+   (32) rollouts of IDM end to end — simulate, package each scene as an official
+   ``ScenarioRollouts`` (validated), write the sharded submission (``submission.binproto-*`` +
+   ``submission.tar.gz``), read it back and score it with ``drope.metrics.wosac`` — one process,
+   one thread: scenarios/s per core and a *projection* (linear, labelled as such) for the 44,920
+   scenarios of the WOSAC validation set on one 16-core machine and on 10 of them.
 """
 from __future__ import annotations
 
@@ -47,6 +56,93 @@ def _time(fn, min_seconds: float = 1.0) -> tuple[float, int]:
     return (time.perf_counter() - t0) / n, n
 
 
+def step_rate(policy, scene, dynamics, steps: int, min_seconds: float = 0.0, seed: int = 0) -> float:
+    """Steps/s of ``policy`` driving every valid agent of ``scene`` (one rollout): ``act`` + ``step``
+    per step, reset excluded (per-scene precomputation is the policy's reset)."""
+    from drope.sim.state import SimState, step
+
+    steps = min(steps, scene.num_steps - 1 - scene.current_index)
+    n, total = 0, 0.0
+    while n == 0 or total < min_seconds:
+        rng = torch.Generator().manual_seed(seed)
+        state = SimState.from_scene(scene, scene.current_index)
+        policy.reset(scene, state, rng)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            state = step(state, policy.act(state, rng), dynamics, scene.dt)
+        total += time.perf_counter() - t0
+        n += steps
+    return n / total
+
+
+def idm_keys(big, dyn, seconds: float, reference_steps: int) -> dict:
+    """``idm_steps_per_s`` (vectorised, after a warm-up rollout) and ``idm_steps_per_s_reference``."""
+    from drope.sim.policies import IDMReference, VectorisedIDM
+
+    vec = VectorisedIDM(dyn)
+    step_rate(vec, big, dyn, 10)  # warm-up: per-scene tables, allocator
+    res = {"idm_steps_per_s": step_rate(vec, big, dyn, 80, seconds)}
+    res["idm_steps_per_s_reference"] = step_rate(IDMReference(dyn), big, dyn, reference_steps)
+    res["idm_speedup_vs_reference"] = res["idm_steps_per_s"] / res["idm_steps_per_s_reference"]
+    res["idm_driven_agents"] = int(vec.drivers.sum())
+    return res
+
+
+WOSAC_VALIDATION_SCENARIOS = 44_920
+
+
+def scale_bench(num_scenes: int, rollouts: int = 32, seed: int = 0, workdir: Path | None = None) -> dict:
+    """IDM end to end on ``num_scenes`` generated scenes: simulate → official shards → WOSAC score."""
+    import tempfile
+
+    from drope.metrics.submission import iter_rollouts, scenario_rollouts_arrays, write_sim_agents_submission_shards
+    from drope.metrics.wosac import prepare_scene, score_prepared
+    from drope.sim.dynamics import build_dynamics
+    from drope.sim.generate.scenario import generate_scene
+    from drope.sim.policies import VectorisedIDM, controlled_mask
+    from drope.sim.rollout import run_rollouts
+    from drope.sim.submission import sim_scenario_rollouts
+
+    dyn = build_dynamics("bicycle")
+    scenes = [generate_scene(seed, i)[0] for i in range(num_scenes)]
+    by_id = {sc.scenario_id: sc for sc in scenes}
+    t = {"simulate": 0.0, "package": 0.0, "write_shards": 0.0, "score": 0.0}
+    protos, agents = [], 0
+    for i, sc in enumerate(scenes):
+        t0 = time.perf_counter()
+        pol = VectorisedIDM(dyn)
+        ro = run_rollouts(sc, pol, pol, controlled_mask(sc, "all"), dyn, rollouts, seed=seed * 100_003 + i)
+        t1 = time.perf_counter()
+        protos.append(sim_scenario_rollouts(sc, ro, torch.zeros(sc.num_agents, dtype=torch.bool)))
+        t["simulate"] += t1 - t0
+        t["package"] += time.perf_counter() - t1
+        agents += int(controlled_mask(sc, "all").sum())
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(workdir) if workdir is not None else Path(tmp)
+        t0 = time.perf_counter()
+        shards, tar = write_sim_agents_submission_shards(d, protos, shard_size=max(1, num_scenes // 4))
+        t["write_shards"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        scored = []
+        for ro in iter_rollouts(tar):
+            p = prepare_scene(by_id[ro.scenario_id])
+            scored.append(score_prepared(p, *scenario_rollouts_arrays(ro, p)))
+        t["score"] = time.perf_counter() - t0
+    total = sum(t.values())
+    rate = num_scenes / total
+    res = {"scale_scenes": num_scenes, "scale_rollouts": rollouts, "scale_mean_sim_agents": agents / num_scenes,
+           "scale_shards": len(shards), "scale_scored": len(scored),
+           **{f"scale_{k}_seconds": v for k, v in t.items()}, "scale_total_seconds": total,
+           "scale_scenarios_per_s_per_core": rate,
+           "scale_metametric_mean": sum(r["metametric"] for r in scored) / len(scored)}
+    for name, cores in (("1_machine_16_cores", 16), ("10_machines_16_cores", 160)):
+        res[f"projection_wosac_validation_hours_{name}"] = WOSAC_VALIDATION_SCENARIOS / (rate * cores) / 3600
+    res["projection_note"] = (f"projection: {WOSAC_VALIDATION_SCENARIOS} scenarios at the measured per-core rate "
+                              "(generated scenes, one process per core, linear scaling assumed; WOMD scenes carry "
+                              "more agents and larger maps than generated ones)")
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="drope-bench sim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--womd", type=Path, default=DEFAULT_WOMD, help="WOMD Scenario file (first record is used)")
@@ -54,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agents", type=int, default=128)
     p.add_argument("--seconds", type=float, default=2.0, help="minimum timing duration per measurement")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--reference-steps", type=int, default=10, help="steps timed for idm_steps_per_s_reference")
+    p.add_argument("--scale", type=int, default=0, metavar="N",
+                   help="also run N generated scenes x --scale-rollouts IDM rollouts end to end (simulate, "
+                        "sharded submission, WOSAC score): scenarios/s per core and the labelled projection")
+    p.add_argument("--scale-rollouts", type=int, default=32)
+    p.add_argument("--scale-seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     if not args.womd.is_file():
@@ -94,8 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         res["onnx_predictions_per_rollout"] = pol.num_predictions
     else:
         res["onnx"] = "skipped (pass --model PATH.onnx)"
+    res.update(idm_keys(big, dyn, args.seconds, args.reference_steps))
+    # ---- learned rollouts (learned_32_rollouts_s / learned_32_rollouts_s_sequential) ----
+    # measured by a function in a module of their own, called here as res.update(fn(args, scene, dyn))
+    if args.scale:
+        res.update(scale_bench(args.scale, args.scale_rollouts, args.scale_seed))
     for k, v in res.items():
-        print(f"{k:<36} {v:,.3f}" if isinstance(v, float) else f"{k:<36} {v}")
+        print(f"{k:<48} {v:,.3f}" if isinstance(v, float) else f"{k:<48} {v}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
     return 0
