@@ -28,7 +28,7 @@ def gen_scene():
 
 
 def test_registry_and_controlled_modes(womd_scene):
-    assert {"log_replay", "constant_velocity", "idm", "learned"} <= set(POLICIES.names())
+    assert {"log_replay", "constant_velocity", "idm", "idm_reference", "learned"} <= set(POLICIES.names())
     sc = womd_scene
     now = sc.agent_valid[:, sc.current_index]
     assert controlled_mask(sc, "sdc").nonzero().flatten().tolist() == [sc.sdc_index]
