@@ -112,10 +112,14 @@ def test_cache_scenario_dir_and_chunked_split_root(split, tmp_path, capsys):
     os.utime(p, ns=(0, 10**9))
     rep = build_cache([root], out, workers=1, progress=False, scenes_per_file=2)
     assert (rep.shards_written, rep.shards_skipped) == (1, 1)
-    # fewer chunks than last time: the stale one is removed, never loaded twice
+    # fewer chunks than last time: the stale one is removed, never loaded twice; a cache file of
+    # another kind that happens to match the chunk pattern stays
+    from drope.data.cache import save_scenes
+
+    save_scenes(out / "val-00009.scenes.npz", scenes[:1])
     rep = build_cache([root], out, workers=1, progress=False, scenes_per_file=3)
-    assert not (out / "val-00001.scenes.npz").exists()
-    assert sum(1 for _ in load_cached_scenes(out)) == 1 + 3
+    assert not (out / "val-00001.scenes.npz").exists() and (out / "val-00009.scenes.npz").exists()
+    assert sum(1 for _ in load_cached_scenes(out)) == 1 + 3 + 1
 
 
 @pytest.mark.parametrize(

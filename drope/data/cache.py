@@ -229,12 +229,19 @@ def _is_current(unit: CacheUnit, out: Path) -> bool:
     return True
 
 
+def _is_av2_chunk(path: Path) -> bool:
+    try:
+        return "scenarios" in (read_meta(path).get("source") or {})
+    except CacheError:
+        return False
+
+
 def _drop_stale_chunks(units: list[CacheUnit], inputs: Sequence[Path], out: Path) -> None:
     """Remove ``<root>-NNNNN`` files left from a run when a split root had more chunks: they would load twice."""
     names = {u.name for u in units}
     for root in inputs:
         for f in out.glob(f"{root.name}-[0-9][0-9][0-9][0-9][0-9]{CACHE_SUFFIX}"):
-            if f.name[: -len(CACHE_SUFFIX)] not in names:
+            if f.name[: -len(CACHE_SUFFIX)] not in names and _is_av2_chunk(f):
                 log.warning("removing %s: its split root %s now has fewer chunks", f, root)
                 f.unlink()
 
