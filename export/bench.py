@@ -23,16 +23,21 @@ RESULTS = Path("bench") / "results"  # relative to the working directory: an ins
 
 
 def _inputs(A: int, M: int, seed: int = 0) -> dict:
+    """Random inputs shaped by the default (WOMD) feature spec, drope_small's."""
     import numpy as np
 
+    from drope.data.features import FeatureSpec
+
+    spec = FeatureSpec()
+    H, S = spec.history, spec.segment_points
     r = np.random.default_rng(seed)
-    pos = r.uniform(-100, 100, (1, A, 1, 2)) + np.cumsum(r.normal(0, 0.5, (1, A, 11, 2)), axis=2)
+    pos = r.uniform(-100, 100, (1, A, 1, 2)) + np.cumsum(r.normal(0, 0.5, (1, A, H, 2)), axis=2)
     return {
-        "agent_pos": pos.astype(np.float32), "agent_heading": r.uniform(-3.1, 3.1, (1, A, 11)).astype(np.float32),
-        "agent_vel": r.normal(0, 5, (1, A, 11, 2)).astype(np.float32),
+        "agent_pos": pos.astype(np.float32), "agent_heading": r.uniform(-3.1, 3.1, (1, A, H)).astype(np.float32),
+        "agent_vel": r.normal(0, 5, (1, A, H, 2)).astype(np.float32),
         "agent_size": np.tile(np.array([4.5, 2.0, 1.6], np.float32), (1, A, 1)),
-        "agent_type": np.ones((1, A), np.int64), "agent_valid": np.ones((1, A, 11), bool),
-        "map_points": (r.uniform(-150, 150, (1, M, 1, 2)) + np.linspace(0, 15, 8)[None, None, :, None]).astype(np.float32),
+        "agent_type": np.ones((1, A), np.int64), "agent_valid": np.ones((1, A, H), bool),
+        "map_points": (r.uniform(-150, 150, (1, M, 1, 2)) + np.linspace(0, 15, S)[None, None, :, None]).astype(np.float32),
         "map_type": np.zeros((1, M), np.int64), "map_signal": np.zeros((1, M), np.int64),
         "map_mask": np.ones((1, M), bool),
     }

@@ -58,7 +58,7 @@ def run(cfg) -> dict:
     scenes = generated_scenes(cfg.verify_scenes, cfg.seed)
     from drope.data.batch import collate_scenes
 
-    example = collate_scenes(scenes[:2], model.cfg.history, model.cfg.future, segment_points=model.cfg.map_points)
+    example = collate_scenes(scenes[:2], model.cfg.features)
     out = Path(cfg.out)
     export_onnx(model, example.model_inputs(), out, cfg.opset,
                 extra_metadata={"train_config": ckpt.get("config", {}), "checkpoint_step": ckpt.get("step")})

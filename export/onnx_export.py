@@ -1,9 +1,11 @@
 """Export a trained DRoPE transformer to one ONNX file (dynamic batch, agents, map tokens).
 
 The graph takes the raw scene-frame arrays of :meth:`drope.data.batch.SceneBatch.model_inputs`
-and returns ``traj [B, A, K, 80, 3]`` (x, y, heading in the scene frame) and ``prob [B, A, K]``;
-all feature engineering (agent and segment frames, rotary angles) is inside the graph. Model
-config, feature spec, package version and frequency schedule are stored as metadata.
+and returns ``traj [B, A, K, F, 3]`` (x, y, heading in the scene frame; F = the model's
+``features.future``) and ``prob [B, A, K]``; all feature engineering (agent and segment frames,
+rotary angles) is inside the graph. Model config, feature spec (the model's
+:class:`~drope.data.features.FeatureSpec` plus the input/output table), package version and
+frequency schedule are stored as metadata.
 """
 from __future__ import annotations
 
@@ -15,15 +17,15 @@ from pathlib import Path
 import torch
 
 import drope
+from drope.data.features import FeatureSpec
 from drope.model import DRoPETransformer
 from drope.model.checkpoint import scene_frame_outputs
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-INPUTS = ["agent_pos", "agent_heading", "agent_vel", "agent_size", "agent_type", "agent_valid",
-          "map_points", "map_type", "map_signal", "map_mask"]
-OUTPUTS = ["traj", "prob"]
+INPUTS = list(FeatureSpec.input_names)
+OUTPUTS = list(FeatureSpec.output_names)
 
 
 class ExportWrapper(torch.nn.Module):
@@ -41,27 +43,22 @@ class ExportWrapper(torch.nn.Module):
 
 
 def feature_spec(model: DRoPETransformer) -> dict:
-    c = model.cfg
-    f = "float32"
+    """The ``feature_spec`` metadata: ``features`` (the model's FeatureSpec, what the runtime and the
+    simulator preprocess with), the input/output table, and flat keys older readers use."""
+    c, f = model.cfg, model.cfg.features
     return {
-        "inputs": {
-            "agent_pos": {"dtype": f, "shape": ["B", "A", c.history, 2], "unit": "m, scene frame"},
-            "agent_heading": {"dtype": f, "shape": ["B", "A", c.history], "unit": "rad, scene frame"},
-            "agent_vel": {"dtype": f, "shape": ["B", "A", c.history, 2], "unit": "m/s, scene frame"},
-            "agent_size": {"dtype": f, "shape": ["B", "A", 3], "unit": "m (length, width, height)"},
-            "agent_type": {"dtype": "int64", "shape": ["B", "A"], "unit": "WOMD ObjectType"},
-            "agent_valid": {"dtype": "bool", "shape": ["B", "A", c.history]},
-            "map_points": {"dtype": f, "shape": ["B", "M", c.map_points, 2], "unit": "m, scene frame"},
-            "map_type": {"dtype": "int64", "shape": ["B", "M"], "unit": "drope MapType"},
-            "map_signal": {"dtype": "int64", "shape": ["B", "M"], "unit": "WOMD SignalState"},
-            "map_mask": {"dtype": "bool", "shape": ["B", "M"]},
-        },
+        "features": f.to_dict(),
+        "input_names": list(f.input_names),
+        "inputs": f.input_table(),
         "outputs": {
-            "traj": {"dtype": f, "shape": ["B", "A", c.num_modes, c.future, 3], "unit": "x, y m / heading rad, scene frame"},
-            "prob": {"dtype": f, "shape": ["B", "A", c.num_modes]},
+            "traj": {"dtype": "float32", "shape": ["B", "A", c.num_modes, f.future, 3],
+                     "unit": "x, y m / heading rad, scene frame"},
+            "prob": {"dtype": "float32", "shape": ["B", "A", c.num_modes]},
         },
-        "history": c.history, "future": c.future, "num_modes": c.num_modes, "map_points": c.map_points,
-        "dt": 0.1, "segment_max_len_m": 20.0,
+        "num_modes": c.num_modes,
+        # format-1 keys, read by runtimes and simulators written before "features"
+        "history": f.history, "future": f.future, "map_points": f.segment_points, "dt": f.dt,
+        "segment_max_len_m": f.segment_len,
     }
 
 
@@ -185,7 +182,7 @@ def output_matmuls(graph) -> list[str]:
     """MatMul/Gemm nodes whose result reaches a graph output without another learned layer in between.
 
     The last layers of the trajectory and mode heads: nothing downstream averages their rounding
-    out, and the trajectory head's per-step displacements are summed over the 80 future steps
+    out, and the trajectory head's per-step displacements are summed over the future steps
     (``cumsum``), so its error grows along the horizon. Bias adds and output arithmetic
     (cumsum, scene-frame rotation, softmax) are passed through.
     """

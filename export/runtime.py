@@ -3,6 +3,11 @@
 This module must not import torch or drope (a test runs it in a subprocess and checks
 ``sys.modules``). World coordinates are re-centred in float64 on the host before anything
 becomes float32 (:meth:`OnnxPredictor.predict_world`).
+
+The model's feature contract comes from the file's metadata (``OnnxPredictor.features``: history
+and future steps, segment length and points, radii; the FeatureSpec it was trained with), so one
+runtime serves a WOMD model (11 history, 80 future steps) and an Argoverse 2 model (50, 60) alike:
+:meth:`OnnxPredictor.history_window` cuts full-length tracks to the model's history.
 """
 from __future__ import annotations
 
@@ -56,6 +61,8 @@ class OnnxPredictor:
         if version not in SUPPORTED_FORMAT_VERSIONS:
             raise ModelFormatError(f"{self.path}: drope format version {version} is not supported by this runtime "
                                    f"(supported: {sorted(SUPPORTED_FORMAT_VERSIONS)})")
+        self.features = _features(self.path, self.spec)
+        self.input_names = list(self.spec.get("input_names") or self.spec["inputs"])
         self.metadata = dict(meta)
 
     # ---- checks --------------------------------------------------------------------------------------
@@ -90,10 +97,32 @@ class OnnxPredictor:
             raise InputError(f"need at least 2 agent and 2 map slots (pad with masked entries), got {sizes}")
         return out
 
+    # ---- preprocessing ---------------------------------------------------------------------------------
+    def history_window(self, inputs: dict[str, np.ndarray], current_index: int) -> dict[str, np.ndarray]:
+        """Inputs whose agent arrays hold whole tracks ``[B, A, T, ...]`` → the model's history
+        window: the ``features["history"]`` steps ending at ``current_index`` (other inputs pass through)."""
+        H = int(self.features["history"])
+        if not H - 1 <= current_index:
+            raise InputError(f"current_index {current_index} leaves fewer than the model's {H} history steps")
+        out = dict(inputs)
+        for name, s in self.spec["inputs"].items():
+            axis = s.get("time_axis")
+            if axis is None or name not in inputs:
+                continue
+            a = np.asarray(inputs[name])
+            if a.ndim <= axis or a.shape[axis] <= current_index:
+                raise InputError(f"input {name}: shape {a.shape} has no step {current_index} on axis {axis}")
+            out[name] = np.take(a, np.arange(current_index + 1 - H, current_index + 1), axis=axis)
+        return out
+
     # ---- inference ------------------------------------------------------------------------------------
     def predict(self, inputs: dict[str, np.ndarray]) -> Prediction:
         """Scene-frame inputs (see ``self.spec``) → scene-frame trajectories and mode probabilities."""
-        traj, prob = self.session.run(["traj", "prob"], self._check(inputs))
+        feed = self._check(inputs)
+        traj, prob = self.session.run(["traj", "prob"], {k: feed[k] for k in self.input_names})
+        if traj.shape[3] != int(self.features["future"]):
+            raise ModelFormatError(f"{self.path}: the graph predicts {traj.shape[3]} steps, its metadata says "
+                                   f"features.future = {self.features['future']}")
         return Prediction(traj, prob)
 
     def predict_world(self, inputs: dict[str, np.ndarray], origin_xy: np.ndarray, origin_heading: float = 0.0) -> Prediction:
@@ -117,3 +146,18 @@ class OnnxPredictor:
         hw = pred.traj[..., 2].astype(np.float64) + origin_heading
         hw = (hw + math.pi) % (2 * math.pi) - math.pi
         return Prediction(np.concatenate([xy, hw[..., None]], -1), pred.prob)
+
+
+def _features(path: Path, spec: dict) -> dict:
+    """The model's FeatureSpec as a dict; files from before ``features`` give what their flat keys hold."""
+    if "features" in spec:
+        f = spec["features"]
+    else:
+        f = {"history": spec.get("history"), "future": spec.get("future"), "dt": spec.get("dt"),
+             "segment_points": spec.get("map_points"), "segment_len": spec.get("segment_max_len_m")}
+    if not isinstance(f, dict):
+        raise ModelFormatError(f"{path}: feature_spec.features is not a mapping; not a drope export?")
+    bad = [k for k in ("history", "future", "segment_points") if not isinstance(f.get(k), int) or f[k] < 1]
+    if bad or "inputs" not in spec:
+        raise ModelFormatError(f"{path}: feature_spec metadata lacks valid {bad or ['inputs']}; not a drope export?")
+    return dict(f)

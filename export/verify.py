@@ -72,8 +72,7 @@ def compare(model, onnx_paths: dict[str, Path], scenes: Sequence[Scene], batch_s
     stats = {name: {"max_abs_err_m": 0.0, "min_ade": []} for name in ["torch", *onnx_paths]}
     err_sum, err_n = dict.fromkeys(onnx_paths, 0.0), 0
     for i in range(0, len(scenes), batch_size):
-        b = collate_scenes(scenes[i : i + batch_size], model.cfg.history, model.cfg.future,
-                           segment_points=model.cfg.map_points)
+        b = collate_scenes(scenes[i : i + batch_size], model.cfg.features)
         inp = b.model_inputs()
         with torch.no_grad():
             ref_traj, ref_prob = (t.numpy() for t in wrapper(**inp))

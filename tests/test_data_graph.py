@@ -11,6 +11,7 @@ from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
 from drope.data import scene_from_world
+from drope.data.features import FeatureSpec
 from drope.data.graph import GraphConfig, radius_edges, scene_to_heterodata
 from drope.data.segments import split_polylines
 from drope.data.types import MapType, ObjectType
@@ -110,17 +111,17 @@ def world_scene(seed=0, A=40, origin=(-7785.0, 6683.0)):
 def test_heterodata_edges_match_brute_force_in_world_coordinates():
     """Edges built from re-centred float32 scene-frame positions equal a float64 world-frame brute force."""
     scene = world_scene()
-    cfg = GraphConfig(a2a_radius=30.0, m2a_radius=25.0, m2m_radius=20.0, max_segment_len=10.0)
-    data = scene_to_heterodata(scene, cfg)
+    spec = FeatureSpec(a2a_radius=30.0, m2a_radius=25.0, m2m_radius=20.0, segment_len=10.0)
+    data = scene_to_heterodata(scene, GraphConfig(features=spec))
     assert data["agent"].num_nodes == 39 and 3 not in data["agent"].index.tolist()
     a_world = torch.from_numpy(scene.to_world_xy(data["agent"].pos))  # float64
     m_world = torch.from_numpy(scene.to_world_xy(data["map"].pos))
     seg = split_polylines(scene, 10.0)
     assert data["map"].num_nodes == seg.num_segments and torch.equal(data["map"].pose, seg.pose)
     cases = [
-        (("agent", "a2a", "agent"), a_world, a_world, cfg.a2a_radius, False),
-        (("map", "m2a", "agent"), m_world, a_world, cfg.m2a_radius, True),
-        (("map", "m2m", "map"), m_world, m_world, cfg.m2m_radius, False),
+        (("agent", "a2a", "agent"), a_world, a_world, spec.a2a_radius, False),
+        (("map", "m2a", "agent"), m_world, a_world, spec.m2a_radius, True),
+        (("map", "m2m", "map"), m_world, m_world, spec.m2m_radius, False),
     ]
     for key, src, dst, r, loop in cases:
         got = data[key].edge_index
@@ -151,7 +152,7 @@ def test_heterodata_node_features():
 
 def test_heterodata_batching_with_pyg(womd_path):
     (scene,) = list(read_scenarios(womd_path))
-    data = scene_to_heterodata(scene, GraphConfig(a2a_radius=30.0, m2a_radius=20.0, m2m_radius=15.0))
+    data = scene_to_heterodata(scene, GraphConfig(FeatureSpec(a2a_radius=30.0, m2a_radius=20.0, m2m_radius=15.0)))
     assert data["agent"].num_nodes == 50
     e = data["agent", "a2a", "agent"].edge_index
     small = scene_to_heterodata(world_scene(seed=2))
@@ -168,18 +169,24 @@ def test_heterodata_batching_with_pyg(womd_path):
 
 
 def test_graph_with_one_agent_has_no_agent_edges():
-    from tests.test_data_scene import make_scene
+    from tests.builders import make_scene
 
     data = scene_to_heterodata(make_scene(A=1))
     assert data["agent", "a2a", "agent"].edge_index.shape == (2, 0)
     assert data["map", "m2a", "agent"].edge_index.shape[0] == 2
 
 
-def test_config_yaml_mirrors_dataclass():
-    import dataclasses
+def test_config_yaml_mirrors_dataclass_and_takes_the_model_radii():
     from pathlib import Path
 
     import yaml
 
-    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "graph" / "default.yaml").read_text())
-    assert cfg == dataclasses.asdict(GraphConfig())
+    from drope.model import ModelConfig
+
+    d = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "graph" / "default.yaml").read_text())
+    assert GraphConfig.from_dict(d) == GraphConfig()
+    assert d["features"] == {}  # no copy of the feature values that could drift from FeatureSpec
+    # the graph connects exactly the pairs the model attends over (they once disagreed: 50/50/30 vs 60/50/40)
+    assert GraphConfig().features == ModelConfig().features
+    with pytest.raises(ValueError, match="graph.features: unknown key"):
+        GraphConfig.from_dict({"features": {"a2a_radus": 3.0}})

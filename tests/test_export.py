@@ -59,6 +59,22 @@ def test_metadata_and_checker(exported):
     assert m.opset_import[0].version >= 23 and any(n.op_type == "Attention" for n in m.graph.node)
 
 
+def test_womd_spec_reaches_the_runtime(exported):
+    """The WOMD-shaped model (11 history, 80 future) end to end: its FeatureSpec is in the metadata,
+    the runtime serves its horizon and cuts whole tracks to its history (AV2: tests/test_features.py)."""
+    from drope.data.features import FeatureSpec
+
+    model, scenes, path = exported
+    p = OnnxPredictor(path)
+    assert p.features == model.cfg.features.to_dict() == FeatureSpec().to_dict()
+    t = scenes[0].current_index
+    full = collate_scenes(scenes[:1], FeatureSpec(history=t + 1)).model_inputs()
+    feed = p.history_window({k: v.numpy() for k, v in full.items()}, t)
+    assert feed["agent_pos"].shape[2] == 11 and p.predict(feed).traj.shape[3] == 80
+    ref = collate_scenes(scenes[:1], model.cfg.features).model_inputs()
+    assert all(np.array_equal(feed[k], v.numpy()) for k, v in ref.items())
+
+
 def _scope(node) -> str:
     return next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
 

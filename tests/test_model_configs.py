@@ -1,23 +1,48 @@
-"""Model yaml mirrors the dataclass; drope-train/drope-eval CLIs run end to end on tiny budgets."""
+"""Model yaml cannot drift from the dataclass; drope-train/drope-eval CLIs run end to end on tiny budgets."""
 from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
-import yaml
+import pytest
+from omegaconf import OmegaConf
 
+from drope.configs import config_dir
+from drope.data.features import DATASET_FEATURES
 from drope.model import ModelConfig
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# Every value in which a model yaml differs from the ModelConfig defaults, on purpose. A yaml value
+# not listed here must equal the dataclass default, so changing a default without its yaml (or the
+# other way round) fails here.
+INTENDED = {
+    "drope_small": {},
+    "drope_base": {"dim": 256, "num_heads": 8, "num_blocks": 4, "map_layers": 2, "ff_mult": 4, "dropout": 0.1},
+    "drope_small_av2": {"features": DATASET_FEATURES.get("av2")},
+}
 
 
-def test_model_yaml_mirrors_dataclass():
-    names = {f.name for f in dataclasses.fields(ModelConfig)}
-    for name in ("drope_small", "drope_base"):
-        d = yaml.safe_load((CONFIGS / "model" / f"{name}.yaml").read_text())
-        assert set(d) == names and d["name"] == name
-        ModelConfig.from_dict(d)
+def _compose(name: str) -> dict:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir("model")), version_base="1.3"):
+        return OmegaConf.to_container(compose(config_name=name), resolve=True)
+
+
+def test_every_model_yaml_equals_the_dataclass_plus_its_intended_overrides():
+    assert {p.stem for p in config_dir("model").glob("*.yaml")} == set(INTENDED)
+    for name, overrides in INTENDED.items():
+        want = dataclasses.replace(ModelConfig(), name=name, **overrides)
+        d = _compose(name)
+        assert d == want.to_dict(), name  # every key, nested ones included (encoding, features)
+        assert ModelConfig.from_dict(d) == want
+
+
+def test_a_changed_default_would_be_caught():
+    d = _compose("drope_small")
+    d["features"]["future"] = 60
+    assert ModelConfig.from_dict(d) != ModelConfig()
+    with pytest.raises(ValueError, match="model_config.features: unknown key"):
+        ModelConfig.from_dict({**d, "features": {**d["features"], "horizon": 60}})
 
 
 def test_train_and_eval_clis(tmp_path, capsys):

@@ -1,8 +1,9 @@
 """Padded dense batches of plain tensors: the model and export input path (no PyG).
 
-Every scene keeps its own scene frame. ``collate_scenes`` pads agents and map segments to the
-largest scene of the batch (or truncates to ``max_agents``/``max_map`` nearest to the SDC, with a
-logged warning — never silently).
+Every scene keeps its own scene frame. ``collate_scenes(scenes, spec)`` cuts history, future and
+map segments as the :class:`~drope.data.features.FeatureSpec` says and pads agents and segments to
+the largest scene of the batch (or truncates to ``spec.max_agents``/``spec.max_map`` nearest to the
+SDC, with a logged warning — never silently).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Sequence
 
 import torch
 
+from drope.data.features import FeatureSpec
 from drope.data.scene import Scene
 from drope.data.segments import split_polylines
 
@@ -62,11 +64,7 @@ class SceneBatch:
 
     def model_inputs(self) -> dict[str, Tensor]:
         """The plain-tensor inputs of the model / ONNX graph."""
-        return {
-            k: getattr(self, k)
-            for k in ("agent_pos", "agent_heading", "agent_vel", "agent_size", "agent_type", "agent_valid",
-                      "map_points", "map_type", "map_signal", "map_mask")
-        }
+        return {k: getattr(self, k) for k in FeatureSpec.input_names}
 
 
 def _nearest(xy: Tensor, keep: int, anchor: Tensor) -> Tensor:
@@ -74,30 +72,53 @@ def _nearest(xy: Tensor, keep: int, anchor: Tensor) -> Tensor:
     return torch.sort(torch.topk(d, keep, largest=False).indices).values
 
 
-def collate_scenes(
-    scenes: Sequence[Scene],
-    history: int = 11,
-    future: int = 80,
-    max_agents: int | None = None,
-    max_map: int | None = None,
-    segment_len: float = 20.0,
-    segment_points: int = 8,
-) -> SceneBatch:
-    """Pad scenes into a :class:`SceneBatch`. Agents not valid at the current step are dropped."""
+# The positional order of the keyword-per-setting signature that predates FeatureSpec.
+_LEGACY_ARGS = ("history", "future", "max_agents", "max_map", "segment_len", "segment_points")
+
+
+def _legacy_spec(spec, args: tuple, kw: dict) -> FeatureSpec:
+    """``collate_scenes(scenes, history, future, ...)`` / ``collate_scenes(scenes, history=...)`` as a spec."""
+    if isinstance(spec, FeatureSpec):
+        if args or kw:
+            raise TypeError("collate_scenes: give a FeatureSpec or the per-setting arguments, not both")
+        return spec
+    if spec is not None:
+        args = (spec, *args)
+    if len(args) > len(_LEGACY_ARGS):
+        raise TypeError(f"collate_scenes: at most {len(_LEGACY_ARGS)} positional settings, got {len(args)}")
+    given = dict(zip(_LEGACY_ARGS, args))
+    unknown = sorted(set(kw) - set(_LEGACY_ARGS))
+    twice = sorted(set(kw) & set(given))
+    if unknown or twice:
+        raise TypeError(f"collate_scenes: unexpected argument(s) {unknown}, given twice {twice}")
+    given.update(kw)
+    return dataclasses.replace(FeatureSpec(), **given)
+
+
+def collate_scenes(scenes: Sequence[Scene], spec: FeatureSpec | None = None, *legacy, **legacy_kw) -> SceneBatch:
+    """Pad scenes into a :class:`SceneBatch` as ``spec`` says (default: WOMD's :class:`FeatureSpec`).
+
+    Agents not valid at the current step are dropped. The older per-setting form
+    ``collate_scenes(scenes, history, future, max_agents, max_map, segment_len, segment_points)``
+    (positional or keyword) still works: unset settings take the FeatureSpec defaults.
+    """
+    spec = _legacy_spec(spec, legacy, legacy_kw)
+    history, max_agents, max_map = spec.history, spec.max_agents, spec.max_map
     if not scenes:
         raise ValueError("collate_scenes needs at least one scene")
     per = []
     for scene in scenes:
         t = scene.current_index
         if t + 1 < history:
-            raise ValueError(f"scene {scene.scenario_id!r}: current_index {t} leaves fewer than {history} history steps")
+            raise ValueError(f"scene {scene.scenario_id!r}: current_index {t} leaves fewer than the {history} "
+                             "history steps of the feature spec (features.history)")
         idx = scene.agent_valid[:, t].nonzero(as_tuple=True)[0]
         anchor = scene.agent_pos[scene.sdc_index, t] if scene.num_agents else torch.zeros(2)
         if max_agents is not None and idx.numel() > max_agents:
             _warn_once(scene.scenario_id, "agents", "scene %s: keeping the %d agents nearest the SDC of %d",
                        scene.scenario_id, max_agents, idx.numel())
             idx = idx[_nearest(scene.agent_pos[idx, t], max_agents, anchor)]
-        seg = split_polylines(scene, segment_len, segment_points)
+        seg = split_polylines(scene, spec.segment_len, spec.segment_points)
         keep = torch.arange(seg.num_segments)
         if max_map is not None and seg.num_segments > max_map:
             _warn_once(scene.scenario_id, "map", "scene %s: keeping the %d map segments nearest the SDC of %d",
@@ -107,7 +128,7 @@ def collate_scenes(
     B = len(scenes)
     A = max(1, max(p[1].numel() for p in per))
     M = max(1, max(p[3].numel() for p in per))
-    H, F, S = history, future, segment_points
+    H, F, S = history, spec.future, spec.segment_points
 
     def z(*shape, dtype=torch.float32, fill=0):
         return torch.full(shape, fill, dtype=dtype)

@@ -1,8 +1,9 @@
 """Scene graphs as torch_geometric ``HeteroData``.
 
-Node types: ``agent`` (agents valid at the current step) and ``map`` (segments ≤ ~20 m from
-:func:`drope.data.segments.split_polylines`). Edge types: ``('agent','a2a','agent')``,
-``('map','m2a','agent')``, ``('map','m2m','map')``, each within its own radius.
+Node types: ``agent`` (agents valid at the current step) and ``map`` (segments of at most
+``features.segment_len`` m from :func:`drope.data.segments.split_polylines`). Edge types:
+``('agent','a2a','agent')``, ``('map','m2a','agent')``, ``('map','m2m','map')``, each within its
+radius of the same :class:`~drope.data.features.FeatureSpec` the model attends with.
 
 Radius edges are built in pure torch (PyG 2.8's ``radius_graph`` needs ``pyg-lib``). Distances
 come from explicit float64 differences, never ``torch.cdist``'s matmul mode, whose
@@ -14,11 +15,12 @@ distances nor 10⁸ booleans of memory.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch_geometric.data import HeteroData
 
+from drope.data.features import FeatureSpec
 from drope.data.scene import Scene
 from drope.data.segments import split_polylines
 
@@ -32,14 +34,16 @@ _DENSE_MAX_PAIRS = 1 << 20
 
 @dataclass
 class GraphConfig:
-    """Radii in metres; mirrored by ``configs/graph/default.yaml``."""
+    """Mirrored by ``configs/graph/default.yaml``. Radii and map segments are the feature
+    contract's (a model's ``cfg.features``), so a graph connects exactly what the model attends to."""
 
-    a2a_radius: float = 50.0
-    m2a_radius: float = 50.0
-    m2m_radius: float = 30.0
-    max_segment_len: float = 20.0
-    segment_points: int = 8
+    features: FeatureSpec = field(default_factory=FeatureSpec)
     chunk_size: int | None = None  # targets per chunk in radius_edges (None: from a memory budget)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GraphConfig":
+        d = dict(d)
+        return cls(features=FeatureSpec.from_dict(d.pop("features", {}), "graph.features"), **d)
 
 
 def radius_edges(
@@ -181,12 +185,13 @@ def scene_to_heterodata(scene: Scene, cfg: GraphConfig | None = None) -> HeteroD
     ``points [M, S, 2]``, ``length [M]``, ``type [M]``, ``subtype [M]``, ``signal [M]`` (lane
     signal state at the current step), ``feature_index [M]``.
     Edges (``edge_index [2, E]``, row 0 source): ``a2a`` (no self loops), ``m2a``, ``m2m`` (no
-    self loops), each within its radius of ``cfg``.
+    self loops), each within its radius of ``cfg.features``.
     """
     cfg = cfg or GraphConfig()
+    spec = cfg.features
     t = scene.current_index
     agents = scene.agent_valid[:, t].nonzero(as_tuple=True)[0]  # [Na]
-    seg = split_polylines(scene, cfg.max_segment_len, cfg.segment_points, step=t)
+    seg = split_polylines(scene, spec.segment_len, spec.segment_points, step=t)
     data = HeteroData()
     data.scenario_id = scene.scenario_id
     a_pos = scene.agent_pos[agents, t]  # [Na, 2]
@@ -215,8 +220,8 @@ def scene_to_heterodata(scene: Scene, cfg: GraphConfig | None = None) -> HeteroD
     nm.feature_index = seg.feature_index
     nm.num_nodes = seg.num_segments
     chunk = cfg.chunk_size
-    data["agent", "a2a", "agent"].edge_index = radius_edges(a_pos, a_pos, cfg.a2a_radius, chunk_size=chunk)
-    data["map", "m2a", "agent"].edge_index = radius_edges(m_pos, a_pos, cfg.m2a_radius, loop=True, chunk_size=chunk)
-    data["map", "m2m", "map"].edge_index = radius_edges(m_pos, m_pos, cfg.m2m_radius, chunk_size=chunk)
+    data["agent", "a2a", "agent"].edge_index = radius_edges(a_pos, a_pos, spec.a2a_radius, chunk_size=chunk)
+    data["map", "m2a", "agent"].edge_index = radius_edges(m_pos, a_pos, spec.m2a_radius, loop=True, chunk_size=chunk)
+    data["map", "m2m", "map"].edge_index = radius_edges(m_pos, m_pos, spec.m2m_radius, chunk_size=chunk)
     data.graph_config = asdict(cfg)
     return data

@@ -14,10 +14,12 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
+from drope.data.features import FeatureSpec
 from drope.data.scene import Scene
 from drope.data.types import POLYGON_TYPES, MapType
 
 Tensor = torch.Tensor
+_DEFAULT = FeatureSpec()
 
 
 @dataclass(frozen=True)
@@ -54,12 +56,14 @@ class MapSegments:
 
 
 def split_polylines(
-    scene: Scene, max_len: float = 20.0, num_points: int = 8, step: int | None = None
+    scene: Scene, max_len: float = _DEFAULT.segment_len, num_points: int = _DEFAULT.segment_points,
+    step: int | None = None,
 ) -> MapSegments:
     """Cut every map feature of ``scene`` into segments ≤ ``max_len`` m (stop signs: one point).
 
-    Pieces of one feature share its length equally (a 45 m lane gives three 15 m pieces, not
-    20 + 20 + 5), so no token is a sliver. ``step`` selects the signal states attached to lanes
+    The defaults are :class:`~drope.data.features.FeatureSpec`'s ``segment_len``/``segment_points``.
+    Pieces of one feature share its length equally (with 20 m pieces a 45 m lane gives three 15 m
+    pieces, not 20 + 20 + 5), so no token is a sliver. ``step`` selects the signal states attached to lanes
     (default: the current step).
     """
     if not max_len > 0 or num_points < 2:

@@ -1,7 +1,9 @@
 """Checkpoint I/O and scene-frame prediction: one place, below training, evaluation and export.
 
 A drope checkpoint is a ``torch.save`` dict holding at least ``model`` (state dict) and
-``model_config`` (``ModelConfig.to_dict()``); the trainer adds optimiser/RNG state for resume.
+``model_config`` (``ModelConfig.to_dict()``, whose ``features`` is the model's feature contract:
+history/future steps, map segments, radii); the trainer adds optimiser/RNG state for resume.
+Checkpoints written before ``features`` existed load with their flat keys and WOMD defaults.
 """
 from __future__ import annotations
 
@@ -47,7 +49,9 @@ def load_model(ckpt_path: str | Path, map_location="cpu") -> tuple[DRoPETransfor
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:
-        raise ValueError(f"{ckpt_path}: weights do not match the model config inside it: {e}") from None
+        # the trajectory head is sized by the horizon: the likeliest cause of an edited/garbled config
+        hint = " (head_traj is sized by features.future)" if "head_traj" in str(e) else ""
+        raise ValueError(f"{ckpt_path}: weights do not match the model config inside it{hint}: {e}") from None
     return model.eval(), ckpt
 
 

@@ -1,12 +1,14 @@
 """The DRoPE agent-interaction transformer on plain tensors (the export path: no PyG, no dataclasses).
 
-Inputs (B scenes, A agents, H history steps, M map segments, S points; scene frame, metres/rad):
+Inputs (B scenes, A agents, H = ``cfg.features.history`` steps, M map segments of
+S = ``cfg.features.segment_points`` points; scene frame, metres/rad), in
+``FeatureSpec.input_names`` order:
 ``agent_pos [B,A,H,2]``, ``agent_heading [B,A,H]``, ``agent_vel [B,A,H,2]``, ``agent_size [B,A,3]``,
 ``agent_type [B,A]`` int64, ``agent_valid [B,A,H]`` bool, ``map_points [B,M,S,2]``,
 ``map_type [B,M]`` int64, ``map_signal [B,M]`` int64, ``map_mask [B,M]`` bool.
 
 Outputs: ``traj [B,A,K,F,3]`` (x, y, heading in each agent's frame at the current step),
-``scale [B,A,K,F,2]`` (Laplace scales of x, y, metres) and ``logits [B,A,K]`` (mode scores;
+``scale [B,A,K,F,2]`` (F = ``cfg.features.future``) (Laplace scales of x, y, metres) and ``logits [B,A,K]`` (mode scores;
 softmax for probabilities). Agents not valid at the current step produce finite, meaningless
 outputs. Feature engineering (agent and segment frames) happens inside ``forward``.
 """
@@ -65,7 +67,7 @@ class DRoPETransformer(nn.Module):
         self.mode_emb = nn.Parameter(torch.randn(cfg.num_modes, D) * 0.2)
         self.mode_map = PoseTransformerLayer(D, Hh, cfg.encoding, cfg.ff_mult, cfg.dropout)
         self.mode_self = PoseTransformerLayer(D, Hh, EncodingConfig(name="none"), cfg.ff_mult, cfg.dropout)
-        self.head_traj = _mlp(D, 2 * D, cfg.future * 5)
+        self.head_traj = _mlp(D, 2 * D, cfg.features.future * 5)
         self.head_logit = _mlp(D, D, 1)
 
     # ---- encoders ----------------------------------------------------------------------------------
@@ -81,7 +83,7 @@ class DRoPETransformer(nn.Module):
         x = feats + self.map_type(map_type) + self.map_signal(map_signal)
         pose = torch.cat([start, direction[..., None]], -1)  # [B, M, 3]
         for layer in self.map_layers:
-            x = layer(x, pose, key_mask=map_mask, radius=self.cfg.m2m_radius)
+            x = layer(x, pose, key_mask=map_mask, radius=self.cfg.features.m2m_radius)
         return x, pose
 
     def encode_agents(self, agent_pos, agent_heading, agent_vel, agent_size, agent_type, agent_valid):
@@ -105,8 +107,13 @@ class DRoPETransformer(nn.Module):
 
     def forward(self, agent_pos, agent_heading, agent_vel, agent_size, agent_type, agent_valid,
                 map_points, map_type, map_signal, map_mask):
-        cfg = self.cfg
+        cfg, spec = self.cfg, self.cfg.features
         B, A = agent_pos.shape[:2]
+        # any H or S would run (attention and max-pooling do not care) and predict garbage
+        if agent_pos.shape[2] != spec.history or map_points.shape[2] != spec.segment_points:
+            raise ValueError(f"model {cfg.name!r} expects {spec.history} history steps and {spec.segment_points} "
+                             f"points per map segment (its features), got agent_pos {tuple(agent_pos.shape)}, "
+                             f"map_points {tuple(map_points.shape)}")
         m, m_pose = self.encode_map(map_points, map_type, map_signal, map_mask)
         a = self.encode_agents(agent_pos, agent_heading, agent_vel, agent_size, agent_type, agent_valid)
         if self.local_map is not None:
@@ -114,15 +121,15 @@ class DRoPETransformer(nn.Module):
         a_pose = torch.cat([agent_pos[:, :, -1], agent_heading[:, :, -1:]], -1)  # [B, A, 3]
         a_mask = agent_valid[:, :, -1]
         for m2a, a2a in zip(self.m2a, self.a2a):
-            a = m2a(a, a_pose, m, m_pose, key_mask=map_mask, radius=cfg.m2a_radius)
-            a = a2a(a, a_pose, key_mask=a_mask, radius=cfg.a2a_radius)
+            a = m2a(a, a_pose, m, m_pose, key_mask=map_mask, radius=spec.m2a_radius)
+            a = a2a(a, a_pose, key_mask=a_mask, radius=spec.a2a_radius)
         K = cfg.num_modes
         q = (a[:, :, None] + self.mode_emb).reshape(B, A * K, -1)  # [B, A*K, D]
         q_pose = a_pose[:, :, None].expand(B, A, K, 3).reshape(B, A * K, 3)
-        q = self.mode_map(q, q_pose, m, m_pose, key_mask=map_mask, radius=cfg.m2a_radius)
+        q = self.mode_map(q, q_pose, m, m_pose, key_mask=map_mask, radius=spec.m2a_radius)
         # modes of one agent see each other (diversity), nothing else
         q = self.mode_self(q.reshape(B * A, K, -1), q_pose.reshape(B * A, K, 3)).reshape(B, A, K, -1)
-        out = self.head_traj(q).reshape(B, A, K, cfg.future, 5)
+        out = self.head_traj(q).reshape(B, A, K, spec.future, 5)
         xy = torch.cumsum(out[..., :2], dim=3)  # displacements per step → positions (smooth, scale-friendly)
         heading = out[..., 2:3]
         scale = F.softplus(out[..., 3:5]) + 0.01
