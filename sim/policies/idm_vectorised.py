@@ -82,6 +82,75 @@ class SceneTables:
             self.default_route[lane, : len(r)] = r
             self.default_len[lane] = len(r)
         self._stops: dict[int, tuple | None] = {}
+        seg_lane, starts, self.tree = g._segments()
+        self.seg_lane, self.seg_start = seg_lane, starts
+        self.mid = self.tree.data
+        self.half = np.linalg.norm(g.points[starts + 1] - g.points[starts], axis=-1) / 2  # [G] half segment lengths
+        self.half_max = float(self.half.max(initial=0.0))
+        self.k = min(g.candidates, len(starts))
+
+    # ---- projection ----------------------------------------------------------------------------------
+    def segment_cost(self, xy: np.ndarray, h: np.ndarray, seg: np.ndarray, heading_weight: float = 4.0):
+        """``LaneGraph.project``'s cost, arc length and lateral offset of points ``xy [..., 2]``
+        (headings ``h [...]``) on segments ``seg [...]`` (same arithmetic, any shape)."""
+        g = self.graph
+        st = self.seg_start[seg]
+        p0 = g.points[st]
+        d = g.points[st + 1] - p0
+        L2 = np.maximum((d * d).sum(-1), 1e-12)
+        rel = xy - p0
+        t = np.clip((rel * d).sum(-1) / L2, 0.0, 1.0)
+        dist = np.linalg.norm(rel - t[..., None] * d, axis=-1)
+        cost = dist + heading_weight * (1.0 - np.cos(h - np.arctan2(d[..., 1], d[..., 0])))
+        return cost, g.s[st] + t * np.sqrt(L2)
+
+    def project_full(self, xy: np.ndarray, h: np.ndarray):
+        """``LaneGraph.project(xy, h)`` (its KD-tree candidates and argmin) as ``(lane, s, column of
+        the winner)`` plus, for :meth:`project_near`, the candidates ``[N, k]``, the k-th candidate
+        distance and its margin to the (k+1)-th ``[N]`` (inf when the map has no more segments)."""
+        k = self.k
+        q = min(k + 1, len(self.seg_start))
+        dk, cand = self.tree.query(xy, k=q)
+        cand = np.asarray(cand).reshape(len(xy), q)
+        dk = np.asarray(dk).reshape(len(xy), q)
+        margin = dk[:, k] - dk[:, k - 1] if q > k else np.full(len(xy), np.inf)
+        cand = cand[:, :k]
+        cost, s = self.segment_cost(xy[:, None, :], h[:, None], cand)
+        n = np.arange(len(xy))
+        j = cost.argmin(1)
+        return self.seg_lane[cand[n, j]], s[n, j], j, cand, dk[:, k - 1], margin
+
+    def project_near(self, xy, h, cand, centre, radius, margin, last):
+        """The projection of :meth:`project_full` from candidates ``cand [N, k]`` cached at
+        ``centre`` (k-th distance ``radius``, ``margin`` to the next), ``last`` the column of the
+        previous winner; ``ok=False`` where that cannot be proven to be the reference's answer.
+
+        The reference takes the least cost over the k segments with the nearest midpoints. Only
+        candidates whose lower bound (midpoint distance − half length) is below ``U``, the cost
+        of the nearest or of the previous winner, can win. The answer is provably the
+        reference's when either (a) the cached set is still the k nearest (``margin`` exceeds
+        twice the distance moved) or (b) every segment the cache lacks lies ``>= radius − moved``
+        away, farther than ``U`` plus the longest half segment. Exact ties of cost between two
+        different segments may resolve in another order (the cache's, not the new query's)."""
+        N, k = cand.shape
+        rel = self.mid[cand] - xy[:, None]
+        dm = np.sqrt((rel * rel).sum(-1))  # [N, k]
+        lb = dm - self.half[cand]
+        n = np.arange(N)
+        u0, _ = self.segment_cost(xy, h, cand[n, dm.argmin(1)])
+        u1, _ = self.segment_cost(xy, h, cand[n, last])
+        U = np.minimum(u0, u1)
+        moved = np.sqrt(((xy - centre) ** 2).sum(-1))
+        ok = (margin > 2 * moved + 1e-6) | (U + self.half_max + 1e-6 < radius - moved)
+        rows, cols = np.nonzero((lb <= U[:, None]) & ok[:, None])
+        seg = cand[rows, cols]
+        cost, s = self.segment_cost(xy[rows], h[rows], seg)
+        order = np.lexsort((cols, cost, rows))  # per row: least cost, then the earlier candidate
+        first = order[np.unique(rows[order], return_index=True)[1]]
+        lane, s_out, col = np.zeros(N, np.int64), np.zeros(N), np.zeros(N, np.int64)
+        r = rows[first]
+        lane[r], s_out[r], col[r] = self.seg_lane[seg[first]], s[first], cols[first]
+        return lane, s_out, col, ok
 
     def pose_at(self, lane: np.ndarray, s: np.ndarray, heading_only: bool = False):
         """``LaneGraph.pose_at`` for arrays (same segment choice and arithmetic)."""
@@ -178,6 +247,31 @@ class VectorisedIDM:
         self.p = {f: np.array([getattr(p, f) for p in params]) for f in
                   ("a_max", "b_comf", "b_max", "s0", "time_headway", "delta")}
         self.p["sqrt_ab"] = np.array([(p.a_max * p.b_comf) ** 0.5 for p in params])
+        # projection cache: each agent's KD-tree candidates, where they were queried, k-th distance
+        self._cache = {"cand": np.zeros((B, A, T.k), np.int64), "centre": np.zeros((B, A, 2)),
+                       "radius": np.zeros((B, A)), "margin": np.zeros((B, A)), "last": np.zeros((B, A), np.int64),
+                       "have": np.zeros((B, A), bool)}
+
+    def _project(self, pb: np.ndarray, pa: np.ndarray, xy: np.ndarray, h: np.ndarray):
+        """``LaneGraph.project(xy, h)`` (lane, s) of agents ``(pb, pa)``: from each agent's cached
+        candidates where that is provably the same answer, else a fresh KD-tree query (re-cached)."""
+        T, c = self.tables, self._cache
+        lane, s = np.zeros(len(pb), np.int64), np.zeros(len(pb))
+        ok = c["have"][pb, pa]
+        hv = np.flatnonzero(ok)
+        if len(hv):
+            b, a = pb[hv], pa[hv]
+            lane[hv], s[hv], c["last"][b, a], ok[hv] = T.project_near(
+                xy[hv], h[hv], c["cand"][b, a], c["centre"][b, a], c["radius"][b, a], c["margin"][b, a],
+                c["last"][b, a])
+        redo = np.flatnonzero(~ok)
+        if len(redo):
+            b, a = pb[redo], pa[redo]
+            lane[redo], s[redo], c["last"][b, a], c["cand"][b, a], c["radius"][b, a], c["margin"][b, a] = \
+                T.project_full(xy[redo], h[redo])
+            c["centre"][b, a] = xy[redo]
+            c["have"][b, a] = True
+        return lane, s
 
     # ---- gaps of the whole batch (float32 torch, as the reference) --------------------------------------
     def _corridor_gaps(self, pos: Tensor, c: Tensor, s: Tensor, vel: Tensor, size: Tensor, valid: Tensor):
@@ -234,7 +328,7 @@ class VectorisedIDM:
         pos64 = state.pos.double().numpy()
         h64 = state.heading.double().numpy()
         # ---- projection of every valid agent ----
-        lane, s, _ = T.graph.project(pos64[pb, pa], h64[pb, pa])
+        lane, s = self._project(pb, pa, pos64[pb, pa], h64[pb, pa])
         foot, foot_h = T.pose_at(lane, s)
         rel = pos64[pb, pa] - foot
         along = rel[:, 0] * np.cos(foot_h) + rel[:, 1] * np.sin(foot_h)
