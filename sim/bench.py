@@ -9,6 +9,7 @@
 5. IDM on the same 128-agent scene, every valid agent driven, one rollout, one thread, whole
    step (policy + dynamics, after reset): ``idm_steps_per_s`` (the vectorised ``idm``) and
    ``idm_steps_per_s_reference`` (the per-agent ``idm_reference``, ``--reference-steps`` steps);
+   ``idm_32_rollouts_steps_per_s``: 32 rollouts of the WOMD sample stepped together, world-steps/s;
 6. ``--scale N`` (off by default, it takes minutes): N generated scenes × ``--scale-rollouts``
    (32) rollouts of IDM end to end — simulate, package each scene as an official
    ``ScenarioRollouts`` (validated), write the sharded submission (``submission.binproto-*`` +
@@ -56,16 +57,17 @@ def _time(fn, min_seconds: float = 1.0) -> tuple[float, int]:
     return (time.perf_counter() - t0) / n, n
 
 
-def step_rate(policy, scene, dynamics, steps: int, min_seconds: float = 0.0, seed: int = 0) -> float:
-    """Steps/s of ``policy`` driving every valid agent of ``scene`` (one rollout): ``act`` + ``step``
-    per step, reset excluded (per-scene precomputation is the policy's reset)."""
+def step_rate(policy, scene, dynamics, steps: int, min_seconds: float = 0.0, seed: int = 0, rollouts: int = 1) -> float:
+    """Steps/s of ``policy`` driving every valid agent of ``scene`` (``rollouts`` worlds stepped
+    together): ``act`` + ``step`` per step, reset excluded (per-scene precomputation is the
+    policy's reset)."""
     from drope.sim.state import SimState, step
 
     steps = min(steps, scene.num_steps - 1 - scene.current_index)
     n, total = 0, 0.0
     while n == 0 or total < min_seconds:
         rng = torch.Generator().manual_seed(seed)
-        state = SimState.from_scene(scene, scene.current_index)
+        state = SimState.from_scene(scene, scene.current_index, batch=rollouts)
         policy.reset(scene, state, rng)
         t0 = time.perf_counter()
         for _ in range(steps):
@@ -75,8 +77,9 @@ def step_rate(policy, scene, dynamics, steps: int, min_seconds: float = 0.0, see
     return n / total
 
 
-def idm_keys(big, dyn, seconds: float, reference_steps: int) -> dict:
-    """``idm_steps_per_s`` (vectorised, after a warm-up rollout) and ``idm_steps_per_s_reference``."""
+def idm_keys(big, scene, dyn, seconds: float, reference_steps: int) -> dict:
+    """``idm_steps_per_s`` (vectorised, after a warm-up rollout) and ``idm_steps_per_s_reference``
+    on ``big``; ``idm_32_rollouts_steps_per_s`` (32 worlds of ``scene`` per step, world-steps/s)."""
     from drope.sim.policies import IDMReference, VectorisedIDM
 
     vec = VectorisedIDM(dyn)
@@ -85,6 +88,7 @@ def idm_keys(big, dyn, seconds: float, reference_steps: int) -> dict:
     res["idm_steps_per_s_reference"] = step_rate(IDMReference(dyn), big, dyn, reference_steps)
     res["idm_speedup_vs_reference"] = res["idm_steps_per_s"] / res["idm_steps_per_s_reference"]
     res["idm_driven_agents"] = int(vec.drivers.sum())
+    res["idm_32_rollouts_steps_per_s"] = 32 * step_rate(VectorisedIDM(dyn), scene, dyn, 20, rollouts=32)
     return res
 
 
@@ -196,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         res["onnx_predictions_per_rollout"] = pol.num_predictions
     else:
         res["onnx"] = "skipped (pass --model PATH.onnx)"
-    res.update(idm_keys(big, dyn, args.seconds, args.reference_steps))
+    res.update(idm_keys(big, scene, dyn, args.seconds, args.reference_steps))
     # ---- learned rollouts (learned_32_rollouts_s / learned_32_rollouts_s_sequential) ----
     # measured by a function in a module of their own, called here as res.update(fn(args, scene, dyn))
     if args.scale:
