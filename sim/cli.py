@@ -24,6 +24,28 @@ rules need ``rollouts=32`` and every sim agent simulated (``controlled=all``, or
 the header, at most ``submission_shard_size`` scenarios, default 200) and ``DIR/submission.tar.gz``
 holding all shards, the file to upload; ``drope-score wosac`` reads the file, the directory or the
 tar.gz.
+
+``wosac=true`` scores every scenario in-process with ``drope.metrics.wosac`` (the official 2025
+components on the same float32 world coordinates a submission carries) and writes them per
+scenario and as the mean over scenarios under ``wosac`` in ``metrics.json``, with the key names
+of ``drope-score wosac --json``. Same rules as ``submission`` (every sim agent simulated; 32
+rollouts for official numbers).
+
+Runs over many processes or machines: ``num_shards=N shard_index=I`` (or ``WORLD_SIZE``/``RANK``
+as set by ``torchrun``; explicit keys win) simulates scenarios i ≡ I (mod N) of the ordered list
+into ``out/shards/IIIII-of-NNNNN/`` (partial metrics, its ScenarioRollouts, a ``COMPLETE``
+marker written last; a restarted shard that is complete is skipped). Then merge::
+
+    drope-sim data=[...] num_shards=4 shard_index=0 out=runs/big ...   # one per machine, I = 0..3
+    drope-sim merge runs/big [out=DIR] [submission=FILE] [submission_dir=DIR]
+
+``merge`` takes run outputs or shard directories (copied from several machines), checks that
+all N shards are complete with one configuration, and writes ``metrics.json``, ``submission``
+and ``submission_dir`` exactly as one process would have (paths default to the recorded ones).
+
+A scenario that fails (e.g. no map, NaN from the model) is listed under ``failed`` (index,
+scenario id, error) in ``metrics.json`` and on stderr; the others still run (exit status 0,
+2 if every scenario failed).
 """
 from __future__ import annotations
 
@@ -73,6 +95,9 @@ class SimConfig:
     submission_dir: str | None = None
     submission_shard_size: int = 200
     submission_meta: dict = field(default_factory=dict)
+    wosac: bool = False
+    num_shards: int | None = None
+    shard_index: int | None = None
     bicycle: dict = field(default_factory=dict)
     idm: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
@@ -100,15 +125,25 @@ def check_config(cfg) -> SimConfig:
     submission_metadata(c)  # TypeError names an unknown submission_meta key
     if c.submission_shard_size < 1:
         raise ValueError(f"submission_shard_size must be >= 1, got {c.submission_shard_size}")
-    if c.submission is not None or c.submission_dir is not None:
+    if c.policy == "learned" or c.background == "learned":
+        if c.model is None:
+            raise ValueError("policy=learned needs model=PATH (an ONNX file from drope-export)")
+        if not Path(c.model).is_file():
+            raise FileNotFoundError(f"model={c.model}: no such file")
+    from drope.shards import shard_of
+
+    shard_of(c.num_shards, c.shard_index)  # names a bad key or RANK/WORLD_SIZE
+    keys = [k for k, on in ((f"submission={c.submission}", c.submission is not None),
+                            (f"submission_dir={c.submission_dir}", c.submission_dir is not None),
+                            ("wosac=true", c.wosac)) if on]
+    if keys:
         from drope.sim.submission import submission_rule_violation
 
-        key = f"submission={c.submission}" if c.submission is not None else f"submission_dir={c.submission_dir}"
         if (why := submission_rule_violation(c.policy, c.background, c.controlled)) is not None:
-            raise ValueError(f"{key}: {why}")
+            raise ValueError(f"{keys[0]}: {why}")
         if c.rollouts != OFFICIAL_ROLLOUTS:
-            log.warning("submission with rollouts=%d: the official sim-agents challenge needs rollouts=%d "
-                        "(drope-score wosac --rollouts-per-scenario %d scores it anyway)", c.rollouts,
+            log.warning("%s with rollouts=%d: the official sim-agents challenge needs rollouts=%d "
+                        "(drope-score wosac --rollouts-per-scenario %d scores it anyway)", keys[0], c.rollouts,
                         OFFICIAL_ROLLOUTS, c.rollouts)
     return c
 
@@ -142,22 +177,49 @@ def _shards(data) -> list[Path]:
     return out
 
 
-def load_scenes(cfg) -> list:
-    """Scenes from ``cfg.data`` shards (real or generated), else generated in memory."""
+def iter_scenes(cfg, shard: int = 0, num_shards: int = 1, count: list | None = None):
+    """``(index, scene, error)`` for the scenes of shard ``shard`` (index ≡ shard mod ``num_shards``)
+    from ``cfg.data`` shards (real or generated), else generated in memory; only those records are
+    decoded. ``error`` names a record that does not decode (``scene`` is then None). The number of
+    scenes of the whole run is appended to ``count`` at the end."""
     limit = cfg.max_scenarios
+    total = 0
     if cfg.data:
-        from drope.data.womd import read_scenarios
+        from drope.data.tfrecord import index_records, open_records, read_record_at
+        from drope.data.womd import scene_from_bytes
 
-        scenes = []
-        for scene in read_scenarios(_shards(cfg.data)):
-            scenes.append(scene)
-            if limit is not None and len(scenes) >= limit:
-                break
-        return scenes
-    from drope.sim.generate.scenario import generate_scene
+        for path in _shards(cfg.data):
+            records, bad = index_records(path)
+            if bad:
+                raise ValueError(f"{path}: bad record header after record {len(records)}")
+            with open_records(path) as f:
+                for r, (offset, length) in enumerate(records):
+                    if limit is not None and total >= limit:
+                        break
+                    if total % num_shards == shard:
+                        try:
+                            yield total, scene_from_bytes(read_record_at(f, path, r, offset, length)), None
+                        except ValueError as e:  # CorruptRecordError and Scene validation
+                            yield total, None, f"{path} record {r}: {e}"
+                    total += 1
+    else:
+        from drope.sim.generate.scenario import generate_scene
 
-    n = cfg.generate.num_scenes if limit is None else min(limit, cfg.generate.num_scenes)
-    return [generate_scene(int(cfg.generate.seed), i)[0] for i in range(n)]
+        total = cfg.generate.num_scenes if limit is None else min(limit, cfg.generate.num_scenes)
+        for i in range(shard, total, num_shards):
+            yield i, generate_scene(int(cfg.generate.seed), i)[0], None
+    if count is not None:
+        count.append(total)
+
+
+def load_scenes(cfg) -> list:
+    """All scenes of ``cfg`` (see :func:`iter_scenes`); a record that does not decode is an error."""
+    out = []
+    for _, scene, error in iter_scenes(cfg):
+        if error is not None:
+            raise ValueError(error)
+        out.append(scene)
+    return out
 
 
 # ---- one scenario -----------------------------------------------------------------------------------
@@ -223,19 +285,53 @@ def simulate_scene(cfg, scene, index: int, want_arrays: bool = False):
         d.mkdir(parents=True, exist_ok=True)
         ro.to_npz(d / f"{index:05d}_{scene.scenario_id}.npz", scene)
     proto = None
-    if cfg.get("submission") or cfg.get("submission_dir"):
+    if cfg.get("submission") or cfg.get("submission_dir") or cfg.get("wosac"):
         from drope.sim.submission import REPLAY_POLICIES, sim_scenario_rollouts
 
         replayed = torch.where(controlled, cfg.policy in REPLAY_POLICIES, cfg.background in REPLAY_POLICIES)
-        proto = sim_scenario_rollouts(scene, ro, replayed).SerializeToString()
+        ro_proto = sim_scenario_rollouts(scene, ro, replayed)
+        if cfg.get("wosac"):
+            entry["wosac"] = wosac_scores(scene, ro_proto)
+        if cfg.get("submission") or cfg.get("submission_dir"):
+            proto = ro_proto.SerializeToString()
     return entry, (ro, m) if want_arrays else None, proto
 
 
+def wosac_scores(scene, ro_proto) -> dict:
+    """Official WOSAC components of one scenario's rollouts, scored from the ``ScenarioRollouts``
+    (its float32 world coordinates, as ``drope-score wosac`` reads a submission)."""
+    from drope.metrics.cli import json_value
+    from drope.metrics.submission import scenario_rollouts_arrays
+    from drope.metrics.wosac import prepare_scene, score_prepared
+
+    p = prepare_scene(scene)
+    row = score_prepared(p, *scenario_rollouts_arrays(ro_proto, p))
+    return {k: json_value(v) for k, v in row.items() if k != "scenario_id"}
+
+
+def wosac_aggregate(entries: list[dict]) -> dict:
+    """Mean over scenarios of each component (the official aggregate), skipping undefined values."""
+    rows = [e["wosac"] for e in entries if "wosac" in e]
+    out: dict = {"num_scenarios": len(rows)}
+    for k in (rows[0] if rows else {}):
+        vals = [r[k] for r in rows if r[k] is not None]
+        out[k] = sum(vals) / len(vals) if vals else None
+    return out
+
+
+def simulate_safely(cfg_dict: dict, scene, index: int, error: str | None = None):
+    """``(index, entry, proto, failure)``: a scenario that raises becomes a failure record naming it."""
+    if error is not None:
+        return index, None, None, {"index": index, "scenario_id": None, "error": error}
+    try:
+        entry, _, proto = simulate_scene(OmegaConf.create(cfg_dict), scene, index)
+    except Exception as e:  # noqa: BLE001 - one bad scenario must not stop a 44k-scenario run
+        return index, None, None, {"index": index, "scenario_id": scene.scenario_id, "error": f"{type(e).__name__}: {e}"}
+    return index, {"index": index, **entry}, proto, None
+
+
 def _worker(args):
-    cfg_dict, scene, index = args
-    cfg = OmegaConf.create(cfg_dict)
-    entry, _, proto = simulate_scene(cfg, scene, index)
-    return index, entry, proto
+    return simulate_safely(*args)
 
 
 # ---- table ------------------------------------------------------------------------------------------
@@ -259,76 +355,238 @@ def format_table(entries: list[dict], aggregate: dict) -> str:
 
 
 # ---- main -------------------------------------------------------------------------------------------
-def run(cfg) -> dict:
-    """Run the configured simulation; returns the metrics.json content."""
+def _resolved(cfg) -> dict:
+    """The config as recorded: paths absolute (a merge may run elsewhere), the shard resolved."""
+    from drope.shards import shard_of
+
+    d = OmegaConf.to_container(cfg, resolve=True)
+    for k in ("out", "submission", "submission_dir"):
+        if d.get(k):
+            d[k] = str(Path(d[k]).resolve())
+    d["shard_index"], d["num_shards"] = shard_of(d.get("num_shards"), d.get("shard_index"))
+    return d
+
+
+def simulate_part(cfg_dict: dict) -> tuple[dict, dict[int, bytes]]:
+    """Simulate this shard's scenarios; returns its part result and the serialized ``ScenarioRollouts``
+    by scenario index (when a submission is configured)."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
     from tqdm import tqdm
 
+    cfg = OmegaConf.create(cfg_dict)
+    I, N = cfg_dict["shard_index"], cfg_dict["num_shards"]
+    entries: dict[int, dict] = {}
+    protos: dict[int, bytes] = {}
+    failed: list[dict] = []
+    to_animate: dict[int, object] = {}
+    count: list = []
+    t0 = time.perf_counter()
+
+    def jobs():
+        for i, scene, error in iter_scenes(cfg, I, N, count):
+            if scene is not None and i < int(cfg.animate):
+                to_animate[i] = scene
+            yield cfg_dict, scene, i, error
+
+    def collect(i, entry, proto, failure):
+        if failure is not None:
+            failed.append(failure)
+            log.warning("scenario %s (index %d) failed: %s", failure["scenario_id"], i, failure["error"])
+        else:
+            entries[i] = entry
+            if proto is not None:
+                protos[i] = proto
+
+    bar = tqdm(desc="drope-sim" if N == 1 else f"drope-sim shard {I}/{N}", unit="scene")
+    if int(cfg.workers) == 1:
+        for job in jobs():
+            collect(*simulate_safely(*job))
+            bar.update()
+    else:  # a bounded window of scenes in flight: memory stays flat on 44k-scenario runs
+        with ProcessPoolExecutor(int(cfg.workers), mp_context=multiprocessing.get_context("spawn")) as pool:
+            pending: set = set()
+            for job in jobs():
+                pending.add(pool.submit(_worker, job))
+                if len(pending) >= 2 * int(cfg.workers):
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        collect(*f.result())
+                        bar.update()
+            for f in as_completed(pending):
+                collect(*f.result())
+                bar.update()
+    bar.close()
+    animations = []
+    for i, scene in sorted(to_animate.items()):
+        if i not in entries:
+            continue
+        _, (ro, m), _ = simulate_scene(OmegaConf.create({**cfg_dict, "save_rollouts": False, "submission": None,
+                                                         "submission_dir": None, "wosac": False}), scene, i, want_arrays=True)
+        from drope.sim.animate import animate_rollout
+
+        out = Path(cfg.out)
+        (out / "animations").mkdir(parents=True, exist_ok=True)
+        info = animate_rollout(scene, ro, m, out / "animations" / f"{i:05d}_{scene.scenario_id}.{cfg.animation_format}")
+        animations.append({"index": i, **info})
+        log.info("animation %s: %d frames, %.3f s/frame", info["path"], info["frames"], info["seconds_per_frame"])
+    part = {"config": cfg_dict, "shard": {"index": I, "num_shards": N, "num_scenarios_total": count[0] if count else 0},
+            "scenarios": [entries[i] for i in sorted(entries)], "failed": sorted(failed, key=lambda f: f["index"]),
+            "animations": animations, "wall_seconds": time.perf_counter() - t0}
+    return part, protos
+
+
+def finish(cfg_dict: dict, parts: list[dict], rollouts) -> dict:
+    """Aggregate ``parts`` (one or all N), write the submissions from ``rollouts()`` (an iterator of
+    ``ScenarioRollouts`` in scenario order) and ``out/metrics.json``; returns the metrics.json content."""
     from drope.sim.metrics import aggregate
 
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    scenes = load_scenes(cfg)
-    if not scenes:
+    cfg = OmegaConf.create(cfg_dict)
+    total = sum(p["shard"]["num_scenarios_total"] for p in parts[:1])
+    if total == 0:
         raise ValueError("no scenes to simulate (empty data files or generate.num_scenes=0)")
-    cfg_dict = OmegaConf.to_container(cfg, resolve=True)
-    cfg_dict["out"] = str(out.resolve())
-    entries: dict[int, dict] = {}
-    protos: dict[int, bytes | None] = {}
-    t0 = time.perf_counter()
-    workers = max(1, min(int(cfg.workers), len(scenes)))
-    if workers == 1:
-        for i, scene in enumerate(tqdm(scenes, desc="drope-sim", unit="scene")):
-            entries[i], _, protos[i] = simulate_scene(OmegaConf.create(cfg_dict), scene, i)
-    else:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_worker, (cfg_dict, s, i)) for i, s in enumerate(scenes)]
-            for f in tqdm(as_completed(futures), total=len(futures), desc="drope-sim", unit="scene"):
-                i, entries[i], protos[i] = f.result()
-    ordered = [entries[i] for i in range(len(scenes))]
+    ordered = sorted((e for p in parts for e in p["scenarios"]), key=lambda e: e["index"])
+    failed = sorted((f for p in parts for f in p["failed"]), key=lambda f: f["index"])
+    if not ordered:
+        raise ValueError(f"every scenario failed; the first: {failed[0]['scenario_id']}: {failed[0]['error']}")
     agg = aggregate(ordered)
-    agg["wall_seconds"] = time.perf_counter() - t0
-    result = {"config": cfg_dict, "aggregate": agg, "scenarios": ordered}
+    agg["wall_seconds"] = max(p["wall_seconds"] for p in parts)
+    if cfg.get("wosac"):
+        agg["wosac"] = wosac_aggregate(ordered)
+    result = {"config": cfg_dict, "aggregate": agg, "scenarios": ordered, "failed": failed}
+    n = len(ordered)
     if cfg.submission:
-        from waymo_open_dataset.protos.sim_agents_submission_pb2 import ScenarioRollouts
-
         from drope.metrics.submission import write_sim_agents_submission
 
-        try:  # workers send serialized protos (cheap to pickle); parsed once here
-            n = write_sim_agents_submission(cfg.submission, (ScenarioRollouts.FromString(protos[i]) for i in range(len(scenes))),
-                                            submission_metadata(cfg))
+        try:
+            n = write_sim_agents_submission(cfg.submission, rollouts(), submission_metadata(cfg))
         except OSError as e:
             raise ValueError(f"submission={cfg.submission}: {e}") from e
         result["submission"] = {"path": str(Path(cfg.submission).resolve()), "scenarios": n,
                                 "rollouts_per_scenario": int(cfg.rollouts)}
         log.info("SimAgentsChallengeSubmission: %d scenarios x %d rollouts -> %s", n, cfg.rollouts, cfg.submission)
     if cfg.get("submission_dir"):
-        from waymo_open_dataset.protos.sim_agents_submission_pb2 import ScenarioRollouts
-
         from drope.metrics.submission import write_sim_agents_submission_shards
 
-        try:  # parsed lazily, one shard's worth at a time
-            shards, tar_path = write_sim_agents_submission_shards(
-                cfg.submission_dir, (ScenarioRollouts.FromString(protos[i]) for i in range(len(scenes))),
-                submission_metadata(cfg), shard_size=int(cfg.submission_shard_size))
+        try:  # consumed lazily, one shard's worth at a time
+            shards, tar_path = write_sim_agents_submission_shards(cfg.submission_dir, rollouts(), submission_metadata(cfg),
+                                                                  shard_size=int(cfg.submission_shard_size))
         except OSError as e:
             raise ValueError(f"submission_dir={cfg.submission_dir}: {e}") from e
-        result["submission_shards"] = {"dir": str(Path(cfg.submission_dir).resolve()), "scenarios": len(scenes),
+        result["submission_shards"] = {"dir": str(Path(cfg.submission_dir).resolve()), "scenarios": n,
                                        "shards": [p.name for p in shards], "tar": str(tar_path.resolve()),
                                        "rollouts_per_scenario": int(cfg.rollouts)}
-        log.info("SimAgentsChallengeSubmission: %d scenarios in %d shards -> %s", len(scenes), len(shards), tar_path)
-    animations = []
-    for i, scene in enumerate(scenes[: int(cfg.animate)]):
-        _, (ro, m), _ = simulate_scene(OmegaConf.create({**cfg_dict, "save_rollouts": False, "submission": None, "submission_dir": None}), scene, i,
-                                       want_arrays=True)
-        from drope.sim.animate import animate_rollout
-
-        (out / "animations").mkdir(exist_ok=True)
-        info = animate_rollout(scene, ro, m, out / "animations" / f"{i:05d}_{scene.scenario_id}.{cfg.animation_format}")
-        animations.append(info)
-        log.info("animation %s: %d frames, %.3f s/frame", info["path"], info["frames"], info["seconds_per_frame"])
-    result["animations"] = animations
+        log.info("SimAgentsChallengeSubmission: %d scenarios in %d shards -> %s", n, len(shards), tar_path)
+    result["animations"] = sorted((a for p in parts for a in p["animations"]), key=lambda a: a["index"])
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def _parsed(protos: dict[int, bytes]):
+    from waymo_open_dataset.protos.sim_agents_submission_pb2 import ScenarioRollouts
+
+    return lambda: (ScenarioRollouts.FromString(protos[i]) for i in sorted(protos))
+
+
+def run(cfg) -> dict:
+    """Run the configured simulation; returns the metrics.json content (one shard's part when
+    ``num_shards`` > 1: merge the parts with :func:`merge`)."""
+    from drope.sim.shards import PART_ROLLOUTS, is_complete, mark_complete, part_dir
+
+    cfg_dict = _resolved(cfg)
+    I, N = cfg_dict["shard_index"], cfg_dict["num_shards"]
+    Path(cfg_dict["out"]).mkdir(parents=True, exist_ok=True)
+    if N == 1:
+        part, protos = simulate_part(cfg_dict)
+        return finish(cfg_dict, [part], _parsed(protos))
+    d = part_dir(cfg_dict["out"], I, N)
+    if is_complete(d, cfg_dict):
+        log.info("shard %d of %d is complete in %s: skipped", I, N, d)
+        return {**json.loads((d / "metrics.json").read_text()), "skipped": True}
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "COMPLETE").unlink(missing_ok=True)
+    part, protos = simulate_part(cfg_dict)
+    if protos:
+        from drope.metrics.submission import write_sim_agents_submission_shards
+
+        write_sim_agents_submission_shards(d, _parsed(protos)(), submission_metadata(cfg),
+                                           shard_size=int(cfg.submission_shard_size), basename=PART_ROLLOUTS)
+    part["num_rollout_protos"] = len(protos)
+    (d / "metrics.json").write_text(json.dumps(part, indent=1))
+    mark_complete(d, cfg_dict)  # last: a shard killed before this line reruns
+    return part
+
+
+def merge(dirs: list[str], overrides: dict | None = None) -> dict:
+    """Merge the N parts of a sharded run (see :mod:`sim.shards`) into the single-process outputs;
+    ``overrides`` may set ``out``, ``submission``, ``submission_dir``."""
+    import heapq
+
+    from drope.metrics.submission import iter_rollouts
+    from drope.sim.shards import load_parts
+
+    parts = load_parts(dirs)
+    cfg_dict = {**parts[0][1]["config"], "shard_index": None}
+    for k, v in (overrides or {}).items():
+        if k not in ("out", "submission", "submission_dir"):
+            raise ValueError(f"drope-sim merge: unknown key {k!r} (out, submission, submission_dir)")
+        cfg_dict[k] = str(Path(v).resolve()) if v not in (None, "null") else None
+
+    def rollouts():
+        streams = []
+        for d, res in parts:
+            idx = [e["index"] for e in res["scenarios"]]
+            if res.get("num_rollout_protos"):
+                streams.append(zip(idx, iter_rollouts(d)))
+        return (ro for _, ro in heapq.merge(*streams, key=lambda x: x[0]))
+
+    if (cfg_dict.get("submission") or cfg_dict.get("submission_dir")) and not any(
+            res.get("num_rollout_protos") for _, res in parts):
+        raise ValueError("the shards hold no ScenarioRollouts: run them with submission= or submission_dir= set")
+    return finish(cfg_dict, [res for _, res in parts], rollouts)
+
+
+def _print_summary(result: dict, cfg_dict: dict) -> None:
+    print(format_table(result["scenarios"], result["aggregate"]))
+    if "submission" in result:
+        sub = result["submission"]
+        print(f"SimAgentsChallengeSubmission ({sub['scenarios']} scenarios x {sub['rollouts_per_scenario']} rollouts) "
+              f"-> {sub['path']}")
+    if "submission_shards" in result:
+        sh = result["submission_shards"]
+        print(f"SimAgentsChallengeSubmission ({sh['scenarios']} scenarios in {len(sh['shards'])} shards) -> {sh['tar']}")
+    if "wosac" in result["aggregate"]:
+        print(f"WOSAC metametric (mean over {result['aggregate']['wosac']['num_scenarios']} scenarios): "
+              f"{result['aggregate']['wosac'].get('metametric')}")
+    print(f"\n{result['aggregate']['num_rollouts']} rollouts of {len(result['scenarios'])} scenarios "
+          f"({cfg_dict['policy']} on {cfg_dict['controlled']}, background {cfg_dict['background']}) -> "
+          f"{Path(cfg_dict['out']) / 'metrics.json'}")
+
+
+def _report_failed(failed: list[dict]) -> None:
+    if failed:
+        print(f"drope-sim: {len(failed)} scenario(s) failed (listed under 'failed' in metrics.json):", file=sys.stderr)
+        for f in failed:
+            print(f"  index {f['index']} scenario {f['scenario_id']}: {f['error']}", file=sys.stderr)
+
+
+def main_merge(argv: list[str]) -> int:
+    dirs = [a for a in argv if "=" not in a]
+    overrides = dict(a.split("=", 1) for a in argv if "=" in a)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not dirs:
+        print("drope-sim merge: give the run output(s) or shard directories to merge", file=sys.stderr)
+        return 2
+    try:
+        result = merge(dirs, overrides)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"drope-sim merge: {e}", file=sys.stderr)
+        return 2
+    _print_summary(result, result["config"])
+    _report_failed(result["failed"])
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         print(OmegaConf.to_yaml(load_config([])))
         return 0
+    if argv and argv[0] == "merge":
+        return main_merge(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_config(argv)
@@ -349,15 +609,14 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
         print(f"drope-sim: {e}", file=sys.stderr)
         return 2
-    print(format_table(result["scenarios"], result["aggregate"]))
-    if "submission" in result:
-        print(f"SimAgentsChallengeSubmission ({result['submission']['scenarios']} scenarios x {cfg.rollouts} rollouts) "
-              f"-> {cfg.submission}")
-    if "submission_shards" in result:
-        sh = result["submission_shards"]
-        print(f"SimAgentsChallengeSubmission ({sh['scenarios']} scenarios in {len(sh['shards'])} shards) -> {sh['tar']}")
-    print(f"\n{result['aggregate']['num_rollouts']} rollouts of {len(result['scenarios'])} scenarios "
-          f"({cfg.policy} on {cfg.controlled}, background {cfg.background}) -> {Path(cfg.out) / 'metrics.json'}")
+    shard = result.get("shard")
+    if shard is not None and shard["num_shards"] > 1:
+        done = "already complete, skipped" if result.get("skipped") else "done"
+        print(f"shard {shard['index']} of {shard['num_shards']}: {len(result['scenarios'])} scenarios {done} -> "
+              f"{Path(result['config']['out']) / 'shards'}; merge with: drope-sim merge {result['config']['out']}")
+    else:
+        _print_summary(result, result["config"])
+    _report_failed(result["failed"])
     return 0
 
 

@@ -3,6 +3,13 @@
     drope-score wosac ROLLOUTS --scenarios FILE... [--json]   (ROLLOUTS: a submission file, a
         directory of *.binproto-NNNNN-of-NNNNN shards, or their .tar.gz)
     drope-score motion SUBMISSION --scenarios FILE... [--json]
+    drope-score merge PART.jsonl... [--json]
+
+Scoring spread over processes or machines: ``drope-score wosac ... --json --num-shards N
+--shard-index I > part-I.jsonl`` scores the scenarios i ≡ I (mod N) of the rollouts' order
+(default from ``WORLD_SIZE``/``RANK``, as set by torchrun; explicit flags win) and tags each row
+with its ``index``; ``drope-score merge part-*.jsonl`` prints the rows in order and the mean,
+exactly as one unsharded run.
 
 Exit status: 0 scored, 2 bad input (unreadable file, rule violation, missing scenario).
 """
@@ -33,7 +40,7 @@ def _scenes(paths: list[str], wanted: set[str]) -> dict:
     return out
 
 
-def _json_value(v):
+def json_value(v):
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
@@ -41,22 +48,33 @@ def run_wosac(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from drope.metrics.submission import iter_rollouts, scenario_rollouts_arrays, validate_scenario_rollouts
-    from drope.metrics.wosac import METRIC_FIELDS, prepare_scene, score_prepared
+    from drope.metrics.wosac import prepare_scene, score_prepared
 
     # streaming: a first pass collects the scenario ids only, the second scores scenario by
     # scenario; either way one shard is held in memory at a time
-    ids = [ro.scenario_id for ro in iter_rollouts(args.rollouts)]
+    from drope.shards import shard_of
+
+    shard, num_shards = shard_of(args.num_shards, args.shard_index)
+    mine = lambda i: i % num_shards == shard  # noqa: E731
+    ids = [ro.scenario_id for i, ro in enumerate(iter_rollouts(args.rollouts)) if mine(i)]
     scenes = _scenes(args.scenarios, set(ids))
     rows = []
-    for ro in tqdm(iter_rollouts(args.rollouts), total=len(ids), desc="wosac", disable=len(ids) < 2 or args.json):
+    todo = (x for x in enumerate(iter_rollouts(args.rollouts)) if mine(x[0]))
+    for i, ro in tqdm(todo, total=len(ids), desc="wosac", disable=len(ids) < 2 or args.json):
         scene = scenes[ro.scenario_id]
         validate_scenario_rollouts(ro, scene, n_rollouts=args.rollouts_per_scenario)
         p = prepare_scene(scene)
         xy, z, h = scenario_rollouts_arrays(ro, p)
-        rows.append(score_prepared(p, xy, z, h))
-    if args.json:
+        rows.append(({"index": i} if num_shards > 1 else {}) | score_prepared(p, xy, z, h))
+    return print_wosac_rows(rows, args.json)
+
+
+def print_wosac_rows(rows: list[dict], as_json: bool) -> int:
+    from drope.metrics.wosac import METRIC_FIELDS
+
+    if as_json:
         for r in rows:
-            print(json.dumps({k: _json_value(v) for k, v in r.items()}))
+            print(json.dumps({k: json_value(v) for k, v in r.items()}))
         return 0
     for r in rows:
         print(f"scenario {r['scenario_id']}")
@@ -67,6 +85,25 @@ def run_wosac(args: argparse.Namespace) -> int:
         for k in METRIC_FIELDS[1:]:
             print(f"  {k:<42} {np.mean([r[k] for r in rows]):.4f}")
     return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    """Rows of ``drope-score wosac --json --num-shards N`` parts, in scenario order, index dropped."""
+    rows = []
+    for path in args.parts:
+        with open(path) as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    r = json.loads(line)
+                    if "index" not in r:
+                        raise ValueError(f"{path} line {n}: no 'index' (not from drope-score wosac --num-shards N --json)")
+                    rows.append(r)
+    rows.sort(key=lambda r: r["index"])
+    if [r["index"] for r in rows] != list(range(len(rows))):
+        seen = {r["index"] for r in rows}
+        raise ValueError(f"parts {args.parts} miss or repeat scenario indices (missing {sorted(set(range(len(rows))) - seen)[:10]})")
+    nan = float("nan")
+    return print_wosac_rows([{k: nan if v is None else v for k, v in r.items() if k != "index"} for r in rows], args.json)
 
 
 def run_motion(args: argparse.Namespace) -> int:
@@ -121,7 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--scenarios", nargs="+", required=True, help="WOMD Scenario TFRecord shards")
     w.add_argument("--json", action="store_true", help="one JSON object per scenario (SimAgentMetrics field names)")
     w.add_argument("--rollouts-per-scenario", type=int, default=32, help="expected joint scenes per scenario (official: 32)")
+    w.add_argument("--num-shards", type=int, default=None,
+                   help="score only scenarios i = shard-index (mod num-shards) of the rollouts' order (default: $WORLD_SIZE or 1)")
+    w.add_argument("--shard-index", type=int, default=None, help="this process's shard (default: $RANK or 0)")
     w.set_defaults(fn=run_wosac)
+    g = sub.add_parser("merge", help="merge the --json outputs of drope-score wosac --num-shards N runs")
+    g.add_argument("parts", nargs="+", help="files holding the JSON rows of each shard")
+    g.add_argument("--json", action="store_true", help="one JSON object per scenario, as an unsharded --json run")
+    g.set_defaults(fn=run_merge)
     m = sub.add_parser("motion", help="WOMD motion metrics of a MotionChallengeSubmission file")
     m.add_argument("submission")
     m.add_argument("--scenarios", nargs="+", required=True, help="WOMD Scenario TFRecord shards")
