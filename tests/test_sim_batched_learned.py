@@ -2,6 +2,7 @@
 batched run equals rollout r run alone (sampling is seeded per rollout)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -70,3 +71,18 @@ def test_learned_rollout_timings_reports_both_and_their_agreement(gen_scenes, on
     assert res["learned_3_rollouts_s"] > 0 and res["learned_3_rollouts_s_sequential"] > 0
     assert res["learned_batched_vs_sequential_max_abs_m"] == 0.0
     assert res["learned_predictions_per_rollout"] == 8 and res["threads"] == 1
+
+
+def test_nan_from_the_predictor_is_a_named_error(gen_scenes):
+    scene = gen_scenes[0]
+
+    class NanAt:
+        def predict(self, scenes):
+            traj = np.zeros((len(scenes), scene.num_agents, 2, 80, 2), np.float32)
+            traj[-1, 3, 1, 40] = np.nan
+            return traj, np.full((len(scenes), scene.num_agents, 2), 0.5, np.float32)
+
+    dyn = build_dynamics("delta")
+    with pytest.raises(ValueError, match=rf"scenario {scene.scenario_id}: the predictor returned NaN/Inf at step "
+                                         rf"{scene.current_index} \(world 1, object {int(scene.agent_id[3])}\)"):
+        run_rollouts(scene, LearnedPolicy(dyn, NanAt()), LogReplay(dyn), controlled_mask(scene, "all"), dyn, 2, steps=2)

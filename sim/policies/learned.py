@@ -151,6 +151,10 @@ class LearnedPolicy:
         if traj.dim() != 5 or tuple(traj.shape[:2]) != (B, A) or traj.shape[-1] not in (2, 3) or tuple(prob.shape) != tuple(traj.shape[:3]):
             raise ValueError(f"predictor returned traj {tuple(traj.shape)} / prob {tuple(prob.shape)}; expected "
                              f"[B={B}, A={A}, K, F, 2|3] and [B, A, K]")
+        if not (bool(torch.isfinite(traj).all()) and bool(torch.isfinite(prob).all())):
+            b, a = (~torch.isfinite(traj).flatten(2).all(-1) | ~torch.isfinite(prob).all(-1)).nonzero()[0].tolist()
+            raise ValueError(f"scenario {self.scene.scenario_id}: the predictor returned NaN/Inf at step {state.step} "
+                             f"(world {b}, object {int(self.scene.agent_id[a])})")
         # prediction frame → scene frame (rigid transform by each world's frame pose)
         c, s = torch.cos(frames[:, 2]).view(B, 1, 1, 1), torch.sin(frames[:, 2]).view(B, 1, 1, 1)
         x, y = traj[..., 0], traj[..., 1]
