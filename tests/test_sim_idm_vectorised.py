@@ -118,3 +118,19 @@ def test_array_lane_poses_equal_the_graph_queries(womd_scene):
     for k in range(50):
         w_xy, w_h = ref._along_route(route[k, : n[k]].tolist(), float(s_route[k]))
         assert np.array_equal(xy[k], w_xy) and h[k] == w_h
+
+
+def test_scale_bench_runs_end_to_end(tmp_path):
+    """drope-bench sim --scale: simulate, official shards, read back, score; projection labelled."""
+    import re
+
+    from drope.sim.bench import scale_bench
+
+    res = scale_bench(1, rollouts=2, workdir=tmp_path)
+    assert res["scale_scored"] == 1 and res["scale_shards"] == 1
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "submission.tar.gz" in names
+    assert all(re.fullmatch(r"submission\.binproto-\d{5}-of-\d{5}", n) for n in names if n != "submission.tar.gz")
+    assert res["scale_scenarios_per_s_per_core"] > 0 and 0.0 < res["scale_metametric_mean"] <= 1.0
+    one, ten = (res[f"projection_wosac_validation_hours_{k}"] for k in ("1_machine_16_cores", "10_machines_16_cores"))
+    assert abs(one / ten - 10.0) < 1e-9 and res["projection_note"].startswith("projection")
