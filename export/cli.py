@@ -5,7 +5,9 @@ Keys (hydra overrides on configs/export/default.yaml): ``ckpt``, ``out``, ``opse
 ``model.int8.onnx``), ``verify`` (compare ONNX Runtime with torch on generated scenes and,
 when present, the shared WOMD sample; fails when fp32 differs by more than 1e-3 m, or fp16 by
 more than 0.1 m or ±1 % minADE, or int8 changes minADE by more than ±3 %),
-``verify_scenes``, ``womd`` (path of extra Scenario shards to verify on),
+``verify_scenes``, ``womd`` (extra data to verify on: WOMD shards, Argoverse 2 scenario directories,
+anything ``drope.data.sources.load_scenes`` reads; scenes with a shorter log than the model's
+``features.history`` get unobserved steps in front, so an AV2 model verifies on generated scenes too),
 ``int8.raw_feature_layers_fp32`` (default true: the MatMuls fed directly by raw metres/velocities
 stay fp32), ``int8.output_layers_fp32`` (default true: the last layers of the trajectory and
 mode heads stay fp32; everything else is int8), ``int8.per_channel`` (default false),
@@ -40,8 +42,8 @@ def load_config(overrides: list[str]):
 def run(cfg) -> dict:
     import torch
 
-    from drope.data.womd import read_scenarios
-    from drope.data.sources import generated_scenes
+    from drope.data.batch import collate_scenes, pad_history
+    from drope.data.sources import generated_scenes, load_scenes
     from drope.model.checkpoint import load_model
     from drope.export.onnx_export import Int8Config, export_onnx, make_fp16, make_int8
     from drope.export.verify import check_variants, compare, int8_sensitivity
@@ -55,10 +57,13 @@ def run(cfg) -> dict:
         raise ValueError(f"unknown variant(s) {unknown}; choose from {sorted(makers)}")
     model, ckpt = load_model(cfg.ckpt)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    scenes = generated_scenes(cfg.verify_scenes, cfg.seed)
-    from drope.data.batch import collate_scenes
+    spec = model.cfg.features
 
-    example = collate_scenes(scenes[:2], model.cfg.features)
+    def real_scenes(paths):  # any format drope reads, fitted to the model's history
+        return [pad_history(s, spec.history) for s in load_scenes(list(map(str, paths)), on_corrupt="raise")]
+
+    scenes = [pad_history(s, spec.history) for s in generated_scenes(cfg.verify_scenes, cfg.seed)]
+    example = collate_scenes(scenes[:2], spec)
     out = Path(cfg.out)
     export_onnx(model, example.model_inputs(), out, cfg.opset,
                 extra_metadata={"train_config": ckpt.get("config", {}), "checkpoint_step": ckpt.get("step")})
@@ -71,7 +76,7 @@ def run(cfg) -> dict:
         report["generated"] = compare(model, paths, scenes)
         check_variants(report["generated"])
         if real:
-            report["womd"] = compare(model, paths, list(read_scenarios(real)), batch_size=1)
+            report["womd"] = compare(model, paths, real_scenes(real), batch_size=1)
             check_variants(report["womd"])
     if cfg.int8_sensitivity:  # diagnostic: which layer's quantisation moves the predictions
         import tempfile
@@ -79,7 +84,7 @@ def run(cfg) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             report["int8_sensitivity"] = {"generated": int8_sensitivity(model, out, scenes, Path(tmp))}
             if real:
-                report["int8_sensitivity"]["womd"] = int8_sensitivity(model, out, list(read_scenarios(real)),
+                report["int8_sensitivity"]["womd"] = int8_sensitivity(model, out, real_scenes(real),
                                                                       Path(tmp), batch_size=1)
     out.with_suffix(".verify.json").write_text(json.dumps(report, indent=1))
     return report

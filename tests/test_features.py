@@ -10,30 +10,20 @@ import numpy as np
 import pytest
 import torch
 
-from drope.data.batch import collate_scenes
+from drope.data.batch import collate_scenes, pad_history
 from drope.data.features import DATASET_FEATURES, FeatureSpec, features_for_data
 from drope.data.scene import Scene
 from drope.model import DRoPETransformer, ModelConfig, build_model
 from drope.model.checkpoint import load_model, save_checkpoint
 
-AV2_PAD = 39  # generated scenes: 91 steps, current 10; AV2: 110 steps, current 49
-
 
 def av2_shaped(scene: Scene) -> Scene:
-    """A generated scene re-timed to AV2's layout: 39 unobserved steps in front, cut to 110 steps, so
-    the current step is 49 and 60 steps follow it."""
-    def retime(name, v, shape):
-        if "T" not in shape:
-            return v
-        ax = shape.index("T")
-        if name == "timestamps":
-            front = v[0] - scene.dt * torch.arange(AV2_PAD, 0, -1, dtype=v.dtype)
-        else:
-            front = v.new_zeros((*v.shape[:ax], AV2_PAD, *v.shape[ax + 1:]))
-        return torch.cat([front, v], ax).narrow(ax, 0, 110)
-
-    fields = {f.name: retime(f.name, getattr(scene, f.name), f.metadata["shape"]) for f in Scene.tensor_fields()}
-    return dataclasses.replace(scene, **fields, current_index=scene.current_index + AV2_PAD, source="av2").validate()
+    """A generated scene (91 steps, current 10) in AV2's layout: 39 unobserved steps in front and cut
+    to 110 steps, so the current step is 49 and 60 steps follow it."""
+    padded = pad_history(scene, 50)
+    cut = {f.name: getattr(padded, f.name).narrow(f.metadata["shape"].index("T"), 0, 110)
+           for f in Scene.tensor_fields() if "T" in f.metadata["shape"]}
+    return dataclasses.replace(padded, **cut, source="av2").validate()
 
 
 def tiny(spec: FeatureSpec) -> DRoPETransformer:
@@ -91,6 +81,18 @@ def test_model_refuses_inputs_cut_for_another_spec(gen_scenes):
     inp = collate_scenes(gen_scenes[:1], FeatureSpec(history=8)).model_inputs()
     with pytest.raises(ValueError, match="expects 11 history steps"):
         m(**inp)
+
+
+def test_pad_history_adds_unobserved_steps_only(gen_scenes):
+    scene = gen_scenes[0]
+    assert pad_history(scene, 11) is scene
+    p = pad_history(scene, 50).validate()
+    assert (p.current_index, p.num_steps) == (49, scene.num_steps + 39)
+    assert not p.agent_valid[:, :39].any() and torch.equal(p.agent_pos[:, 39:], scene.agent_pos)
+    assert bool((p.timestamps.diff() > 0).all()) and (p.signal_lane_id[:39] == -1).all()
+    short = collate_scenes([scene], FeatureSpec()).model_inputs()
+    long = collate_scenes([p], FeatureSpec(history=50)).model_inputs()
+    assert torch.equal(long["agent_pos"][:, :, 39:], short["agent_pos"]) and not long["agent_valid"][:, :, :39].any()
 
 
 def test_features_follow_the_data(gen_scenes):

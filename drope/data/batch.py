@@ -167,6 +167,28 @@ def collate_scenes(scenes: Sequence[Scene], spec: FeatureSpec | None = None, *le
     return SceneBatch(**out, scenario_id=[s.scenario_id for s in scenes])
 
 
+def pad_history(scene: Scene, history: int) -> Scene:
+    """``scene`` with unobserved steps (``agent_valid`` False, zeros, no signals) put before its first
+    step, so that ``history`` steps end at its current step; a scene with enough history is returned
+    as is. For checking a model on scenes with a shorter log than its history (generated, WOMD-shaped
+    scenes into an Argoverse 2 model's export check): the model masks unobserved steps."""
+    pad = history - 1 - scene.current_index
+    if pad <= 0:
+        return scene
+    out = {}
+    for f in Scene.tensor_fields():
+        v, shape = getattr(scene, f.name), f.metadata["shape"]
+        if "T" not in shape:
+            continue
+        ax = shape.index("T")
+        if f.name == "timestamps":
+            front = v[0] - scene.dt * torch.arange(pad, 0, -1, dtype=v.dtype)
+        else:
+            front = v.new_full((*v.shape[:ax], pad, *v.shape[ax + 1:]), -1 if f.name == "signal_lane_id" else 0)
+        out[f.name] = torch.cat([front, v], ax)
+    return dataclasses.replace(scene, **out, current_index=scene.current_index + pad)
+
+
 def stack_batches(batches: Sequence[SceneBatch]) -> SceneBatch:
     """Concatenate pre-collated batches along B, padding A and M to the largest (training caches one
     single-scene batch per scene so that map splitting runs once, not every step)."""
