@@ -86,3 +86,63 @@ def test_nan_from_the_predictor_is_a_named_error(gen_scenes):
     with pytest.raises(ValueError, match=rf"scenario {scene.scenario_id}: the predictor returned NaN/Inf at step "
                                          rf"{scene.current_index} \(world 1, object {int(scene.agent_id[3])}\)"):
         run_rollouts(scene, LearnedPolicy(dyn, NanAt()), LogReplay(dyn), controlled_mask(scene, "all"), dyn, 2, steps=2)
+
+
+def test_collate_worlds_equals_collating_the_snapshots(womd_path):
+    """The vectorised collation of all worlds gives the inputs collate_scenes builds from each world's
+    re-framed snapshot Scene (to float32 rounding), on the real scene with worlds in other frames."""
+    import dataclasses
+
+    from drope.data.batch import collate_scenes
+    from drope.data.segments import split_polylines
+    from drope.data.womd import read_scenarios
+    from drope.sim.policies.predictors import collate_worlds
+    from drope.sim.state import SimState
+
+    scene = next(read_scenarios(womd_path))
+    dyn = build_dynamics("bicycle")
+    policy = LearnedPolicy(dyn, None)
+    state = SimState.from_scene(scene, scene.current_index, batch=3)
+    g = torch.Generator().manual_seed(0)
+    shift = torch.randn(3, 1, 2, generator=g) * 30  # each world somewhere else, turned another way
+    state = dataclasses.replace(state, pos=state.pos + shift, heading=state.heading + torch.tensor([[0.0], [2.5], [-3.0]]))
+    policy.reset(scene, state, g)
+    policy._observe(state)
+    frames = policy.frames(state)
+    assert frames[:, 2].abs().max() > 2  # real rotations
+    kw = dict(history=11, future=80, segment_points=8, segment_len=20.0)
+    ref = collate_scenes(policy.snapshots(state, frames), **kw)
+    worlds = (policy.h_xy, policy.h_heading, policy.h_vel, policy.h_valid, state.size, state.step)
+    fast, agent_index = collate_worlds(scene, worlds, frames, kw, split_polylines(scene, 20.0, 8))
+    assert torch.equal(agent_index, ref.agent_index[0])
+    for k, v in ref.model_inputs().items():
+        assert fast[k].shape == v.shape and fast[k].dtype == v.dtype, k
+        if v.dtype == torch.float32:
+            d = (fast[k] - v).abs()
+            if k == "agent_heading":
+                d = torch.minimum(d, 2 * torch.pi - d)
+            assert float(d.max()) < 1e-3, (k, float(d.max()))
+        else:
+            assert torch.equal(fast[k], v), k
+    # worlds that disagree on which agents exist take the snapshot path
+    valid = policy.h_valid.clone()
+    valid[1, int(ref.agent_index[0, 0]), state.step] = False
+    assert collate_worlds(scene, (*worlds[:3], valid, *worlds[4:]), frames, kw, split_polylines(scene, 20.0, 8)) is None
+
+
+def test_fast_and_snapshot_paths_drive_the_same_rollouts(gen_scenes, onnx_model):
+    class SnapshotsOnly:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def predict(self, scenes):
+            return self.inner.predict(scenes)
+
+    scene = gen_scenes[2]
+    dyn = build_dynamics("bicycle")
+    pred = OnnxScenePredictor(onnx_model, threads=1)
+    mask = controlled_mask(scene, "all")
+    fast, slow = (run_rollouts(scene, LearnedPolicy(dyn, p, LearnedConfig(mode="sample")), LogReplay(dyn), mask, dyn, 3,
+                               seed=1, steps=21) for p in (pred, SnapshotsOnly(pred)))
+    ok = fast.valid & slow.valid
+    assert float((fast.xy - slow.xy)[ok].abs().max()) < 1e-3

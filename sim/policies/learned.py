@@ -13,7 +13,9 @@ Predictor protocol (:class:`Predictor`): ``predict(scenes)`` takes a list of B S
 ``(traj, prob)`` with ``traj [B, A, K, F, 2 or 3]`` (x, y[, heading]) in each scene's frame
 for the steps after its current step, and ``prob [B, A, K]``, rows aligned with the scenes' agent
 indices (A = ``scene.num_agents``; rows of agents not valid at the current step are ignored).
-Adapters for the ONNX runtime and the torch model live in :mod:`sim.policies.predictors`.
+Adapters for the ONNX runtime and the torch model live in :mod:`sim.policies.predictors`; a
+predictor may also offer ``predict_worlds(scene, worlds, frames)`` (all worlds collated at once,
+None where it does not apply), which the policy then prefers.
 """
 from __future__ import annotations
 
@@ -144,7 +146,10 @@ class LearnedPolicy:
 
     def _replan(self, state: SimState, rng: torch.Generator) -> None:
         frames = self.frames(state)
-        traj, prob = self.predictor.predict(self.snapshots(state, frames))
+        fast = getattr(self.predictor, "predict_worlds", None)
+        size = state.size
+        out = fast(self.scene, (self.h_xy, self.h_heading, self.h_vel, self.h_valid, size, state.step), frames) if fast else None
+        traj, prob = out if out is not None else self.predictor.predict(self.snapshots(state, frames))
         traj = torch.as_tensor(np.asarray(traj) if not isinstance(traj, Tensor) else traj, dtype=torch.float64)
         prob = torch.as_tensor(np.asarray(prob) if not isinstance(prob, Tensor) else prob, dtype=torch.float32)
         B, A = state.batch, state.num_agents
