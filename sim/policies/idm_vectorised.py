@@ -466,9 +466,9 @@ class VectorisedIDM:
         M, n = d.shape
         rs, rn = np.repeat(sfx, n, 0), np.repeat(n_sfx, n)
         s_d = (s[:, None] + d).reshape(-1)
-        h0 = self.tables.along_route(rs, rn, s_d, heading_only=True)
-        h1 = self.tables.along_route(rs, rn, s_d + c.curve_window, heading_only=True)
-        dh = h1 - h0
+        both = self.tables.along_route(np.concatenate([rs, rs]), np.concatenate([rn, rn]),
+                                       np.concatenate([s_d, s_d + c.curve_window]), heading_only=True)
+        dh = both[M * n :] - both[: M * n]
         kappa = np.abs((dh + np.pi) % (2 * np.pi) - np.pi) / c.curve_window
         v_curve2 = c.max_lateral_accel / np.maximum(kappa, 1e-4)
         best = (v_curve2.reshape(M, n) + 2 * b_comf[:, None] * d).min(1)
