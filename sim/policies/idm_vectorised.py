@@ -15,7 +15,11 @@ Deliberate differences: none in behaviour. Implementation notes the equality rel
 * transcendental float32 torch kernels (``cos``/``sin``) give the same bits only when each
   rollout row is its own inner loop, as in the reference's per-rollout call (``_rowwise``), and
   0-d calls use the scalar kernel (``_scalar_cos_sin``);
-* route draws at reset consume the rollout generator in the reference's order.
+* route draws at reset consume the rollout generator in the reference's order;
+* the lane projection reuses each agent's cached KD-tree candidates only where bounds prove the
+  reference's answer (:meth:`SceneTables.project_near`), else queries afresh; an exact tie of
+  cost between two different segments could then resolve in the cache's order (not seen on
+  the test scenes).
 """
 from __future__ import annotations
 
