@@ -144,18 +144,17 @@ def test_checkpoints_carry_the_spec_and_old_or_garbled_ones_are_named(tmp_path, 
         assert str(path) in str(e.value), name
 
 
-def test_av2_spec_goes_through_collate_model_export_and_runtime(gen_scenes, tmp_path):
-    """A model built for AV2's spec: collation cuts its history/future, the model and the ONNX graph
-    predict its horizon, and the torch-free runtime reads the spec back and windows full tracks.
-    (The WOMD-shaped model takes the same path in tests/test_export.py, on its exported fixture.)"""
-    import onnx
+def test_av2_spec_goes_through_collate_model_checkpoint_export_and_runtime(gen_scenes, tmp_path):
+    """A model built for AV2's spec: collation cuts its history/future, the model predicts its horizon,
+    drope-export turns its checkpoint into an ONNX file (verified against torch on generated scenes
+    fitted to its history), and the torch-free runtime reads the spec back, serves 60 steps and
+    windows whole tracks. (The WOMD-shaped model takes the same path in tests/test_export.py.)"""
+    import json
 
-    from drope.export.onnx_export import export_onnx
-    from drope.export.runtime import OnnxPredictor
-    from drope.export.verify import compare
+    from drope.export.cli import main as export_main
+    from drope.export.runtime import InputError, OnnxPredictor
 
-    dataset = "av2"
-    spec = DATASET_FEATURES.get(dataset)
+    spec = DATASET_FEATURES.get("av2")
     scenes = [av2_shaped(s) for s in gen_scenes[:3]]
     H, F = spec.history, spec.future
     model = tiny(spec)
@@ -164,16 +163,17 @@ def test_av2_spec_goes_through_collate_model_export_and_runtime(gen_scenes, tmp_
     traj, _, _ = model(**batch.model_inputs())
     assert traj.shape[3] == F
 
-    path = export_onnx(model, batch.model_inputs(), tmp_path / f"{dataset}.onnx")
-    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-    assert f'"history": {H}' in meta["feature_spec"]
+    ckpt, path = tmp_path / "av2.ckpt", tmp_path / "av2.onnx"
+    save_checkpoint(ckpt, {"model": model.state_dict(), "model_config": model.cfg.to_dict()})
+    assert export_main([f"ckpt={ckpt}", f"out={path}", "variants=[]", "verify_scenes=2"]) == 0
+    report = json.loads(path.with_suffix(".verify.json").read_text())
+    assert report["generated"]["fp32"]["max_abs_err_m"] < 1e-3
     runtime = OnnxPredictor(path)
     assert runtime.features == spec.to_dict() and runtime.input_names == list(FeatureSpec.input_names)
     assert runtime.spec["inputs"]["agent_pos"]["shape"] == ["B", "A", H, 2]
     feed = {k: v.numpy() for k, v in collate_scenes(scenes[2:], spec).model_inputs().items()}
     out = runtime.predict(feed)
     assert out.traj.shape[3] == F and np.isfinite(out.traj).all()
-    assert compare(model, {"fp32": path}, scenes, batch_size=2)["fp32"]["max_abs_err_m"] < 1e-3
 
     # the runtime's own preprocessing: whole tracks up to the current step → the model's window
     t = scenes[2].current_index
@@ -182,7 +182,5 @@ def test_av2_spec_goes_through_collate_model_export_and_runtime(gen_scenes, tmp_
     for k in feed:
         assert np.array_equal(windowed[k], feed[k]), k
     assert np.array_equal(runtime.predict(windowed).traj, out.traj)
-    from drope.export.runtime import InputError
-
     with pytest.raises(InputError, match=f"fewer than the model's {H} history steps"):
         runtime.history_window(feed, H - 2)
