@@ -8,8 +8,8 @@
 #   env     torch / drope importable; installs only what is missing (torch==2.13.0 pinned; a CUDA
 #           build that is already installed is kept), drope itself with --no-deps
 #   data    drope-generate -> drope-data cache (generated WOMD-format scenes)
-#   train   torchrun over all visible GPUs: drope_base, bf16 autocast (train.yaml bf16=true, CUDA
-#           only), the streaming loader with data.num_workers workers per rank; prints the loss
+#   train   torchrun over all visible GPUs: drope_base, bf16 autocast (train.yaml precision=bf16, or
+#           bf16=true in older configs), the streaming loader with data.num_workers workers per rank; prints the loss
 #           curve, scenes/s and peak GPU memory per rank
 #   export  drope-export of the checkpoint to ONNX (with its built-in ONNX Runtime verification)
 #   loader  drope-bench train-data loader scenes/s and the epoch projection, fed the measured
@@ -17,7 +17,7 @@
 # Everything is written under $OUT (default: a new /tmp/gpu_check.* folder): logs, metrics.csv,
 # the checkpoint, model.onnx, summary.json and summary.md.
 # Knobs: GPU_CHECK_STEPS, GPU_CHECK_BATCH (per rank), GPU_CHECK_SCENES, GPU_CHECK_MODEL,
-# GPU_CHECK_WORKERS (per rank), GPU_CHECK_NPROC (ranks), GPU_CHECK_BUDGET_S, PY.
+# GPU_CHECK_WORKERS (per rank), GPU_CHECK_NPROC (ranks), GPU_CHECK_BUDGET_S, GPU_CHECK_REUSE_DATA=1, PY.
 set -uo pipefail
 
 PY=${PY:-python}
@@ -36,6 +36,7 @@ left() { echo $((BUDGET - ($(date +%s) - START))); }
 # run_stage NAME MAX_SECONDS CMD...: runs CMD under min(MAX, time left), output to $OUT/NAME.log
 run_stage() {
   local name=$1 max=$2; shift 2
+  [[ "$CPU_MODE" == 1 ]] && max=$BUDGET  # the dry run's stages share the one budget: a busy CPU is slow
   local lim; lim=$(left); (( lim > max )) && lim=$max
   if (( lim < 10 )); then log "$name: skipped (budget spent)"; STATUS[$name]=skipped; return 1; fi
   log "$name: start (limit ${lim}s)"
@@ -52,32 +53,32 @@ run_stage() {
 # ---- env ---------------------------------------------------------------------------------------
 env_stage() {
   set -e
-  if ! "$PY" -c 'import torch' 2>/dev/null; then
-    echo "torch missing: pip install torch==2.13.0"
-    "$PY" -m pip install -q torch==2.13.0
-  fi
-  if ! "$PY" -c 'import drope.sim, drope.export' 2>/dev/null; then
+  # find_spec only: importing onnxscript/tensorboard/... here would cost more than the whole check
+  local missing
+  missing=$("$PY" - <<'EOF'
+import importlib.util as u
+need = {"torch": "torch==2.13.0", "drope.sim": "DROPE", "waymo_open_dataset": "WAYMO", "hydra": "hydra-core",
+        "omegaconf": "omegaconf", "google.protobuf": "protobuf", "crc32c": "crc32c", "tqdm": "tqdm",
+        "tensorboard": "tensorboard", "onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime",
+        "shapely": "shapely", "scipy": "scipy", "psutil": "psutil"}
+def present(m):
+    try:
+        return u.find_spec(m) is not None
+    except (ImportError, ValueError):
+        return False
+print(" ".join(pkg for m, pkg in need.items() if not present(m)))
+EOF
+)
+  # torch first and pinned: a CUDA build that is already installed is kept as it is
+  if [[ " $missing " == *" torch==2.13.0 "* ]]; then echo "pip install torch==2.13.0"; "$PY" -m pip install -q torch==2.13.0; fi
+  if [[ " $missing " == *" DROPE "* ]]; then
     echo "drope not importable: pip install --no-deps -e ."
     "$PY" -m pip install -q --no-deps --no-build-isolation -e .
   fi
-  "$PY" -c 'import waymo_open_dataset' 2>/dev/null ||
-    "$PY" -m pip install -q --no-deps waymo-open-dataset-tf-2-12-0==1.6.7
-  local missing
-  missing=$("$PY" - <<'EOF'
-import importlib
-mods = {"hydra": "hydra-core", "omegaconf": "omegaconf", "google.protobuf": "protobuf", "crc32c": "crc32c",
-        "tqdm": "tqdm", "tensorboard": "tensorboard", "onnx": "onnx", "onnxscript": "onnxscript",
-        "onnxruntime": "onnxruntime", "shapely": "shapely", "scipy": "scipy", "psutil": "psutil"}
-miss = []
-for m, pkg in mods.items():
-    try:
-        importlib.import_module(m)
-    except ImportError:
-        miss.append(pkg)
-print(" ".join(miss))
-EOF
-)
-  if [[ -n "$missing" ]]; then echo "installing missing: $missing"; "$PY" -m pip install -q $missing; fi
+  if [[ " $missing " == *" WAYMO "* ]]; then "$PY" -m pip install -q --no-deps waymo-open-dataset-tf-2-12-0==1.6.7; fi
+  local rest=""
+  for m in $missing; do [[ "$m" == torch==* || "$m" == DROPE || "$m" == WAYMO ]] || rest+="$m "; done
+  if [[ -n "$rest" ]]; then echo "pip install $rest"; "$PY" -m pip install -q $rest; fi
   "$PY" - <<'EOF'
 import torch
 print(f"torch {torch.__version__}, CUDA build {torch.version.cuda}, cuda available {torch.cuda.is_available()}")
@@ -93,7 +94,7 @@ run_stage env 240 bash -c env_stage || { log "environment not ready; see $OUT/en
 
 if [[ "$CPU_MODE" == 1 ]]; then
   NPROC=${GPU_CHECK_NPROC:-1}; DEVICE=cpu; MODEL=${GPU_CHECK_MODEL:-drope_small}
-  STEPS=${GPU_CHECK_STEPS:-6}; BATCH=${GPU_CHECK_BATCH:-2}; SCENES=${GPU_CHECK_SCENES:-12}
+  STEPS=${GPU_CHECK_STEPS:-6}; BATCH=${GPU_CHECK_BATCH:-2}; SCENES=${GPU_CHECK_SCENES:-8}
   WORKERS=${GPU_CHECK_WORKERS:-1}; LOG_EVERY=2
   log "CPU mode (GPU_CHECK_CPU=1): degraded and tiny; bf16 autocast is CUDA-only and stays off"
 else
@@ -116,7 +117,11 @@ data_stage() {
 }
 export SCENES
 export -f data_stage
-run_stage data 150 bash -c data_stage || exit 1
+if [[ "${GPU_CHECK_REUSE_DATA:-0}" == 1 && -d "$OUT/cache" ]]; then
+  log "data: reusing $OUT/cache (GPU_CHECK_REUSE_DATA=1)"; STATUS[data]=reused
+else
+  run_stage data 150 bash -c data_stage || exit 1
+fi
 
 # ---- train -------------------------------------------------------------------------------------
 cat > "$OUT/train_with_peak.py" <<'EOF'
@@ -135,9 +140,17 @@ if [[ "$CPU_MODE" != 1 ]] && command -v nvidia-smi > /dev/null; then
     > "$OUT/nvidia_smi.csv" 2>/dev/null &
   SMI_PID=$!
 fi
+# the autocast key: newer train.yaml has precision (fp32 | bf16), older ones bf16 (true: CUDA autocast)
+TRAIN_YAML=$("$PY" -c 'from drope.configs import config_dir; print(config_dir() / "train.yaml")')
+if grep -q '^precision:' "$TRAIN_YAML"; then
+  AMP="precision=bf16"; [[ "$CPU_MODE" == 1 ]] && AMP="precision=fp32"  # CPU autocast: slow, not what is checked
+else
+  AMP="bf16=true"  # CUDA-only autocast in that trainer
+fi
+log "autocast: $AMP"
 rm -rf "$OUT/run"
 run_stage train 300 "$PY" -m torch.distributed.run --standalone --nproc_per_node="$NPROC" "$OUT/train_with_peak.py" \
-  out="$OUT/run" model="$MODEL" device="$DEVICE" bf16=true steps="$STEPS" batch_size="$BATCH" \
+  out="$OUT/run" model="$MODEL" device="$DEVICE" "$AMP" steps="$STEPS" batch_size="$BATCH" \
   "data.train=[$OUT/cache]" "data.val=[]" data.generate_val=0 data.num_workers="$WORKERS" \
   log_every="$LOG_EVERY" val_every=$((STEPS + 1)) ckpt_every=$((STEPS >= 100 ? 100 : STEPS)) progress=false
 [[ -n "$SMI_PID" ]] && kill "$SMI_PID" 2>/dev/null
@@ -185,12 +198,12 @@ s["onnx"] = {"path": str(onnx), "mb": round(onnx.stat().st_size / 2**20, 1)} if 
 print(f"loss curve (step, loss, minADE): " + ", ".join(f"{a}:{b:.3f}/{c:.2f}" for a, b, c in s["loss_curve"]))
 print(f"scenes/s {s.get('scenes_per_s')} ({s.get('scenes_per_s_per_gpu')} per rank), peak GPU MB per rank "
       f"{s['peak_gpu_mb_per_rank']}, nvidia-smi peak {s.get('nvidia_smi_peak_used_mb')}, ONNX {s['onnx']}")
-print(s.get("scenes_per_s_per_gpu") or "")
+print(f"GPU_RATE={s.get('scenes_per_s_per_gpu') or ''}")
 EOF
 }
 SUMMARY=$(summarise) || log "summary failed"
-echo "$SUMMARY" | head -n -1 | tee -a "$LOG"
-GPU_RATE=$(echo "$SUMMARY" | tail -n 1)
+echo "$SUMMARY" | grep -v '^GPU_RATE=' | tee -a "$LOG"
+GPU_RATE=$(echo "$SUMMARY" | sed -n 's/^GPU_RATE=//p')
 
 if [[ -n "$GPU_RATE" ]] && (( $(left) > 60 )); then
   SCENES_KIND=generated
@@ -210,7 +223,7 @@ fi
   echo
   echo "| stage | status | seconds |"; echo "|---|---|---|"
   for st in env data train export loader; do echo "| $st | ${STATUS[$st]:-not run} | ${SECONDS_OF[$st]:-} |"; done
-  echo; echo '```'; echo "$SUMMARY" | head -n -1; echo '```'
+  echo; echo '```'; echo "$SUMMARY" | grep -v '^GPU_RATE='; echo '```'
 } > "$OUT/summary.md"
 log "total $(($(date +%s) - START))s; results in $OUT (summary.md, summary.json)"
 [[ "${STATUS[train]:-}" == ok && "${STATUS[export]:-}" == ok ]]

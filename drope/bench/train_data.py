@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -132,27 +134,31 @@ def scene_costs(cache: Path, shards: Path, model_names: list[str], batch_size: i
 
 
 # ---- drope-train runs ------------------------------------------------------------------------------
-def _tree_memory(proc) -> tuple[float, float]:
-    """(RSS, PSS) in MB summed over ``proc`` and its children (PSS falls back to RSS if unreadable)."""
+def _tree_memory(proc, pss: bool) -> dict[str, float]:
+    """RSS (and with ``pss`` PSS) in MB of ``proc`` (``main_*``) and summed over its children
+    (``workers_*``). PSS reads smaps_rollup, which costs ~0.1 s of kernel time per process on a
+    busy machine: callers sample it rarely, so the probe does not slow what it measures."""
     import psutil
 
-    rss = pss = 0.0
-    for p in [proc] + proc.children(recursive=True):
-        try:
-            rss += p.memory_info().rss
+    out: dict[str, float] = {}
+    for role, procs in (("main", [proc]), ("workers", proc.children(recursive=True))):
+        for p in procs:
             try:
-                pss += p.memory_full_info().pss
-            except (psutil.AccessDenied, AttributeError):
-                pss += p.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return rss / 2**20, pss / 2**20
+                out[f"{role}_rss"] = out.get(f"{role}_rss", 0.0) + p.memory_info().rss / 2**20
+                if pss:
+                    out[f"{role}_pss"] = out.get(f"{role}_pss", 0.0) + p.memory_full_info().pss / 2**20
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+    return out
 
 
 def train_run(data: Path, out: Path, steps: int, workers: int, model: str, batch_size: int,
-              poll_s: float = 0.05) -> dict:
-    """One ``drope-train`` subprocess: peak RSS/PSS of its process tree, time to the first step
-    (the first metrics.csv row, written with ``log_every=1``), wall time."""
+              poll_s: float = 0.1, pss_every_s: float = 2.0) -> dict:
+    """One ``drope-train`` subprocess: peak RSS of its process tree (sum of simultaneous samples
+    every ``poll_s``; also the main process and the workers apart, each its own peak), peak PSS
+    (every ``pss_every_s``), time to the first step (the first metrics.csv row, written with
+    ``log_every=1``), wall time and CPU seconds of the whole tree (steadier than wall time when
+    other work shares the cores)."""
     import psutil
 
     cmd = [sys.executable, "-m", "drope.train.cli", f"out={out}", f"steps={steps}", f"model={model}",
@@ -160,35 +166,45 @@ def train_run(data: Path, out: Path, steps: int, workers: int, model: str, batch
            f"data.num_workers={workers}", "log_every=1", f"val_every={steps + 1}", f"ckpt_every={steps + 1}",
            "progress=false"]
     metrics = out / "metrics.csv"
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ps = psutil.Process(proc.pid)
-    peak_rss = peak_pss = 0.0
-    first = None
+    peak: dict[str, float] = {}
+    first, last_pss = None, -math.inf
     while proc.poll() is None:
-        rss, pss = _tree_memory(ps)
-        peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+        now = time.perf_counter()
+        m = _tree_memory(ps, pss=now - last_pss >= pss_every_s)
+        if "main_pss" in m:
+            last_pss = now
+            m["pss"] = m["main_pss"] + m.get("workers_pss", 0.0)
+        m["rss"] = m.get("main_rss", 0.0) + m.get("workers_rss", 0.0)
+        peak = {k: max(v, peak.get(k, 0.0)) for k, v in (peak | m).items()}
         if first is None and metrics.exists() and len(metrics.read_text().splitlines()) > 1:
             first = time.perf_counter() - t0
         time.sleep(poll_s)
     wall = time.perf_counter() - t0
     stdout, stderr = proc.communicate()
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # includes the workers drope-train waited for
     if proc.returncode != 0:
         raise RuntimeError(f"drope-train failed ({proc.returncode}): {' '.join(cmd)}\n{stderr[-2000:]}")
     result = json.loads(stdout[stdout.index("{"):])
     rows = [r for r in csv.DictReader(metrics.open()) if r["split"] == "train"]
-    return {"peak_rss_mb": round(peak_rss, 1), "peak_pss_mb": round(peak_pss, 1),
+    cpu_s = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    return {"peak_rss_mb": round(peak.get("rss", 0.0), 1), "peak_pss_mb": round(peak.get("pss", 0.0), 1),
+            **{f"peak_{k}_mb": round(v, 1) for k, v in peak.items() if k not in ("rss", "pss")},
             "first_step_s": round(first if first is not None else wall, 2), "wall_s": round(wall, 2),
-            "fit_s": round(result["seconds"], 2), "steps": len(rows), "final_loss": float(rows[-1]["loss"]),
+            "cpu_s": round(cpu_s, 1), "fit_s": round(result["seconds"], 2), "steps": len(rows),
+            "final_loss": float(rows[-1]["loss"]), "load_avg_1min": round(os.getloadavg()[0], 1),
             "command": "drope-train " + " ".join(cmd[3:])}
 
 
 def flatness(runs: dict[int, list[dict]]) -> dict:
-    """Ratios (largest size / smallest) of the median peak RSS, PSS, first-step and wall time."""
+    """Ratios (largest size / smallest) of the median peak RSS, PSS, first-step, wall and CPU time."""
     lo, hi = min(runs), max(runs)
-    med = lambda n, k: statistics.median(r[k] for r in runs[n])  # noqa: E731
+    med = lambda n, k: statistics.median(r.get(k, 0.0) for r in runs[n])  # noqa: E731
     return {f"{k}_ratio": round(med(hi, k) / max(med(lo, k), 1e-9), 3)
-            for k in ("peak_rss_mb", "peak_pss_mb", "first_step_s", "wall_s")} | {"sizes": [lo, hi]}
+            for k in ("peak_rss_mb", "peak_pss_mb", "first_step_s", "wall_s", "cpu_s")} | {"sizes": [lo, hi]}
 
 
 # ---- projection ----------------------------------------------------------------------------------
@@ -241,15 +257,19 @@ def markdown(res: dict) -> str:
     if res.get("train"):
         lines += [f"`drope-train` {a['steps']} steps, {a['model']}, batch {a['batch_size']}, "
                   f"`data.num_workers={a['train_workers']}`, cache directory (median of {a['repeats']}):", "",
-                  "| scenes | peak RSS, process + workers (MB) | peak PSS (MB) | first step (s) | wall (s) |",
-                  "|---|---|---|---|---|"]
+                  "| scenes | peak RSS, process + workers (MB) | workers alone (MB) | peak PSS (MB) | first step (s) "
+                  "| wall (s) | CPU (s) | load avg |", "|---|---|---|---|---|---|---|---|"]
         for n, runs in res["train"].items():
-            m = {k: statistics.median(r[k] for r in runs) for k in ("peak_rss_mb", "peak_pss_mb", "first_step_s", "wall_s")}
-            lines.append(f"| {int(n):,} | {m['peak_rss_mb']:.0f} | {m['peak_pss_mb']:.0f} | {m['first_step_s']:.1f} | "
-                         f"{m['wall_s']:.1f} |")
+            m = {k: statistics.median(r.get(k, 0.0) for r in runs)
+                 for k in ("peak_rss_mb", "peak_workers_rss_mb", "peak_pss_mb", "first_step_s", "wall_s", "cpu_s",
+                           "load_avg_1min")}
+            lines.append(f"| {int(n):,} | {m['peak_rss_mb']:.0f} | {m['peak_workers_rss_mb']:.0f} | {m['peak_pss_mb']:.0f} | "
+                         f"{m['first_step_s']:.1f} | "
+                         f"{m['wall_s']:.1f} | {m['cpu_s']:.0f} | {m['load_avg_1min']:.1f} |")
         f = res["flatness"]
         lines += ["", f"Ratio {f['sizes'][1]:,} / {f['sizes'][0]:,} scenes: peak RSS {f['peak_rss_mb_ratio']}×, "
-                  f"PSS {f['peak_pss_mb_ratio']}×, first step {f['first_step_s_ratio']}×, wall {f['wall_s_ratio']}×.", ""]
+                  f"PSS {f['peak_pss_mb_ratio']}×, first step {f['first_step_s_ratio']}×, wall {f['wall_s_ratio']}×, "
+                  f"CPU {f['cpu_s_ratio']}×.", ""]
     if res.get("projection"):
         p = res["projection"]
         lines += [f"**Projection** (not measured): one epoch of the WOMD training split ({p['epoch_scenes']:,} scenes), "
