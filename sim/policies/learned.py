@@ -150,7 +150,7 @@ class LearnedPolicy:
         size = state.size
         out = fast(self.scene, (self.h_xy, self.h_heading, self.h_vel, self.h_valid, size, state.step), frames) if fast else None
         traj, prob = out if out is not None else self.predictor.predict(self.snapshots(state, frames))
-        traj = torch.as_tensor(np.asarray(traj) if not isinstance(traj, Tensor) else traj, dtype=torch.float64)
+        traj = torch.as_tensor(np.asarray(traj) if not isinstance(traj, Tensor) else traj)
         prob = torch.as_tensor(np.asarray(prob) if not isinstance(prob, Tensor) else prob, dtype=torch.float32)
         B, A = state.batch, state.num_agents
         if traj.dim() != 5 or tuple(traj.shape[:2]) != (B, A) or traj.shape[-1] not in (2, 3) or tuple(prob.shape) != tuple(traj.shape[:3]):
@@ -160,15 +160,6 @@ class LearnedPolicy:
             b, a = (~torch.isfinite(traj).flatten(2).all(-1) | ~torch.isfinite(prob).all(-1)).nonzero()[0].tolist()
             raise ValueError(f"scenario {self.scene.scenario_id}: the predictor returned NaN/Inf at step {state.step} "
                              f"(world {b}, object {int(self.scene.agent_id[a])})")
-        # prediction frame → scene frame (rigid transform by each world's frame pose)
-        c, s = torch.cos(frames[:, 2]).view(B, 1, 1, 1), torch.sin(frames[:, 2]).view(B, 1, 1, 1)
-        x, y = traj[..., 0], traj[..., 1]
-        xy = torch.stack([c * x - s * y + frames[:, 0].view(B, 1, 1, 1), s * x + c * y + frames[:, 1].view(B, 1, 1, 1)], -1)
-        if traj.shape[-1] == 3:
-            traj = torch.cat([xy, (traj[..., 2:] + frames[:, 2].view(B, 1, 1, 1, 1) + torch.pi) % (2 * torch.pi) - torch.pi], -1)
-        else:
-            traj = xy
-        traj = traj.float()
         if self.cfg.mode == "max":
             k = prob.argmax(-1)  # [B, A]
         else:
@@ -177,7 +168,15 @@ class LearnedPolicy:
             # world b draws from its own stream: a rollout's modes do not depend on the batch it runs in
             worlds = getattr(rng, "worlds", None) or [rng] * B
             k = torch.stack([torch.multinomial(p[b], 1, generator=worlds[b])[:, 0] for b in range(B)])
-        chosen = traj.gather(2, k[:, :, None, None, None].expand(B, A, 1, *traj.shape[3:]))[:, :, 0]  # [B, A, F, 2|3]
+        # only the chosen mode leaves the prediction frame (K times less work than moving them all)
+        traj = traj.gather(2, k[:, :, None, None, None].expand(B, A, 1, *traj.shape[3:]))[:, :, 0].double()
+        # prediction frame → scene frame (rigid transform by each world's frame pose)
+        c, s = torch.cos(frames[:, 2]).view(B, 1, 1), torch.sin(frames[:, 2]).view(B, 1, 1)
+        x, y = traj[..., 0], traj[..., 1]
+        xy = torch.stack([c * x - s * y + frames[:, 0].view(B, 1, 1), s * x + c * y + frames[:, 1].view(B, 1, 1)], -1)
+        if traj.shape[-1] == 3:
+            xy = torch.cat([xy, (traj[..., 2:] + frames[:, 2].view(B, 1, 1, 1) + torch.pi) % (2 * torch.pi) - torch.pi], -1)
+        chosen = xy.float()  # [B, A, F, 2|3]
         self.plan_xy = smooth_plan(chosen[..., :2], state.pos, self.cfg.smooth_steps)
         if chosen.shape[-1] == 3 and self.cfg.predicted_heading:
             self.plan_heading = chosen[..., 2]
