@@ -118,17 +118,20 @@ def scene_costs(cache: Path, shards: Path, model_names: list[str], batch_size: i
         batch = stack_batches([coll(scenes[i % k]) for i in range(batch_size)])
         model = build_model(mcfg)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        times = []
+        times, cpu = [], []
         for _ in range(3):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             loss = compute_loss(model, batch, LossWeights())["loss"]
             opt.zero_grad()
             loss.backward()
             opt.step()
             times.append(time.perf_counter() - t0)
-        steps[name] = statistics.median(times[1:])
+            cpu.append(time.process_time() - c0)
+        steps[name] = (statistics.median(times[1:]), statistics.median(cpu[1:]))
     out = {k_: round(v, 5) for k_, v in out.items()}
-    out["step_s"] = {k_: round(v, 4) for k_, v in steps.items()}
+    # wall time is what a run takes; CPU seconds (all threads) stay put when other work shares the cores
+    out["step_s"] = {k_: round(v[0], 4) for k_, v in steps.items()}
+    out["step_cpu_s"] = {k_: round(v[1], 4) for k_, v in steps.items()}
     out["torch_threads"] = threads
     return out
 
@@ -231,9 +234,11 @@ def projection(costs: dict, model: str, gpu_scenes_per_s: float, workers_per_gpu
 
 def cpu_projection(costs: dict, model: str, batch_size: int, workers: int,
                    epoch_scenes: int = WOMD_TRAIN_SCENES) -> dict:
-    """The same projection for this CPU machine (model step measured here, ``workers`` loader cores)."""
+    """The same projection for this CPU machine: ``workers`` loader cores, and the model step's CPU
+    seconds measured here (one core's worth; wall time under other load would overstate it)."""
     cpu_s = costs["decode_cache_cpu_s"] + costs[f"collate_cpu_s[{model}]"]
-    rate = min(workers / cpu_s if workers else 1 / cpu_s, batch_size / costs["step_s"][model])
+    step = costs.get("step_cpu_s", costs["step_s"])[model]
+    rate = min(workers / cpu_s if workers else 1 / cpu_s, batch_size / step)
     return {"label": f"projection: {model} on this CPU", "scenes_per_s": round(rate, 1),
             "hours_per_epoch": round(epoch_scenes / rate / 3600, 1)}
 
@@ -252,8 +257,9 @@ def markdown(res: dict) -> str:
         c = res["costs"]
         cpu = {k.replace("_cpu_s", ""): v for k, v in c.items() if "_cpu_s" in k}
         lines += ["Per scene, CPU ms on one thread: " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in cpu.items())
-                  + f"; one training step (batch {a['batch_size']}, {c['torch_threads']} threads): "
-                  + ", ".join(f"{m} {s:.2f} s" for m, s in c["step_s"].items()) + ".", ""]
+                  + f"; one training step (batch {a['batch_size']}, {c['torch_threads']} threads), wall / CPU: "
+                  + ", ".join(f"{m} {s:.2f} s / {c.get('step_cpu_s', {}).get(m, float('nan')):.2f} s"
+                              for m, s in c["step_s"].items()) + ".", ""]
     if res.get("train"):
         lines += [f"`drope-train` {a['steps']} steps, {a['model']}, batch {a['batch_size']}, "
                   f"`data.num_workers={a['train_workers']}`, cache directory (median of {a['repeats']}):", "",
