@@ -109,3 +109,28 @@ def test_training_sources_read_shards_and_the_cache_alike(womd_path, tmp_path):
     assert a.scenario_id == b.scenario_id and torch.equal(a.agent_pos, b.agent_pos)
     with pytest.raises(FileNotFoundError, match="nope"):
         load_scenes([str(tmp_path / "nope.tfrecord")])
+
+
+def test_precision_bf16_autocasts_with_a_cpu_warning_and_fp32_positions(gen_scenes, tmp_path, caplog, monkeypatch):
+    import drope.train.trainer as tr
+
+    seen = []
+    real = tr.compute_loss
+
+    def spy(model, batch, weights):
+        seen.append((batch.agent_pos.dtype, torch.get_autocast_dtype("cpu"), torch.is_autocast_enabled("cpu")))
+        return real(model, batch, weights)
+
+    monkeypatch.setattr(tr, "compute_loss", spy)
+    cfg = dict(steps=2, batch_size=2, warmup_steps=1, val_every=10**6, log_every=1, ckpt_every=10**6, progress=False)
+    mc = ModelConfig(dim=32, num_heads=4, num_blocks=1)
+    with caplog.at_level("WARNING", logger="drope.train.trainer"):
+        t = Trainer(TrainConfig(out=str(tmp_path / "bf16"), precision="bf16", **cfg), mc, gen_scenes, [])
+    assert "precision=bf16 on the CPU" in caplog.text
+    res = t.fit()
+    assert seen == [(torch.float32, torch.bfloat16, True)] * 2  # inputs stay fp32; the ops autocast
+    assert torch.isfinite(torch.tensor(res["train"]["loss"]))
+    Trainer(TrainConfig(out=str(tmp_path / "fp32"), **cfg), mc, gen_scenes, []).fit()
+    assert seen[-1] == (torch.float32, torch.bfloat16, False)
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        Trainer(TrainConfig(out=str(tmp_path / "x"), precision="fp16", **cfg), mc, gen_scenes, [])

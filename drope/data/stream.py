@@ -21,6 +21,7 @@ import glob as _glob
 import logging
 import math
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -119,15 +120,21 @@ class SceneStreamDataset(Dataset):
 
     in_memory = False
 
-    def __init__(self, sources: str | Sequence[str], origin: str = "sdc", on_corrupt: str = "skip") -> None:
+    #: open-handle budget per process, in zip members (an open cache file holds its central directory,
+    #: ~27 entries / ~10 KB per scene; a TFRecord handle counts 1) and in handles (file descriptors)
+    OPEN_MEMBERS, OPEN_FILES = 262_144, 128
+
+    def __init__(self, sources: str | Sequence[str], origin: str = "sdc", on_corrupt: str = "skip",
+                 open_members: int = OPEN_MEMBERS, open_files: int = OPEN_FILES) -> None:
         if on_corrupt not in ("skip", "raise"):
             raise ValueError(f"on_corrupt must be 'skip' or 'raise', got {on_corrupt!r}")
         self.files = expand_sources(sources)
         self.origin, self.on_corrupt = origin, on_corrupt
+        self.open_members, self.open_files = open_members, open_files
         self._index: np.ndarray | None = None
         self.corrupt = 0
         self.index_corrupt = 0  # bad TFRecord headers (the rest of that shard is unreachable)
-        self._fh: dict[int, object] = {}
+        self._fh: OrderedDict[int, tuple[object, int]] = OrderedDict()  # file -> (handle, members), LRU
         self._pid = os.getpid()
         self._last: tuple[int, object] | None = None  # repeated reads of one item decode once
 
@@ -157,12 +164,25 @@ class SceneStreamDataset(Dataset):
         return len(self.index)
 
     def _handle(self, fi: int):
+        """Open handle of file ``fi``, kept in an LRU within the budget: memory and descriptors stay
+        bounded however many files a dataset has (sequential reads never reopen; random access over
+        more than the budget reopens files, re-reading a cache file's central directory)."""
         if self._pid != os.getpid():  # forked worker: never share a file offset with the parent
-            self._fh, self._pid = {}, os.getpid()
-        h = self._fh.get(fi)
-        if h is None:
-            kind, p = self.files[fi]
-            h = self._fh[fi] = (_cache.np.load(p), _cache.read_meta(p)) if kind == "cache" else open_records(p)
+            self._fh, self._pid = OrderedDict(), os.getpid()
+        if fi in self._fh:
+            self._fh.move_to_end(fi)
+            return self._fh[fi][0]
+        kind, p = self.files[fi]
+        if kind == "cache":
+            z = np.load(p)
+            h, cost = (z, _cache.read_meta(p)), len(z.files)
+        else:
+            h, cost = open_records(p), 1
+        self._fh[fi] = (h, cost)
+        while len(self._fh) > 1 and (len(self._fh) > self.open_files or
+                                     sum(c for _, c in self._fh.values()) > self.open_members):
+            _, (old, _) = self._fh.popitem(last=False)
+            (old[0] if isinstance(old, tuple) else old).close()
         return h
 
     def _decode(self, kind: str, fi: int, rec: int, off: int, n: int):
@@ -201,7 +221,7 @@ class SceneStreamDataset(Dataset):
         return (self[i] for i in range(len(self)))
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_fh": {}, "_last": None}
+        return {**self.__dict__, "_fh": OrderedDict(), "_last": None}
 
 
 def as_dataset(scenes) -> Dataset:
@@ -225,6 +245,19 @@ class CollateSkipNone:
         scenes = collate_skip_none(items)
         out = self.fn(scenes) if (self.fn is not None and scenes) else None
         return scenes, out, len(items) - len(scenes)
+
+
+class SceneCollate:
+    """``collate_scenes`` with fixed arguments, picklable for DataLoader workers."""
+
+    def __init__(self, history: int, future: int, max_agents: int | None, max_map: int | None,
+                 segment_points: int) -> None:
+        self.args, self.segment_points = (history, future, max_agents, max_map), segment_points
+
+    def __call__(self, scenes: list):
+        from drope.data.batch import collate_scenes
+
+        return collate_scenes(scenes, *self.args, segment_points=self.segment_points)
 
 
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> list[int]:

@@ -11,8 +11,11 @@ predict, per object type at 3/5/8 s:
   also pooled over all types ("ALL").
 
 Without ``--data``, held-out generated scenes are used (``--seed``, default 1000, a seed the
-default training never uses). Writes ``metrics.json`` ({method: {type|ALL: {3s|5s|8s: row}}})
-and prediction plots under ``--out``. ``--submission FILE`` also writes the model's predictions as
+default training never uses). ``--data`` streams (shards, cache dirs, AV2 scenario dirs, globs,
+any mix) through the same dataset layer as drope-train: memory does not grow with the number of
+scenes (metrics are accumulated per batch), a progress bar shows scenes/s, and corrupt records
+are skipped and counted, not fatal. Writes ``metrics.json`` ({method: {type|ALL: {3s|5s|8s: row}}}),
+``read.json`` (scenes evaluated, corrupt records skipped) and prediction plots under ``--out``. ``--submission FILE`` also writes the model's predictions as
 an official ``MotionChallengeSubmission`` (6 modes, 16 points at 2 Hz = steps 15…90, world
 coordinates, object id = track id, confidence = mode probability) that ``drope-score motion FILE
 --scenarios ...`` scores to the same official numbers.
@@ -43,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="agents per scene the model sees, nearest the SDC (0: all); default 64")
     p.add_argument("--out", type=Path, default=Path("eval_out"))
     p.add_argument("--plots", type=int, default=4, help="prediction plots for the first N scenes")
+    p.add_argument("--batch-size", type=int, default=8, help="scenes per forward pass")
+    p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers reading --data (0: main process)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     g = p.add_argument_group("submission", "official MotionChallengeSubmission of the model's predictions; the "
                              "header defaults are placeholders to override for a real challenge entry")
     g.add_argument("--submission", type=Path, default=None, metavar="FILE",
@@ -57,15 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_complete(preds) -> None:
+def _check_complete(p) -> None:
     """Every tracks_to_predict object must carry a prediction, or the submission is not valid."""
-    for p in preds:
-        s = p.scene
-        missing = sorted(set(s.tracks_to_predict.tolist()) - set(p.agent_index.tolist()))
-        if missing:
-            ids = [int(s.agent_id[a]) for a in missing]
-            raise ValueError(f"scenario {s.scenario_id}: tracks to predict {ids} have no prediction (dropped by "
-                             f"--max-agents or not valid at the current step); a submission needs all of them")
+    s = p.scene
+    missing = sorted(set(s.tracks_to_predict.tolist()) - set(p.agent_index.tolist()))
+    if missing:
+        ids = [int(s.agent_id[a]) for a in missing]
+        raise ValueError(f"scenario {s.scenario_id}: tracks to predict {ids} have no prediction (dropped by "
+                         f"--max-agents or not valid at the current step); a submission needs all of them")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,44 +78,51 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import torch
 
-    from drope.eval.evaluate import official_fit, predict_scenes, score_predictions
-    from drope.eval.metrics import format_official_table, format_table
-    from drope.metrics.submission import SubmissionMetadata, write_motion_submission
     from drope.data.sources import generated_scenes, load_scenes
+    from drope.data.stream import as_dataset
+    from drope.eval.evaluate import ReadStats, Scorer, iter_predictions, official_fit
+    from drope.eval.metrics import format_official_table, format_table
+    from drope.eval.submission import MotionSubmissionWriter
+    from drope.metrics.submission import SubmissionMetadata
     from drope.model.checkpoint import load_model
 
     if args.submission is not None and args.all_agents:
         print("drope-eval: --submission holds the tracks to predict only; drop --all-agents", file=sys.stderr)
         return 2
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    writer, stats, scorer = None, ReadStats(), Scorer()
     try:
         model, _ = load_model(args.ckpt)
-        scenes = load_scenes(args.data) if args.data else generated_scenes(args.num_scenes, args.seed)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"drope-eval: {e}", file=sys.stderr)
-        return 2
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    preds = predict_scenes(model, scenes, max_agents=args.max_agents or None, only_tracks_to_predict=not args.all_agents,
-                           plot_dir=args.out / "plots", num_plots=args.plots)
-    res = score_predictions(preds)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metrics.json").write_text(json.dumps(res, indent=1))
-    if args.submission is not None:
-        try:
-            if (why := official_fit(preds)) is not None:
-                raise ValueError(f"cannot write a MotionChallengeSubmission: {why}")
-            _check_complete(preds)
+        scenes = load_scenes(args.data) if args.data else as_dataset(generated_scenes(args.num_scenes, args.seed))
+        if args.submission is not None:
             meta = SubmissionMetadata(**{k: getattr(args, k) for k in META_FLAGS},
                                       num_model_parameters=str(sum(p.numel() for p in model.parameters())))
-            n = write_motion_submission(args.submission, [p.scene for p in preds],
-                                        [(p.agent_index, p.xy["drope"], p.prob["drope"]) for p in preds], meta)
-        except (ValueError, OSError) as e:
-            print(f"drope-eval: {e}", file=sys.stderr)
-            return 2
+            writer = MotionSubmissionWriter(args.submission, meta)
+        for p in iter_predictions(model, scenes, batch_size=args.batch_size, max_agents=args.max_agents or None,
+                                  only_tracks_to_predict=not args.all_agents, plot_dir=args.out / "plots",
+                                  num_plots=args.plots, num_workers=args.num_workers, progress=args.progress,
+                                  stats=stats):
+            scorer.add(p)
+            if writer is not None:
+                if (why := official_fit([p])) is not None:
+                    raise ValueError(f"cannot write a MotionChallengeSubmission: {why}")
+                _check_complete(p)
+                writer.add(p.scene, p.agent_index, p.xy["drope"], p.prob["drope"])
+        n = writer.close() if writer is not None else 0
+    except (FileNotFoundError, ValueError, OSError) as e:
+        if writer is not None:
+            writer.abort()
+        print(f"drope-eval: {e}", file=sys.stderr)
+        return 2
+    res = scorer.result()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "metrics.json").write_text(json.dumps(res, indent=1))
+    (args.out / "read.json").write_text(json.dumps({"scenes": stats.scenes, "corrupt": stats.corrupt}, indent=1))
     print("drope dense metrics (10 Hz; miss = final error > 2 m), all types")
     print(format_table({m: {"ALL": r["ALL"]} for m, r in res.items()}))
     print("\nofficial WOMD motion metrics (drope.metrics.motion = drope-score motion), per type")
     print(format_official_table(res))
-    print(f"\nper-type results and plots in {args.out}/")
+    print(f"\n{stats.scenes} scenes evaluated, {stats.corrupt} corrupt records skipped; per-type results and plots in {args.out}/")
     if args.submission is not None:
         print(f"MotionChallengeSubmission with {n} scenarios -> {args.submission}")
     return 0

@@ -15,6 +15,7 @@ from drope.data.types import ObjectType
 Tensor = torch.Tensor
 HORIZONS = {"3s": 30, "5s": 50, "8s": 80}
 TYPES = (ObjectType.TYPE_VEHICLE, ObjectType.TYPE_PEDESTRIAN, ObjectType.TYPE_CYCLIST)
+METRICS = ("min_ade", "min_fde", "miss_rate", "brier_min_fde")  # the keys of displacement_metrics
 
 
 def displacement_metrics(pred: Tensor, prob: Tensor, gt: Tensor, valid: Tensor, k: int, horizon: int,
@@ -44,24 +45,56 @@ def displacement_metrics(pred: Tensor, prob: Tensor, gt: Tensor, valid: Tensor, 
     }
 
 
+class DenseMetricSums:
+    """Streaming :func:`summarize`: per batch of agents, float64 sums and counts of the per-agent
+    metrics (NaN left out) per type x horizon x K; :meth:`result` divides. Memory is O(1) in the
+    number of agents, so an evaluation never needs its predictions at once."""
+
+    KS = (1, 6)
+
+    def __init__(self) -> None:
+        self.sums: dict[tuple[str, str, str], list[float]] = {}  # (group, horizon, metric@K) -> [sum, n]
+        self.counts: dict[tuple[str, str], int] = {}  # (group, horizon) -> agents
+
+    def add(self, pred: Tensor, prob: Tensor, gt: Tensor, valid: Tensor, types: Tensor) -> None:
+        """``pred [N,K,F,2]``, ``prob [N,K]``, ``gt [N,F,2]``, ``valid [N,F]``, ``types [N]``."""
+        if pred.shape[0] == 0:
+            return
+        groups = {t.name: types == t for t in TYPES}
+        groups["ALL"] = torch.ones_like(types, dtype=torch.bool)
+        for h_name, h in HORIZONS.items():
+            # a K=1 method's best-of-6 equals its best-of-1
+            per_k = {k: displacement_metrics(pred, prob, gt, valid, min(k, pred.shape[1]), h) for k in self.KS}
+            for g_name, m in groups.items():
+                for k, mets in per_k.items():
+                    for name, val in mets.items():
+                        sel = val[m]
+                        sel = sel[~torch.isnan(sel)]
+                        acc = self.sums.setdefault((g_name, h_name, f"{name}@{k}"), [0.0, 0])
+                        acc[0] += float(sel.double().sum())
+                        acc[1] += sel.numel()
+                self.counts[(g_name, h_name)] = self.counts.get((g_name, h_name), 0) + int(m.sum())
+
+    def result(self) -> dict:
+        """Nested ``{type: {horizon: {metric@K: value, "count": n}}}`` plus ``"ALL"``; None where no agents."""
+        out: dict = {}
+        for g_name in [t.name for t in TYPES] + ["ALL"]:
+            for h_name in HORIZONS:
+                row = {}
+                for k in self.KS:
+                    for name in METRICS:
+                        tot, n = self.sums.get((g_name, h_name, f"{name}@{k}"), (0.0, 0))
+                        row[f"{name}@{k}"] = tot / n if n else None
+                row["count"] = self.counts.get((g_name, h_name), 0)
+                out.setdefault(g_name, {})[h_name] = row
+        return out
+
+
 def summarize(pred: Tensor, prob: Tensor, gt: Tensor, valid: Tensor, types: Tensor) -> dict:
     """Nested ``{type: {horizon: {metric@K: value}}}`` plus ``"ALL"``; None where no agents."""
-    out: dict = {}
-    groups = {t.name: types == t for t in TYPES}
-    groups["ALL"] = torch.ones_like(types, dtype=torch.bool)
-    for h_name, h in HORIZONS.items():
-        # a K=1 method's best-of-6 equals its best-of-1
-        per_k = {k: displacement_metrics(pred, prob, gt, valid, min(k, pred.shape[1]), h) for k in (1, 6)}
-        for g_name, m in groups.items():
-            row = {}
-            for k, mets in per_k.items():
-                for name, val in mets.items():
-                    sel = val[m]
-                    sel = sel[~torch.isnan(sel)]
-                    row[f"{name}@{k}"] = float(sel.mean()) if sel.numel() else None
-            row["count"] = int(m.sum())
-            out.setdefault(g_name, {})[h_name] = row
-    return out
+    acc = DenseMetricSums()
+    acc.add(pred, prob, gt, valid, types)
+    return acc.result()
 
 
 #: Keys of the official WOMD motion metrics (``drope-score motion --json`` names), per type and horizon.
@@ -69,17 +102,17 @@ OFFICIAL_KEYS = ("min_ade", "min_fde", "miss_rate", "overlap_rate", "mean_averag
                  "soft_mean_average_precision")
 
 
-def add_official_metrics(summary: dict, official: dict | None) -> dict:
+def add_official_metrics(summary: dict, official: dict | None, keys: tuple[str, ...] = OFFICIAL_KEYS) -> dict:
     """Merge :func:`drope.metrics.motion.aggregate_motion_metrics` output into :func:`summarize` rows.
 
-    Per-type rows gain the :data:`OFFICIAL_KEYS` (None where the type has no objects or the
+    Per-type rows gain ``keys`` (default :data:`OFFICIAL_KEYS`; None where the type has no objects or the
     scenes do not fit the official config, ``official=None``); the official metrics are defined
     per type only, so ``"ALL"`` rows do not get them.
     """
     for t in TYPES:
         per_h = (official or {}).get(t.name) or {}
         for h_name, row in summary[t.name].items():
-            row.update({k: (per_h.get(h_name) or {}).get(k) for k in OFFICIAL_KEYS})
+            row.update({k: (per_h.get(h_name) or {}).get(k) for k in keys})
     return summary
 
 

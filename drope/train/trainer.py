@@ -25,15 +25,14 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from functools import partial
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from drope.data.batch import SceneBatch, collate_scenes, stack_batches
+from drope.data.batch import SceneBatch, stack_batches
 from drope.data.scene import Scene
-from drope.data.stream import CollateSkipNone, StepSampler, as_dataset, make_loader
+from drope.data.stream import CollateSkipNone, SceneCollate, StepSampler, as_dataset, make_loader
 from drope.model import ModelConfig, build_model
 from drope.model.checkpoint import load_model, predict_scene_frame, save_checkpoint  # noqa: F401 (re-exported)
 from drope.nn.encodings import no_weight_decay_names
@@ -143,6 +142,7 @@ class Trainer:
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
         self.sampler = StepSampler(len(self.train), cfg.batch_size, cfg.seed, self.rank, self.world, stop=cfg.steps)
+        self.collate = SceneCollate(model_cfg.history, model_cfg.future, cfg.max_agents, cfg.max_map, model_cfg.map_points)
         self.out = Path(cfg.out)
         self.step = 0
         self.corrupt = 0  # corrupt training records this rank skipped so far (cumulative, checkpointed)
@@ -209,8 +209,7 @@ class Trainer:
 
     # ---- batches ---------------------------------------------------------------------------------
     def _collate_one(self, scene: Scene) -> SceneBatch:
-        return collate_scenes([scene], self.model_cfg.history, self.model_cfg.future, self.cfg.max_agents,
-                              self.cfg.max_map, segment_points=self.model_cfg.map_points)
+        return self.collate([scene])
 
     def _part(self, split: str, i: int, scene: Scene, t: int = -1) -> SceneBatch:
         """Scene (at current step ``t``; -1: its own) → padded tensors. In-memory data caches them
@@ -373,9 +372,7 @@ class Trainer:
                 parts = [self._part("val", j, s) for j, s in scenes if s is not None]
                 yield (stack_batches(parts) if parts else None), sum(s is None for _, s in scenes)
             return
-        collate = CollateSkipNone(partial(collate_scenes, history=self.model_cfg.history, future=self.model_cfg.future,
-                                          max_agents=self.cfg.max_agents, max_map=self.cfg.max_map,
-                                          segment_points=self.model_cfg.map_points))
+        collate = CollateSkipNone(self.collate)
         for _, b, bad in make_loader(self.val, bs, num_workers=self.cfg.num_workers, collate_fn=collate, persistent=False):
             yield b, bad
 
