@@ -53,6 +53,28 @@ def test_box_signed_distance_matches_shapely_and_penetration():
             assert d[i] == pytest.approx(a.distance(b), abs=1e-9) and not over[i]
 
 
+def test_box_signed_distance_of_aligned_boxes_is_the_smaller_axis_overlap():
+    # Boxes with parallel edges (parked cars, constant-heading rollouts): the Minkowski difference
+    # has collinear edges and tied support corners. The depth of two aligned rectangles is the
+    # smaller of the two axis overlaps; the old one-support-corner version returned up to 2x deeper
+    # values here (found against the official code, docs/wosac_verification.md).
+    g = torch.Generator().manual_seed(1)
+    n = 400
+    half = torch.rand(n, 2, 2, generator=g, dtype=D64) * 3 + 0.3  # [n, box, (hl, hw)]
+    centre = torch.randn(n, 2, 2, generator=g, dtype=D64) * 1.5
+    lo, hi = centre - half, centre + half
+    gap = torch.maximum(lo[:, 1] - hi[:, 0], lo[:, 0] - hi[:, 1])  # [n, 2] per axis, > 0 = apart
+    overlap = torch.minimum(hi[:, 0] - lo[:, 1], hi[:, 1] - lo[:, 0])
+    inside = (gap < 0).all(-1)
+    expected = torch.where(inside, -overlap.amin(-1), gap.clamp_min(0).norm(dim=-1))
+    for angle in (0.0, 0.7, math.pi / 2):  # rotated copies: the ties are then only up to rounding
+        rot = torch.tensor([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]], dtype=D64)
+        c = box_corners(centre @ rot.T, torch.full((n, 2), angle, dtype=D64), 2 * half[..., 0], 2 * half[..., 1])
+        d = box_signed_distance(c[:, 0], c[:, 1])
+        assert int(inside.sum()) > 100
+        assert torch.allclose(d, expected, atol=1e-9)
+
+
 def test_two_boxes_overlapping_and_apart():
     # 4 x 2 boxes side by side, centres 1.5 m apart laterally: 0.5 m overlap
     xy = torch.tensor([[[[0.0, 0.0]], [[0.0, 1.5]]]], dtype=D64)  # [N=1, O=2, T=1, 2]

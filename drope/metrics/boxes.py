@@ -26,33 +26,37 @@ def box_signed_distance(a: Tensor, b: Tensor) -> Tensor:
     """Signed 2D distance between convex quadrilaterals ``a`` and ``b`` (corners ``[..., 4, 2]``, CCW).
 
     Positive: the gap between the boxes; negative: minus the penetration depth. This is the signed
-    distance from the origin to the Minkowski difference ``a ⊕ (−b)``. That polygon's 8 edges are
-    the edges of ``a`` shifted by the support vertex of ``−b`` and the reversed edges of ``b``
-    shifted by the support vertex of ``a``, so no polygon has to be assembled: the origin's distance
-    is the smallest distance to those 8 segments, negative when it lies inside all 8 edge lines.
+    distance from the origin to the Minkowski difference ``M = a ⊕ (−b)``, as the official sim-agents
+    code computes it from the assembled polygon. No polygon is assembled here:
+    - inside, the depth is the smallest support value ``h_M(n) = max n·a − min n·b`` over M's 8
+      unit face normals (those of a and of −b), which needs no vertex choice;
+    - outside, the distance is the smallest distance to the 32 segments "edge of a minus corner of
+      b" and "corner of a minus edge of b". They lie in M and cover its boundary, whichever corners
+      are tied, so parallel edges (aligned boxes) leave no gap. Choosing one support corner per
+      edge did leave gaps there, and deep overlaps of aligned boxes came out too deep.
     Returns ``[...]``.
     """
     a, b = torch.broadcast_tensors(a, b)
     a_start, a_edge = _edges(a)  # [..., 4, 2]
     b_start, b_edge = _edges(b)
-    # outward normals of CCW edges: (ey, -ex)
-    a_normal = torch.stack([a_edge[..., 1], -a_edge[..., 0]], dim=-1)  # [..., 4, 2]
-    b_normal = torch.stack([b_edge[..., 1], -b_edge[..., 0]], dim=-1)
-    # support of −b along a's normals: the corner of b minimising n·b
-    proj_b = (a_normal[..., :, None, :] * b[..., None, :, :]).sum(-1)  # [..., 4 (a edges), 4 (b corners)]
-    b_sup = torch.gather(b, -2, proj_b.argmin(-1)[..., None].expand(*proj_b.shape[:-1], 2))  # [..., 4, 2]
-    proj_a = (b_normal[..., :, None, :] * a[..., None, :, :]).sum(-1)  # [..., 4 (b edges), 4 (a corners)]
-    a_sup = torch.gather(a, -2, proj_a.argmin(-1)[..., None].expand(*proj_a.shape[:-1], 2))
-    # segments of the Minkowski difference a − b
-    seg_start = torch.cat([a_start - b_sup, a_sup - b_start], dim=-2)  # [..., 8, 2]
-    seg_vec = torch.cat([a_edge, -b_edge], dim=-2)  # [..., 8, 2]
-    normals = torch.cat([a_normal, -b_normal], dim=-2)
-    origin = torch.zeros_like(seg_start)
-    dist = _point_segment_distance(origin, seg_start, seg_vec).amin(-1)  # [...]
-    # origin inside iff it lies on the inner side of every edge line: n·(0 − start) <= 0
-    side = -(normals * seg_start).sum(-1)  # [..., 8]
-    inside = (side <= 0).all(-1)
-    return torch.where(inside, -dist, dist)
+    # outward normals of CCW edges: (ey, -ex); M's faces have those of a and the negated ones of b
+    normals = torch.cat([a_edge, -b_edge], dim=-2)
+    normals = torch.stack([normals[..., 1], -normals[..., 0]], dim=-1)  # [..., 8, 2]
+    normals = normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    support = (normals[..., :, None, :] * a[..., None, :, :]).sum(-1).amax(-1) - (
+        normals[..., :, None, :] * b[..., None, :, :]).sum(-1).amin(-1)  # [..., 8]
+    inside = (support >= 0).all(-1)
+    lead = a.shape[:-2]
+    seg_start = torch.cat([
+        (a_start[..., :, None, :] - b[..., None, :, :]).reshape(*lead, 16, 2),
+        (a[..., :, None, :] - b_start[..., None, :, :]).reshape(*lead, 16, 2),
+    ], dim=-2)  # [..., 32, 2]
+    seg_vec = torch.cat([
+        a_edge[..., :, None, :].expand(*lead, 4, 4, 2).reshape(*lead, 16, 2),
+        -b_edge[..., None, :, :].expand(*lead, 4, 4, 2).reshape(*lead, 16, 2),
+    ], dim=-2)
+    dist = _point_segment_distance(torch.zeros_like(seg_start), seg_start, seg_vec).amin(-1)
+    return torch.where(inside, -support.amin(-1), dist)
 
 
 def boxes_overlap(a: Tensor, b: Tensor) -> Tensor:

@@ -12,6 +12,7 @@ from drope.metrics.wosac.scoring import (
     compute_features,
     eval_agent_indices,
     prepare_scene,
+    rollout_features,
     score_prepared,
     score_scene_rollouts,
     sim_agent_indices,
@@ -20,5 +21,5 @@ from drope.metrics.wosac.scoring import (
 __all__ = [
     "FEATURES", "FeatureConfig", "WosacConfig", "config_from_textproto", "METRIC_FIELDS", "WosacFeatures",
     "scenario_metrics", "PreparedScene", "RolloutError", "compute_features", "eval_agent_indices",
-    "prepare_scene", "score_prepared", "score_scene_rollouts", "sim_agent_indices",
+    "prepare_scene", "rollout_features", "score_prepared", "score_scene_rollouts", "sim_agent_indices",
 ]

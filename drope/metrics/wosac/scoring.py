@@ -63,6 +63,7 @@ class SceneMap:
     signal_lane: Tensor  # [Z] lane ids with a signal at some step
     signal_state: Tensor  # [T, Z] int64, 0 where absent
     signal_stop: Tensor  # [T, Z, 2] float64 scene frame; the world origin where absent
+    world_origin: Tensor  # [2] float64: the world origin in scene coordinates
 
 
 def scene_map(scene: Scene) -> SceneMap:
@@ -90,7 +91,7 @@ def scene_map(scene: Scene) -> SceneMap:
         stop[t, z] = scene.signal_stop_point[t, s, :2].double()
     has_edges = any(e.shape[0] >= 2 for e in edges)
     return SceneMap(F.EdgeSegments(edges) if has_edges else None, F.LaneSegments(lanes, lane_ids), signal_lane,
-                    state, stop)
+                    state, stop, origin_in_scene)
 
 
 def prepare_scene(scene: Scene, config: WosacConfig = WosacConfig()) -> PreparedScene:
@@ -112,17 +113,24 @@ def prepare_scene(scene: Scene, config: WosacConfig = WosacConfig()) -> Prepared
     m = scene_map(scene)
     if m.edges is None:
         raise ValueError(f"scene {scene.scenario_id!r}: has no road edges (needed for distance to road edge / off-road)")
+    valid = scene.agent_valid[objects]
+    # Invalid log states are what the Scenario proto stores there: zeros in the *world* frame. The
+    # official features never mask a neighbour step, so these positions enter the central
+    # differences: the speed of an object at a valid step next to an invalid one (the
+    # time-to-collision of a follower, or of the object followed) and the red-light crossing test.
+    xy = torch.where(valid[..., None], scene.agent_pos[objects].double(), m.world_origin)
+    heading = torch.where(valid, heading, -origin_h)
     return PreparedScene(
         scene=scene,
         objects=objects,
         num_eval=int(ev.shape[0]),
-        xy=scene.agent_pos[objects].double(),
+        xy=xy,
         z=scene.agent_z[objects].double(),
         heading=heading,
         length=size[..., 0],
         width=size[..., 1],
         height=size[..., 2],
-        valid=scene.agent_valid[objects],
+        valid=valid,
         object_type=scene.agent_type[objects],
         edges=m.edges,
         lanes=m.lanes,
@@ -168,14 +176,12 @@ def compute_features(
     )
 
 
-def score_prepared(
+def rollout_features(
     p: PreparedScene, sim_xy: Tensor, sim_z: Tensor, sim_heading: Tensor, config: WosacConfig = WosacConfig()
-) -> dict:
-    """Official metrics of rollouts for ``p.objects`` (same order).
-
-    ``sim_xy [N, O, F, 2]`` scene frame, ``sim_z [N, O, F]`` world metres, ``sim_heading [N, O, F]``
-    scene frame (world heading − origin heading, not wrapped), F = ``config.num_future_steps``.
-    """
+) -> tuple[WosacFeatures, WosacFeatures]:
+    """Log features (N = 1) and rollout features (N rollouts) of the evaluated objects, as the
+    official ``compute_scenario_rollouts_features`` returns them (the rollouts' ``valid`` is the
+    log's, which is what the metrics filter with). Arguments as :func:`score_prepared`."""
     c = config
     sid = p.scene.scenario_id
     O, Fn = int(p.objects.shape[0]), c.num_future_steps
@@ -196,8 +202,19 @@ def score_prepared(
     full_z = torch.cat([p.z[None, :, hist].expand(N, -1, -1), sim_z.double()], dim=2)
     full_h = torch.cat([p.heading[None, :, hist].expand(N, -1, -1), sim_heading.double()], dim=2)
     sim = compute_features(p, full_xy, full_z, full_h, sim_valid, c)
-    sim = _with_log_validity(sim, log.valid)
-    return scenario_metrics(sid, log, sim, c)
+    return log, _with_log_validity(sim, log.valid)
+
+
+def score_prepared(
+    p: PreparedScene, sim_xy: Tensor, sim_z: Tensor, sim_heading: Tensor, config: WosacConfig = WosacConfig()
+) -> dict:
+    """Official metrics of rollouts for ``p.objects`` (same order).
+
+    ``sim_xy [N, O, F, 2]`` scene frame, ``sim_z [N, O, F]`` world metres, ``sim_heading [N, O, F]``
+    scene frame (world heading − origin heading, not wrapped), F = ``config.num_future_steps``.
+    """
+    log, sim = rollout_features(p, sim_xy, sim_z, sim_heading, config)
+    return scenario_metrics(p.scene.scenario_id, log, sim, config)
 
 
 def _with_log_validity(sim: WosacFeatures, log_valid: Tensor) -> WosacFeatures:
