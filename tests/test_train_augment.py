@@ -110,7 +110,7 @@ def test_trainer_augmented_batches_are_a_function_of_seed_and_step(scenes, tmp_p
         seen |= {k[2] for k in a._cache}
     assert len(seen) >= 3  # several current steps drawn
     # a late current step leaves only the log's remaining future to learn from
-    late = a._cached("train", 0, 70)
+    late = a.collate([at_step(scenes[0], 70)])
     assert int(late.future_valid[0, :, 20:].sum()) == 0 and bool(late.future_valid[0, :, :20].any())
     a.step = 0
     out = a.fit()
