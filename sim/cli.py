@@ -212,16 +212,6 @@ def iter_scenes(cfg, shard: int = 0, num_shards: int = 1, count: list | None = N
         count.append(total)
 
 
-def load_scenes(cfg) -> list:
-    """All scenes of ``cfg`` (see :func:`iter_scenes`); a record that does not decode is an error."""
-    out = []
-    for _, scene, error in iter_scenes(cfg):
-        if error is not None:
-            raise ValueError(error)
-        out.append(scene)
-    return out
-
-
 # ---- one scenario -----------------------------------------------------------------------------------
 _PREDICTOR = None  # one ONNX session per process
 

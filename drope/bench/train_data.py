@@ -255,7 +255,7 @@ def markdown(res: dict) -> str:
         lines.append("")
     if res.get("costs"):
         c = res["costs"]
-        cpu = {k.replace("_cpu_s", ""): v for k, v in c.items() if "_cpu_s" in k}
+        cpu = {k.replace("_cpu_s", ""): v for k, v in c.items() if "_cpu_s" in k and not k.startswith("step")}
         lines += ["Per scene, CPU ms on one thread: " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in cpu.items())
                   + f"; one training step (batch {a['batch_size']}, {c['torch_threads']} threads), wall / CPU: "
                   + ", ".join(f"{m} {s:.2f} s / {c.get('step_cpu_s', {}).get(m, float('nan')):.2f} s"
