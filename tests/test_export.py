@@ -261,11 +261,11 @@ def test_drope_export_cli_writes_variants_and_verification_report(tmp_path, caps
 
 
 def test_inference_bench_times_runtimes_round_robin(exported, tmp_path):
-    from drope.export.bench import _interleaved, plot
+    from drope.bench.inference import interleaved, plot
 
     _, _, path = exported
     fp16 = make_fp16(path, tmp_path / "m.fp16.onnx")
-    rows = _interleaved({"onnx_fp32": str(path), "onnx_fp16": str(fp16)}, A=5, M=9, threads=1, repeats=4)
+    rows = interleaved({"onnx_fp32": str(path), "onnx_fp16": str(fp16)}, A=5, M=9, threads=1, repeats=4)
     assert [r["runtime"] for r in rows] == ["onnx_fp32", "onnx_fp16"] and rows[0]["speedup_vs_torch"] == 1.0
     for r in rows:
         assert 0 < r["median_ms"] <= r["p90_ms"] and r["cpu_median_ms"] > 0 and r["peak_mb"] > 10

@@ -175,7 +175,7 @@ def test_scene_without_valid_keys_gives_zero_rows(name):
     assert (out[0] - ref0[0]).abs().max() < 1e-5
 
 
-# which transforms each encoding is invariant to (design.md §1); everything else must show a gap
+# which transforms each encoding is invariant to (the DRoPE invariance: translation and heading difference, not whole-scene rotation); everything else must show a gap
 GUARANTEES = {
     "none": {"shift 50 m", "headings + 2π", "headings + 0.7 rad", "rotate scene 0.7 rad"},
     "absolute": {"headings + 2π"},

@@ -121,7 +121,7 @@ def test_translation_invariance_after_recentring(seed, sx, sy):
     """World shifts up to 10 km, re-centred in float64, fp32 q/k/logits: scores equal to ≤ 1e-5.
 
     The re-centred float64 poses go straight into the encoding (angles and cos/sin from float64,
-    rotation and dot products in fp32), as design.md §2 prescribes.
+    rotation and dot products in fp32), (re-centred float64 on the host, angles in float32).
     """
     att = attn()
     x, pose = scene(seed)

@@ -14,9 +14,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "read": ("drope.bench.read", "WOMD read+convert throughput and cache bytes per scene"),
     "train-data": ("drope.bench.train_data", "streaming loader scenes/s, drope-train RSS/first step vs dataset size"),
     "generate": ("drope.bench.generate", "scenario generator throughput (scenes/s)"),
-    "inference": ("drope.export.bench", "torch eager vs ONNX Runtime fp32/fp16/int8 latency"),
+    "inference": ("drope.bench.inference", "torch eager vs ONNX Runtime fp32/fp16/int8 latency"),
     "sim": ("drope.sim.bench", "simulator engine and closed-loop throughput"),
-    "score": ("drope.metrics.bench", "seconds per WOSAC / motion scenario"),
+    "score": ("drope.bench.score", "seconds per WOSAC / motion scenario"),
 }
 
 

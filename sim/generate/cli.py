@@ -33,7 +33,7 @@ def load_config(overrides: list[str], name: str = "default"):
 
 def generator_config(cfg) -> "GeneratorConfig":
     from drope.sim.generate.scenario import GeneratorConfig, ScenarioMix
-    from drope.sim.generate.traffic import TrafficConfig
+    from drope.sim.generate.microsim import TrafficConfig
 
     g = OmegaConf.to_container(cfg.generator, resolve=True)
     traffic = g.pop("traffic")

@@ -17,7 +17,7 @@ from drope.data.scene import Scene, scene_from_world
 from drope.data.types import LaneLink, MapType, ObjectType
 from drope.geometry import box_corners
 from drope.sim.generate.roads import RoadNetwork, build_intersection, build_road
-from drope.sim.generate.traffic import TrafficConfig, TrafficSim
+from drope.sim.generate.microsim import TrafficConfig, TrafficSim
 from drope.geometry import wrap_angle
 
 NUM_STEPS, CURRENT = 91, 10

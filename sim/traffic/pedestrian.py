@@ -4,7 +4,7 @@
 pedestrian's velocity towards ``v_desired`` in the direction of its goal and pushes it away
 from other pedestrians (now and at their predicted closest approach) and from obstacle points (e.g. vehicle box centres) with an exponential
 repulsion. The result is clipped to ``params.a_max``. The generator walks pedestrians along
-sidewalk paths with IDM (``sim.generate.traffic``); this model is for free walking in the
+sidewalk paths with IDM (``drope.sim.generate.microsim``); this model is for free walking in the
 closed-loop simulator, where WOMD scenes have no sidewalk graph.
 """
 from __future__ import annotations

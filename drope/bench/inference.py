@@ -80,13 +80,13 @@ def _child(kind: str, model_path: str, A: int, M: int, threads: int) -> None:
     print(json.dumps({"peak_mb": round(_vm_hwm_kb() / 1024, 1)}), flush=True)
 
 
-def _interleaved(variants: dict[str, str], A: int, M: int, threads: int, repeats: int) -> list[dict]:
+def interleaved(variants: dict[str, str], A: int, M: int, threads: int, repeats: int) -> list[dict]:
     """Time all variants round-robin (rotating the order) so machine load hits them alike."""
     import statistics
 
     procs = {}
     for kind, path in variants.items():
-        cmd = [sys.executable, "-m", "drope.export.bench", "--child", kind, path, str(A), str(M), str(threads)]
+        cmd = [sys.executable, "-m", "drope.bench.inference", "--child", kind, path, str(A), str(M), str(threads)]
         procs[kind] = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if procs[kind].stdout.readline().strip() != "ready":
             raise RuntimeError(f"benchmark child {kind} failed to start")
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                     "onnx_fp16": str(make_fp16(fp32, Path(tmp) / "m.fp16.onnx")),
                     "onnx_int8": str(make_int8(fp32, Path(tmp) / "m.int8.onnx"))}
         rows = [r for A in args.agents for th in args.threads
-                for r in _interleaved(variants, A, args.map, th, args.repeats)]
+                for r in interleaved(variants, A, args.map, th, args.repeats)]
     lines = ["| agents | threads | runtime | median ms | p90 ms | CPU ms (median) | peak MB | speed-up vs torch "
              "(wall / CPU) | load avg |", "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['agents']} | {r['threads']} | {r['runtime']} | {r['median_ms']} | {r['p90_ms']} | {r['cpu_median_ms']} "
