@@ -91,7 +91,7 @@ def test_cache_scenario_dir_and_chunked_split_root(split, tmp_path, capsys):
     assert main(["cache", str(one), str(root), "--out", str(out), "--workers", "1", "--no-progress",
                  "--scenes-per-file", "2"]) == 0
     assert "3 file(s) written" in capsys.readouterr().out
-    names = sorted(p.name for p in out.iterdir())
+    names = sorted(p.name for p in out.glob("*.scenes.npz"))
     assert names == [f"{one.name}.scenes.npz", "val-00000.scenes.npz", "val-00001.scenes.npz"]
     meta = read_meta(out / "val-00000.scenes.npz")
     assert meta["source"]["scenarios"] == [d.name for d in sorted(root.iterdir())[:2]]

@@ -71,7 +71,7 @@ def test_corrupt_record_skipped(tmp_path, gen_scenes):
     p = tmp_path / "a.tfrecord"
     write_scenarios(p, gen_scenes[:3])
     ds = stream.SceneStreamDataset(str(p))
-    _, rec, off, n = ds.index[1]
+    _, rec, off, n = ds.locate(1)
     assert rec == 1
     raw = bytearray(p.read_bytes())
     raw[off + 12 + n // 2] ^= 0xFF
@@ -121,7 +121,7 @@ def test_list_dataset_and_as_dataset(gen_scenes, tmp_path):
     ds = stream.SceneStreamDataset(str(tmp_path))
     assert not ds.in_memory and stream.as_dataset(ds) is ds
     assert [s.scenario_id for s in ds] == [s.scenario_id for s in gen_scenes]
-    assert ds.index.dtype.name == "int64" and ds.index.nbytes == 6 * 32  # the whole in-memory cost per scene
+    assert ds._index().tolist() == [0, 6] and ds._records == [None]  # per file, nothing per scene
 
 
 def test_av2_split_root_streams(tmp_path, gen_scenes):
@@ -165,3 +165,55 @@ def test_streamed_training_resumes_mid_epoch_exactly(tmp_path, gen_scenes, worke
                                       mem.model.state_dict().items()):
         assert torch.equal(a, b), k
         assert torch.equal(a, c), k
+
+
+def _ids(ds):
+    return [s.scenario_id for s in ds]
+
+
+def test_directory_index_replaces_the_scan_and_notices_changes(shards, gen_scenes, monkeypatch, caplog):
+    from drope.data import shard_index
+    from drope.data.cli import main
+
+    assert main(["index", str(shards)]) == 0
+    scanned = _ids(stream.SceneStreamDataset(str(shards)))
+    real_scan = shard_index.scan_file
+
+    def no_scan(*a):
+        raise AssertionError("a file was read to count its scenes although the index is current")
+
+    monkeypatch.setattr(shard_index, "scan_file", no_scan)
+    ds = stream.SceneStreamDataset(str(shards))
+    assert _ids(ds) == scanned == [s.scenario_id for s in gen_scenes]  # gzip offsets from the index, too
+    assert isinstance(ds._records[0], __import__("numpy").memmap)
+    # a shard rewritten after indexing (fewer records): its entry is stale, the file is scanned again
+    monkeypatch.setattr(shard_index, "scan_file", real_scan)
+    write_scenarios(shards / "a.tfrecord", gen_scenes[:2])
+    with caplog.at_level("WARNING"):
+        ds = stream.SceneStreamDataset(str(shards))
+        assert len(ds) == 4 and _ids(ds) == [s.scenario_id for s in gen_scenes[:2] + gen_scenes[4:]]
+    assert "rerun drope-data index" in caplog.text and "a.tfrecord" in caplog.text
+
+
+def test_broken_index_and_old_cache_format_are_clear_errors(tmp_path, gen_scenes):
+    import json
+    import zipfile
+
+    from drope.data.cache import CacheError, read_meta
+    from drope.data.shard_index import INDEX_NAME, IndexFileError
+
+    save_scenes(tmp_path / "x.scenes.npz", gen_scenes[:2])
+    (tmp_path / INDEX_NAME).write_text("{not json")
+    with pytest.raises(IndexFileError, match=f"{INDEX_NAME}.*drope-data index"):
+        len(stream.SceneStreamDataset(str(tmp_path)))
+    (tmp_path / INDEX_NAME).unlink()
+    old = tmp_path / "old.scenes.npz"  # format 1: one member per tensor field
+    with zipfile.ZipFile(old, "w") as zf:
+        zf.writestr("0/agent_xy.npy", b"")
+        zf.writestr("meta.npy", b"")
+    with pytest.raises(CacheError, match="old.scenes.npz"):
+        len(stream.SceneStreamDataset(str(old)))
+    meta = read_meta(tmp_path / "x.scenes.npz")
+    assert meta["format"] == 2 and len(meta["scenes"]) == 2 and json.dumps(meta)
+    with zipfile.ZipFile(tmp_path / "x.scenes.npz") as zf:  # one member per scene + meta
+        assert sorted(zf.namelist()) == ["0", "1", "meta.npy"]

@@ -71,7 +71,7 @@ def test_memory_does_not_grow_with_the_number_of_scenes(tmp_path, tiny_model):
         for k in range(0, n, 24):  # several cache files, as drope-data cache writes them
             save_scenes(d / f"part{k:04d}.scenes.npz", scenes[k : k + 24])
         del scenes
-        ds = _Tracked(str(d), open_members=1000)  # ~1.5 files open (default: ~10k scenes' worth)
+        ds = _Tracked(str(d), open_members=36)  # ~1.5 files open
         stats = ReadStats()
         tracemalloc.start()
         res = evaluate(tiny_model, ds, batch_size=4, stats=stats)
@@ -127,7 +127,7 @@ def test_eval_cli_counts_corrupt_records(tmp_path, capsys):
     torch.save({"model_config": cfg.to_dict(), "model": build_model(cfg).state_dict()}, ckpt)
     shard = tmp_path / "a.tfrecord"
     write_scenarios(shard, _small_scenes(5))
-    _, _, off, n = stream.SceneStreamDataset(str(shard)).index[2]
+    _, _, off, n = stream.SceneStreamDataset(str(shard)).locate(2)
     raw = bytearray(shard.read_bytes())
     raw[off + 12 + n // 2] ^= 0xFF
     shard.write_bytes(bytes(raw))

@@ -95,14 +95,20 @@ def write_dataset(out_dir: str | Path, n: int, fmt: str = "cache", per_file: int
     if n < 1 or per_file < 1:
         raise ValueError(f"write_dataset: n={n} and per_file={per_file} must be >= 1")
     out = Path(out_dir)
-    want = {"n": n, "format": fmt, "per_file": per_file, "seed": seed, "base": str(base) if base else "womd_sample"}
+    from drope.data.cache import FORMAT_VERSION
+    from drope.data.shard_index import INDEX_NAME, write_index
+
+    want = {"n": n, "format": fmt, "per_file": per_file, "seed": seed, "base": str(base) if base else "womd_sample",
+            "cache_format": FORMAT_VERSION}
     paths = [out / FORMATS[fmt].format(k) for k in range(math.ceil(n / per_file))]
     man = out / MANIFEST
     if man.exists() and json.loads(man.read_text()) == want and all(p.exists() for p in paths):
+        if not (out / INDEX_NAME).exists():
+            write_index(out, workers=workers)
         return paths
     out.mkdir(parents=True, exist_ok=True)
     man.unlink(missing_ok=True)
-    for old in out.glob("part-*"):
+    for old in [*out.glob("part-*"), *out.glob("drope-index.*")]:
         old.unlink()
     jobs = [(fmt, str(base) if base else None, str(p), k * per_file, min(per_file, n - k * per_file), seed)
             for k, p in enumerate(paths)]
@@ -113,5 +119,6 @@ def write_dataset(out_dir: str | Path, n: int, fmt: str = "cache", per_file: int
         # spawn: forking a process with running torch threads can deadlock
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             list(pool.map(_write_one, *zip(*jobs)))
+    write_index(out, workers=workers)  # as drope-data cache / drope-data index leave it
     man.write_text(json.dumps(want))
     return paths

@@ -1,16 +1,21 @@
-"""Compact on-disk training cache: one zip of ``.npy`` members (an ``.npz``) per source shard.
+"""Compact on-disk training cache: one zip per source shard, one deflated member per scene.
 
-Layout of ``<shard name>.scenes.npz``: every Scene tensor field of scene ``i`` is the member
-``"{i}/{field}"`` (fields are looped, never listed), and a JSON ``meta`` member holds the format
-version, the source shard's name/size/mtime and each scene's scalars. Members are deflated
-individually, so one scene can be read without decompressing the rest of the shard, and the
-writer streams scene by scene (a shard never sits in memory as a whole).
+Layout of ``<shard name>.scenes.npz`` (format 2): member ``"{i}"`` holds scene ``i``: its scalars
+(a JSON ``.npy`` of bytes) followed by its tensor fields as ``.npy`` arrays in the order of
+``meta["fields"]``; the member ``meta.npy`` (JSON) holds the format version, the source's
+name/size/mtime, the field names and each scene's scalars. One member per scene keeps a file's zip
+directory at one entry per scene (format 1 had one member per tensor field, 27 per scene, and an
+open WOMD-sized file held ~1 MB of directory per 100 scenes): opening a file to read one scene is
+cheap, so a reader keeps only a few files open. The writer streams scene by scene (a shard never
+sits in memory as a whole).
 
 Positions stay float32: float16 would quantise ±300 m scene coordinates to 0.25 m. Invalid
 agent states are zero, which deflates well (WOMD sample: 0.31 MB per scene, source 0.95 MB).
 
 Resumable: files are written to a temporary name and renamed when complete; a later run skips
-shards whose cache file exists and was made from a source of the same size and mtime.
+shards whose cache file exists and was made from a source of the same size and mtime. When a run
+ends, the directory's index (:mod:`drope.data.shard_index`) is rewritten, so a reader learns every
+file's scene count without opening the files.
 
 Argoverse 2 has no shards (one directory per scenario): a scenario directory named as input is its
 own cache file, and a split root is cut into files of ``scenes_per_file`` scenario directories
@@ -32,14 +37,13 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
-
+from drope.data import shard_index
 from drope.data.scene import Scene
 
 log = logging.getLogger(__name__)
 
 CACHE_SUFFIX = ".scenes.npz"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _SCALARS = ("scenario_id", "source", "current_index", "sdc_index", "dt")
 
 
@@ -112,20 +116,31 @@ def save_scenes(
     ``source`` (a shard) or ``source_meta`` (any record) is what a later run compares to resume."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    meta: dict = {"format": FORMAT_VERSION, "source": source_meta or _source_meta(source), "scenes": []}
+    fields = [f.name for f in Scene.tensor_fields()]
+    meta: dict = {"format": FORMAT_VERSION, "source": source_meta or _source_meta(source), "fields": fields,
+                  "scenes": []}
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
             for i, scene in enumerate(scenes):
-                meta["scenes"].append({k: getattr(scene, k) for k in _SCALARS})
-                for f in Scene.tensor_fields():
-                    with zf.open(f"{i}/{f.name}.npy", "w", force_zip64=True) as fh:
-                        np.lib.format.write_array(fh, getattr(scene, f.name).cpu().numpy(), allow_pickle=False)
-            zf.writestr("meta.npy", _npy_bytes(np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)))
+                scalars = {k: getattr(scene, k) for k in _SCALARS}
+                meta["scenes"].append(scalars)
+                with zf.open(str(i), "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, _json_array(scalars), allow_pickle=False)
+                    for name in fields:
+                        np.lib.format.write_array(fh, getattr(scene, name).cpu().numpy(), allow_pickle=False)
+            zf.writestr(_META, _npy_bytes(_json_array(meta)))
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return len(meta["scenes"]), path.stat().st_size
+
+
+_META = "meta.npy"
+
+
+def _json_array(obj) -> np.ndarray:
+    return np.frombuffer(json.dumps(obj).encode(), dtype=np.uint8)
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:
@@ -134,35 +149,79 @@ def _npy_bytes(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def read_meta(path: str | Path) -> dict:
-    """The ``meta`` record of a cache file; raises :class:`CacheError` if it is not one."""
-    try:
-        with np.load(path) as z:
-            meta = json.loads(z["meta"].tobytes().decode())
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-        raise CacheError(f"{path}: not a drope scene cache file ({e})") from None
+def _read_json(fh) -> object:
+    return json.loads(np.lib.format.read_array(fh, allow_pickle=False).tobytes().decode())
+
+
+def _check_meta(path, meta) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
         raise CacheError(f"{path}: cache format {meta.get('format') if isinstance(meta, dict) else '?'} "
                          f"is not {FORMAT_VERSION}; rebuild it with drope-data cache")
+    want = [f.name for f in Scene.tensor_fields()]
+    if meta.get("fields") != want:
+        raise CacheError(f"{path}: cache fields {meta.get('fields')} are not this drope's Scene fields {want}; "
+                         f"rebuild it with drope-data cache")
     return meta
 
 
-def _scene_from_npz(z, meta: dict, i: int) -> Scene:
-    return Scene(**meta["scenes"][i], **{f.name: torch.from_numpy(z[f"{i}/{f.name}"]) for f in Scene.tensor_fields()})
+def read_meta(path: str | Path) -> dict:
+    """The ``meta`` record of a cache file; raises :class:`CacheError` if it is not one."""
+    try:
+        with zipfile.ZipFile(path) as zf, zf.open(_META) as fh:
+            meta = _read_json(fh)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise CacheError(f"{path}: not a drope scene cache file ({e})") from None
+    return _check_meta(path, meta)
+
+
+class CacheFile:
+    """One open cache file: its zip directory (one entry per scene) and nothing else; ``scene(i)``
+    decompresses member ``i`` only. The meta record is not parsed (each member holds its scene's
+    scalars), so opening costs the directory read alone."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._zf = zipfile.ZipFile(self.path)
+        except (OSError, zipfile.BadZipFile) as e:
+            raise CacheError(f"{self.path}: not a drope scene cache file ({e})") from None
+        if "0" not in self._zf.NameToInfo:  # empty, format 1 ("0/agent_xy.npy", ...) or foreign
+            try:
+                read_meta(self.path)
+            except CacheError:
+                self.close()
+                raise
+
+    def __len__(self) -> int:
+        return len(self._zf.NameToInfo) - 1  # every member but meta
+
+    def scene(self, i: int) -> Scene:
+        with self._zf.open(str(i)) as fh:
+            scalars = _read_json(fh)
+            tensors = {f.name: torch.from_numpy(np.lib.format.read_array(fh, allow_pickle=False))
+                       for f in Scene.tensor_fields()}
+        return Scene(**scalars, **tensors)
+
+    def close(self) -> None:
+        self._zf.close()
+
+    def __enter__(self) -> "CacheFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def load_scene(path: str | Path, index: int) -> Scene:
-    """Scene ``index`` of one cache file (only its members are decompressed)."""
-    meta = read_meta(path)
-    with np.load(path) as z:
-        return _scene_from_npz(z, meta, index)
+    """Scene ``index`` of one cache file (only its member is decompressed)."""
+    with CacheFile(path) as f:
+        return f.scene(index)
 
 
 def load_scenes(path: str | Path) -> list[Scene]:
     """All scenes of one cache file."""
-    meta = read_meta(path)
-    with np.load(path) as z:
-        return [_scene_from_npz(z, meta, i) for i in range(len(meta["scenes"]))]
+    with CacheFile(path) as f:
+        return [f.scene(i) for i in range(len(f))]
 
 
 def cache_files(cache_dir: str | Path) -> list[Path]:
@@ -175,10 +234,9 @@ def cache_files(cache_dir: str | Path) -> list[Path]:
 def load_cached_scenes(cache_dir: str | Path) -> Iterator[Scene]:
     """Stream every scene of a cache directory (files in name order, scenes in record order)."""
     for path in cache_files(cache_dir):
-        meta = read_meta(path)
-        with np.load(path) as z:
-            for i in range(len(meta["scenes"])):
-                yield _scene_from_npz(z, meta, i)
+        with CacheFile(path) as f:
+            for i in range(len(f)):
+                yield f.scene(i)
 
 
 @dataclass
@@ -293,38 +351,18 @@ def build_cache(
                 for fut in as_completed(futures):
                     report.add(*fut.result())
                     bar.update()
+    if todo or not (out / shard_index.INDEX_NAME).exists():
+        shard_index.write_index(out)  # readers count scenes from it instead of opening every file
     return report
 
 
-class CachedSceneDataset(Dataset):
-    """A map-style dataset of Scenes from a cache directory.
+def CachedSceneDataset(cache_dir: str | Path):  # noqa: N802 -- kept as the name callers construct
+    """The scenes of a cache directory through the one dataset layer,
+    :class:`drope.data.stream.SceneStreamDataset` (an index in memory, one scene decoded per access;
+    a damaged member raises)."""
+    files = cache_files(cache_dir)
+    if not files:
+        raise CacheError(f"no cache files (*{CACHE_SUFFIX}) in {cache_dir}")
+    from drope.data.stream import SceneStreamDataset
 
-    Item ``i`` decompresses only its own scene. Open files are cached per process (reopened
-    after a fork, so DataLoader workers never share a file offset).
-    """
-
-    def __init__(self, cache_dir: str | Path) -> None:
-        self.files = cache_files(cache_dir)
-        if not self.files:
-            raise CacheError(f"no cache files (*{CACHE_SUFFIX}) in {cache_dir}")
-        self._meta = [read_meta(p) for p in self.files]
-        self.index: list[tuple[int, int]] = [
-            (fi, i) for fi, meta in enumerate(self._meta) for i in range(len(meta["scenes"]))
-        ]
-        self._open: dict[int, object] = {}
-        self._pid = os.getpid()
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, i: int) -> Scene:
-        fi, si = self.index[i]
-        if self._pid != os.getpid():
-            self._open, self._pid = {}, os.getpid()
-        z = self._open.get(fi)
-        if z is None:
-            z = self._open[fi] = np.load(self.files[fi])
-        return _scene_from_npz(z, self._meta[fi], si)
-
-    def __getstate__(self) -> dict:  # open files do not pickle (spawned DataLoader workers)
-        return {**self.__dict__, "_open": {}}
+    return SceneStreamDataset([str(f) for f in files], on_corrupt="raise")

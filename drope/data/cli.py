@@ -4,7 +4,8 @@ Argoverse 2 scenario directories or split roots (format detected per path, see d
 Subcommands:
   info   per-scenario summary (``--json``: one JSON object per line; keys are a contract)
   stats  distribution summary (agents by type, speed, acceleration, yaw rate, extent, map)
-  cache  convert shards into the compact training cache (parallel, resumable)
+  cache  convert shards into the compact training cache (parallel, resumable; indexes its output)
+  index  write a directory's scene index (drope-index.json) so training starts without reading every file
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from drope.data.av2 import Av2FormatError
 from drope.data.cache import CacheError
+from drope.data.shard_index import IndexFileError
 from drope.data.tfrecord import CorruptRecordError
 
 EPILOG = """examples:
@@ -25,6 +27,7 @@ EPILOG = """examples:
   drope-data info av2/val/<scenario_id> --json      # one AV2 scenario directory
   drope-data stats av2/val --on-corrupt skip        # an AV2 split root
   drope-data cache av2/train --out data/av2_cache   # 1000 scenarios per cache file
+  drope-data index womd/training --workers 8       # raw shards: offsets of every record, written once
 """
 
 
@@ -72,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Convert shards into the compact training cache: one <shard>.scenes.npz per shard under --out "
         "(float32 scene-frame tensors, deflated per member; ~0.3 MB per WOMD scene). Shards are converted in "
         "parallel processes; a shard whose cache file exists and matches the source's size and mtime is skipped, "
-        "so an interrupted run resumes. Load with drope.data.cache.CachedSceneDataset(DIR) or load_cached_scenes(DIR).",
+        "so an interrupted run resumes. Writes the directory's scene index (as drope-data index) at the end. Train on it with drope-train data.train=[DIR]; load with drope.data.sources.load_scenes(DIR).",
     )
     _add_inputs(cache)
     cache.add_argument("--out", type=Path, required=True, help="cache directory (created if missing)")
@@ -82,7 +85,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenes-per-file", type=int, default=1000,
         help="AV2 split roots: scenario directories per cache file (<root>-00000.scenes.npz, ...)",
     )
+    index = sub.add_parser(
+        "index",
+        help="write a directory's scene index (read by drope-train/drope-eval instead of every file)",
+        description="Scan the cache files or TFRecord shards of each DIR (record headers only) and write "
+        "DIR/drope-index.json (per file: size, mtime, scene count) and DIR/drope-index.records.npy (offset and "
+        "length of every TFRecord record, memory-mapped by readers). A dataset then starts without reading its "
+        "files; a file changed since is noticed (size/mtime) and scanned again, with a warning.",
+    )
+    index.add_argument("dirs", nargs="+", type=Path, help="directories of cache files or TFRecord shards")
+    index.add_argument("--workers", type=int, default=4, help="threads reading headers (I/O bound; default 4)")
     return parser
+
+
+def _cmd_index(args) -> int:
+    from drope.data.shard_index import INDEX_NAME, write_index
+
+    for d in args.dirs:
+        rep = write_index(d, workers=args.workers)
+        print(f"index {d / INDEX_NAME}: {rep['files']} file(s), {rep['scenes']} scenes"
+              + (f", {rep['bad']} bad record header(s) (the rest of those shards is unreachable)" if rep["bad"] else ""))
+    return 0
 
 
 def _cmd_info(args) -> int:
@@ -138,7 +161,7 @@ def _cmd_cache(args) -> int:
     return 0
 
 
-COMMANDS = {"info": _cmd_info, "stats": _cmd_stats, "cache": _cmd_cache}
+COMMANDS = {"info": _cmd_info, "stats": _cmd_stats, "cache": _cmd_cache, "index": _cmd_index}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     except Av2FormatError as e:  # e.g. a parquet missing columns: the message names the file
         print(f"drope-data: bad AV2 input: {e} (use --on-corrupt skip to go on)", file=sys.stderr)
         return 2
-    except (OSError, CacheError) as e:  # missing/unreadable input or output: a user error, no traceback
+    except (OSError, CacheError, IndexFileError) as e:  # missing/unreadable input or output: a user error, no traceback
         print(f"drope-data: {e}", file=sys.stderr)
         return 2
 

@@ -2,10 +2,12 @@
 
 - :class:`SceneStreamDataset` over WOMD Scenario TFRecord shards (plain/gzip), ``drope-data cache``
   files/dirs and Argoverse 2 scenario dirs/split roots, in any mix. Only an index is kept in memory
-  (an int64 array, 32 bytes per scene, plus the list of files): for TFRecords it is built lazily from
-  record headers alone (length CRC checked, payload skipped; offsets in the decompressed stream for
-  gzip), for caches from their metadata, for AV2 from the directory listing. ``__getitem__`` reads
-  and decodes one scene.
+  (per file: its scene count and, for TFRecords, the records' offsets and lengths), read from the
+  directory's ``drope-data index`` file where one is current (memory-mapped; one ``stat`` per file),
+  else found by reading the files (record headers alone for TFRecords: length CRC checked, payload
+  skipped; the zip directory for caches; the listing for AV2). ``__getitem__`` reads and decodes one
+  scene through a small LRU of open files, so neither memory nor the time to the first item grows
+  with the number of scenes.
 - :class:`SceneListDataset`: scenes already in memory (generated scenes, tests) behind the same
   interface; ``in_memory`` tells a consumer that caching derived tensors per scene is affordable.
 - A corrupt item (bad data CRC, bad proto, unreadable cache member or AV2 parquet) is ``None`` with
@@ -21,6 +23,8 @@ import glob as _glob
 import logging
 import math
 import os
+import zipfile
+import zlib
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -30,12 +34,13 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from drope.data import cache as _cache
-from drope.data.tfrecord import CorruptRecordError, index_records, open_records, read_record_at
+from drope.data import shard_index
+from drope.data.tfrecord import CorruptRecordError, open_records, read_record_at
 
 log = logging.getLogger(__name__)
 
 #: errors a damaged item raises while it is read/decoded (AV2 and cache readers raise ValueError flavours)
-ITEM_ERRORS = (CorruptRecordError, ValueError, OSError, KeyError)
+ITEM_ERRORS = (CorruptRecordError, ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 class SourceError(FileNotFoundError):
@@ -85,14 +90,6 @@ def expand_sources(sources: str | Path | Sequence[str | Path]) -> list[tuple[str
     return out
 
 
-def index_tfrecord(path: str | Path) -> tuple[list[tuple[int, int]], int]:
-    """``([(offset, length)], n_bad)`` from headers only (see :func:`drope.data.tfrecord.index_records`)."""
-    out, bad = index_records(path)
-    if bad:
-        log.warning("%s: bad record header after %d records; rest of the shard skipped", path, len(out))
-    return out, bad
-
-
 class SceneListDataset(Dataset):
     """Scenes held in memory, behind the dataset interface (generated scenes for ``make demo``)."""
 
@@ -115,14 +112,16 @@ class SceneListDataset(Dataset):
 class SceneStreamDataset(Dataset):
     """Map-style dataset over TFRecord shards / cache files / AV2 scenarios; holds only an index.
 
-    ``index[i] = (file, record in file, byte offset, length)`` (offset/length -1 for cache and AV2).
+    Scene ``i`` is record ``i - starts[f]`` of file ``f = searchsorted(starts, i)``; a TFRecord
+    record's ``(offset, length)`` is row ``rec`` of that file's records array.
     """
 
     in_memory = False
 
-    #: open-handle budget per process, in zip members (an open cache file holds its central directory,
-    #: ~27 entries / ~10 KB per scene; a TFRecord handle counts 1) and in handles (file descriptors)
-    OPEN_MEMBERS, OPEN_FILES = 262_144, 128
+    #: open-handle budget per process, in zip members (an open cache file holds its zip directory, one
+    #: entry of ~0.3 KB per scene; a TFRecord handle counts 1) and in handles (file descriptors).
+    #: A WOMD-sized cache file (~500 scenes) reopens in ~2 ms, so a few files open are enough.
+    OPEN_MEMBERS, OPEN_FILES = 4096, 16
 
     def __init__(self, sources: str | Sequence[str], origin: str = "sdc", on_corrupt: str = "skip",
                  open_members: int = OPEN_MEMBERS, open_files: int = OPEN_FILES) -> None:
@@ -131,42 +130,38 @@ class SceneStreamDataset(Dataset):
         self.files = expand_sources(sources)
         self.origin, self.on_corrupt = origin, on_corrupt
         self.open_members, self.open_files = open_members, open_files
-        self._index: np.ndarray | None = None
+        self._starts: np.ndarray | None = None  # int64 [files + 1]: first scene of each file
+        self._records: list[np.ndarray | None] = []  # per file: TFRecord (offset, length) rows, else None
         self.corrupt = 0
         self.index_corrupt = 0  # bad TFRecord headers (the rest of that shard is unreachable)
         self._fh: OrderedDict[int, tuple[object, int]] = OrderedDict()  # file -> (handle, members), LRU
         self._pid = os.getpid()
         self._last: tuple[int, object] | None = None  # repeated reads of one item decode once
 
-    @property
-    def index(self) -> np.ndarray:
-        if self._index is None:
-            parts = []
-            for fi, (kind, p) in enumerate(self.files):
-                if kind == "cache":
-                    n = len(_cache.read_meta(p)["scenes"])
-                    recs = [(-1, -1)] * n
-                elif kind == "av2":
-                    recs = [(-1, -1)]
-                else:
-                    recs, bad = index_tfrecord(p)
-                    self.index_corrupt += bad
-                if recs:
-                    a = np.empty((len(recs), 4), dtype=np.int64)
-                    a[:, 0], a[:, 1], a[:, 2:] = fi, np.arange(len(recs)), np.asarray(recs, dtype=np.int64)
-                    parts.append(a)
-            if not parts:
+    def _index(self) -> np.ndarray:
+        if self._starts is None:
+            counts, self._records, self.index_corrupt = shard_index.count_files(self.files)
+            if not counts.sum():
                 raise SourceError(f"data sources {[str(p) for _, p in self.files]} hold no records")
-            self._index = np.concatenate(parts)
-        return self._index
+            self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return self._starts
 
     def __len__(self) -> int:
-        return len(self.index)
+        return int(self._index()[-1])
+
+    def locate(self, i: int) -> tuple[int, int, int, int]:
+        """``(file, record in file, byte offset, length)`` of scene ``i`` (offset/length -1 unless TFRecord)."""
+        starts = self._index()
+        fi = int(np.searchsorted(starts, i, side="right")) - 1
+        rec = i - int(starts[fi])
+        recs = self._records[fi]
+        off, n = (int(recs[rec, 0]), int(recs[rec, 1])) if recs is not None else (-1, -1)
+        return fi, rec, off, n
 
     def _handle(self, fi: int):
         """Open handle of file ``fi``, kept in an LRU within the budget: memory and descriptors stay
         bounded however many files a dataset has (sequential reads never reopen; random access over
-        more than the budget reopens files, re-reading a cache file's central directory)."""
+        more than the budget reopens files, re-reading a cache file's zip directory)."""
         if self._pid != os.getpid():  # forked worker: never share a file offset with the parent
             self._fh, self._pid = OrderedDict(), os.getpid()
         if fi in self._fh:
@@ -174,15 +169,15 @@ class SceneStreamDataset(Dataset):
             return self._fh[fi][0]
         kind, p = self.files[fi]
         if kind == "cache":
-            z = np.load(p)
-            h, cost = (z, _cache.read_meta(p)), len(z.files)
+            h = _cache.CacheFile(p)
+            cost = len(h)
         else:
             h, cost = open_records(p), 1
         self._fh[fi] = (h, cost)
         while len(self._fh) > 1 and (len(self._fh) > self.open_files or
                                      sum(c for _, c in self._fh.values()) > self.open_members):
             _, (old, _) = self._fh.popitem(last=False)
-            (old[0] if isinstance(old, tuple) else old).close()
+            old.close()
         return h
 
     def _decode(self, kind: str, fi: int, rec: int, off: int, n: int):
@@ -193,7 +188,7 @@ class SceneStreamDataset(Dataset):
             return next(iter(read_scenes([p], on_corrupt="raise")))
         h = self._handle(fi)
         if kind == "cache":
-            return _cache._scene_from_npz(*h, rec)  # the npz and its meta, opened once per process
+            return h.scene(rec)
         from drope.data.womd import scene_from_bytes
 
         return scene_from_bytes(read_record_at(h, p, rec, off, n), origin=self.origin)
@@ -204,7 +199,7 @@ class SceneStreamDataset(Dataset):
         i = int(i) % len(self)
         if self._last is not None and self._last[0] == i:
             return self._last[1]
-        fi, rec, off, n = (int(v) for v in self.index[i])
+        fi, rec, off, n = self.locate(i)
         kind, p = self.files[fi]
         try:
             scene = self._decode(kind, fi, rec, off, n)
@@ -260,12 +255,18 @@ class SceneCollate:
         return collate_scenes(scenes, *self.args, segment_points=self.segment_points)
 
 
-def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> list[int]:
-    """Sample order of ``epoch``: a permutation seeded by ``(seed, epoch)`` (identity unshuffled)."""
+def epoch_permutation(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    """Sample order of ``epoch`` as int64: a permutation seeded by ``(seed, epoch)`` (identity
+    unshuffled). 8 bytes per scene (a Python list of ints costs ~5x that, in every worker)."""
     if not shuffle:
-        return list(range(n))
+        return np.arange(n, dtype=np.int64)
     g = torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch))
-    return torch.randperm(n, generator=g).tolist()
+    return torch.randperm(n, generator=g).numpy()
+
+
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> list[int]:
+    """:func:`epoch_permutation` as a list."""
+    return epoch_permutation(n, seed, epoch, shuffle).tolist()
 
 
 class EpochSampler(Sampler[int]):
@@ -321,13 +322,13 @@ class StepSampler(Sampler[int]):
             raise ValueError("StepSampler needs at least one sample")
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.rank, self.world, self.start, self.stop, self.shuffle = rank, world_size, start, stop, shuffle
-        self._orders: dict[int, list[int]] = {}
+        self._orders: dict[int, np.ndarray] = {}
 
-    def _order(self, epoch: int) -> list[int]:
+    def _order(self, epoch: int) -> np.ndarray:
         if epoch not in self._orders:
             if len(self._orders) > 2:  # a step spans at most a few epochs: keep memory O(n)
                 self._orders.clear()
-            self._orders[epoch] = epoch_order(self.n, self.seed, epoch, self.shuffle)
+            self._orders[epoch] = epoch_permutation(self.n, self.seed, epoch, self.shuffle)
         return self._orders[epoch]
 
     def positions(self, step: int) -> list[int]:
@@ -340,7 +341,7 @@ class StepSampler(Sampler[int]):
         idx, epochs = [], []
         for pos in self.positions(step):
             e, off = divmod(pos, self.n)
-            idx.append(self._order(e)[off])
+            idx.append(int(self._order(e)[off]))
             epochs.append(e)
         return idx, epochs
 
