@@ -54,7 +54,7 @@ def test_torchrun_epoch_visits_every_scene_once_with_two_workers_per_rank(tmp_pa
     save_scenes(tmp_path / "data" / "a.scenes.npz", gen_scenes[:4])
     shard = tmp_path / "b.tfrecord"
     write_scenarios(shard, gen_scenes[4:])
-    _, _, off, n = SceneStreamDataset(str(shard)).index[1]
+    _, _, off, n = SceneStreamDataset(str(shard)).locate(1)
     raw = bytearray(shard.read_bytes())
     raw[off + 12 + n // 2] ^= 0xFF
     shard.write_bytes(bytes(raw))

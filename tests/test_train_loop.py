@@ -134,3 +134,52 @@ def test_precision_bf16_autocasts_with_a_cpu_warning_and_fp32_positions(gen_scen
     assert seen[-1][0] == torch.float32 and seen[-1][2] is False  # fp32: no autocast
     with pytest.raises(ValueError, match="precision='fp16'"):
         Trainer(TrainConfig(out=str(tmp_path / "x"), precision="fp16", **cfg), mc, gen_scenes, [])
+
+
+def _train_cmd(out, data, *extra):
+    import sys
+
+    return [sys.executable, "-m", "drope.train.cli", f"out={out}", "steps=8", "batch_size=2", "warmup_steps=2",
+            "model.dim=32", "model.num_heads=4", "model.num_blocks=1", f"data.train=[{data}]", "data.val=[]",
+            "data.generate_val=0", "data.num_workers=2", "log_every=1", "ckpt_every=2", "val_every=1000000",
+            "progress=false", *extra]
+
+
+def test_sigkill_mid_epoch_with_two_workers_then_resume_auto_is_bit_identical(tmp_path, gen_scenes):
+    """A real kill (SIGKILL to drope-train, its 2 DataLoader workers die with it) right after the step-2
+    checkpoint, mid-epoch (5 scenes, 2 per step), then ``resume=auto``: the parameters and every
+    metrics.csv value but the timing column equal an uninterrupted run's."""
+    import csv
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from drope.data.cache import save_scenes
+
+    (tmp_path / "c").mkdir()
+    save_scenes(tmp_path / "c" / "x.scenes.npz", gen_scenes[:5])
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    full, part = tmp_path / "full", tmp_path / "part"
+    subprocess.run(_train_cmd(full, tmp_path / "c"), env=env, check=True, capture_output=True, timeout=300)
+    proc = subprocess.Popen(_train_cmd(part, tmp_path / "c"), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        while not (part / "last.ckpt").exists() and proc.poll() is None:
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)  # the trainer and its workers, wherever they are
+        assert proc.wait(timeout=60) == -signal.SIGKILL, "drope-train finished before it could be killed"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    killed_at = torch.load(part / "last.ckpt", weights_only=False)["step"]
+    assert 2 <= killed_at < 8
+    subprocess.run(_train_cmd(part, tmp_path / "c", "resume=auto"), env=env, check=True, capture_output=True,
+                   timeout=300)
+    a, b = (torch.load(d / "last.ckpt", weights_only=False) for d in (full, part))
+    assert a["step"] == b["step"] == 8
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    rows = [[{k: v for k, v in r.items() if k != "scenes_per_s"} for r in csv.DictReader((d / "metrics.csv").open())]
+            for d in (full, part)]
+    assert rows[0] == rows[1] and [int(r["step"]) for r in rows[0]] == list(range(1, 9))

@@ -136,6 +136,41 @@ def scene_costs(cache: Path, shards: Path, model_names: list[str], batch_size: i
     return out
 
 
+# ---- dataset open and per-process memory ---------------------------------------------------------
+def probe_dataset(source: str, reads: int, seed: int = 0) -> dict:
+    """In this (fresh) process: seconds to open ``source`` as a dataset (expand + index + ``len``) and
+    to its first scene, then RSS growth over ``reads`` random reads (one DataLoader worker's share of
+    a run): what a trainer and each of its workers pay for the dataset, apart from the model."""
+    import numpy as np
+    import psutil
+
+    from drope.data.stream import SceneStreamDataset
+
+    proc = psutil.Process()
+    rss0 = proc.memory_info().rss
+    t0 = time.perf_counter()
+    ds = SceneStreamDataset(source)
+    n = len(ds)
+    index_s = time.perf_counter() - t0
+    ds[0]
+    first_s = time.perf_counter() - t0
+    rss1 = proc.memory_info().rss
+    for i in np.random.default_rng(seed).integers(0, n, reads):
+        ds[int(i)]
+    rss2 = proc.memory_info().rss
+    return {"scenes": n, "files": len(ds.files), "index_s": round(index_s, 3), "first_scene_s": round(first_s, 3),
+            "open_files": len(ds._fh), "index_rss_mb": round((rss1 - rss0) / 2**20, 1),
+            "reads": reads, "reads_rss_growth_mb": round((rss2 - rss1) / 2**20, 1)}
+
+
+def probe_subprocess(source: Path, reads: int) -> dict:
+    """:func:`probe_dataset` in a new interpreter (its RSS is the dataset's alone)."""
+    code = ("import json, sys; from drope.bench.train_data import probe_dataset; "
+            f"print(json.dumps(probe_dataset({str(source)!r}, {int(reads)})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return {**json.loads(out.splitlines()[-1]), "load_avg_1min": round(os.getloadavg()[0], 1)}
+
+
 # ---- drope-train runs ------------------------------------------------------------------------------
 def _tree_memory(proc, pss: bool) -> dict[str, float]:
     """RSS (and with ``pss`` PSS) in MB of ``proc`` (``main_*``) and summed over its children
@@ -260,6 +295,16 @@ def markdown(res: dict) -> str:
                   + f"; one training step (batch {a['batch_size']}, {c['torch_threads']} threads), wall / CPU: "
                   + ", ".join(f"{m} {s:.2f} s / {c.get('step_cpu_s', {}).get(m, float('nan')):.2f} s"
                               for m, s in c["step_s"].items()) + ".", ""]
+    if res.get("open"):
+        lines += ["`drope.data.stream.SceneStreamDataset` over each cache directory (indexed, as `drope-data cache` "
+                  "leaves it), in a fresh process: time to open it (list + index + `len`) and to its first scene, "
+                  "RSS of the index, and RSS growth over random reads (one worker's share of the runs below):", "",
+                  "| scenes | files | open (s) | first scene (s) | index RSS (MB) | random reads | RSS growth (MB) "
+                  "| files open after | load avg |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {int(n):,} | {o['files']} | {o['index_s']} | {o['first_scene_s']} | {o['index_rss_mb']} | "
+                  f"{o['reads']} | {o['reads_rss_growth_mb']} | {o['open_files']} | {o['load_avg_1min']} |"
+                  for n, o in res["open"].items()]
+        lines.append("")
     if res.get("train"):
         lines += [f"`drope-train` {a['steps']} steps, {a['model']}, batch {a['batch_size']}, "
                   f"`data.num_workers={a['train_workers']}`, cache directory (median of {a['repeats']}):", "",
@@ -344,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         res["cpu_projection"] = cpu_projection(res["costs"], models[0], args.batch_size, args.train_workers)
     if not args.skip_train:
         dirs = {n: ds(n, "cache") for n in args.sizes}
+        reads = args.steps * args.batch_size // max(args.train_workers, 1)  # one worker's share of a run
+        res["open"] = {str(n): probe_subprocess(dirs[n], reads) for n in args.sizes}
         runs: dict[int, list[dict]] = {n: [] for n in args.sizes}
         with tempfile.TemporaryDirectory() as tmp:
             for r in range(args.repeats):
