@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
@@ -96,9 +95,9 @@ class DirIndex:
             if doc.get("format") != FORMAT:
                 raise ValueError(f"format {doc.get('format')} is not {FORMAT}")
             self.entries = {e["name"]: e for e in doc["files"]}
-            rec_path = directory / doc["records"]
-            self.records = (np.load(rec_path, mmap_mode="r") if os.path.getsize(rec_path) > 128
-                            else np.zeros((0, 2), dtype=np.int64))  # np.load cannot map an empty array
+            # a cache-only directory has no records (and numpy cannot memory-map a zero-length array)
+            self.records = (np.load(directory / doc["records"], mmap_mode="r")
+                            if any(e["row"] >= 0 for e in self.entries.values()) else None)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise IndexFileError(f"{path}: unusable scene index ({e}); rebuild it with drope-data index "
                               f"{directory}") from None
