@@ -23,9 +23,8 @@ import torch
 from drope.data.scene import Scene
 from drope.data.stream import CollateSkipNone, SceneCollate, as_dataset, make_loader
 from drope.eval.baselines import constant_turn_rate, constant_velocity
-from drope.eval.metric_sets import MetricSet, metric_set_for, womd_fit
-from drope.eval.metrics import DenseMetricSums, add_official_metrics
-from drope.metrics.motion import MotionMetricsConfig
+from drope.eval.metric_sets import MetricSet, metric_set_for
+from drope.eval.metrics import DenseMetricSums
 
 Tensor = torch.Tensor
 log = logging.getLogger(__name__)
@@ -112,14 +111,6 @@ def predict_scenes(model, scenes, batch_size: int = 8, max_agents: int | None = 
                                  num_plots))
 
 
-def official_fit(preds: Sequence[ScenePredictions], config: MotionMetricsConfig = MotionMetricsConfig()) -> str | None:
-    """Why the official WOMD motion metrics cannot be computed for these predictions (None: they can)."""
-    for p in preds:
-        if (why := womd_fit(p.scene, p.gt.shape[1], config)) is not None:
-            return why
-    return None
-
-
 class Scorer:
     """Accumulates :class:`ScenePredictions` into ``{method: {type | "ALL": {horizon: row}}}``.
 
@@ -137,6 +128,7 @@ class Scorer:
         self._pending: list[ScenePredictions] = []  # dense inputs not yet summed (scenes dropped)
         self.metric_set: MetricSet | None = None
         self.why_not: str | None = None  # why the official metrics are off
+        self.future: int | None = None  # predicted steps (the official rows are placed at this horizon)
 
     def _official_off(self, why: str) -> None:
         if self.why_not is None:
@@ -154,6 +146,7 @@ class Scorer:
 
     def add(self, p: ScenePredictions) -> None:
         self._pending.append(dataclasses.replace(p, scene=None))
+        self.future = p.gt.shape[1]
         if len(self._pending) >= self.merge_every:
             self._flush_dense()
         if self.why_not is not None:
@@ -180,8 +173,10 @@ class Scorer:
         return self
 
     def result(self) -> dict:
-        """``{method: {type | "ALL": {horizon: row}}}``: dense metrics (``min_ade@6``, …, ``count``) and,
-        in per-type rows, the official metrics of the set (``min_ade``, ``mean_average_precision``, …)."""
+        """``{method: {group: {horizon: row}}}``: dense metrics per type and ``"ALL"`` (``min_ade@6``, …,
+        ``count``) and the official metrics of the scenes' set, placed by the set
+        (:mod:`drope.eval.metric_sets`: WOMD keys in the per-type rows, AV2 groups ``AV2_FOCAL`` /
+        ``AV2_SCORED``); with no set (or no scene) the WOMD keys are present as None."""
         from drope.eval.metric_sets import WOMD
 
         self._flush_dense()
@@ -189,7 +184,7 @@ class Scorer:
         res = {}
         for k in self.methods:
             official = ms.aggregate(self.records[k]) if (self.why_not is None and self.metric_set is not None) else None
-            res[k] = add_official_metrics(self.dense[k].result(), official, ms.keys)
+            res[k] = ms.place(self.dense[k].result(), official, self.future or 0)
         return res
 
 

@@ -2,7 +2,8 @@
 
 drope's own dense metrics: minADE/minFDE over the K most likely modes (K = 1 and 6) at every
 10 Hz step, miss rate at 2 m, Brier-minFDE (minFDE + (1 − p_best)²), per object type and horizon
-(3/5/8 s = 30/50/80 steps). The official WOMD motion metrics (2 Hz minADE/minFDE, speed-scaled
+(3/5/8 s = 30/50/80 steps; a shorter predicted future ends at its own length, e.g. 3/5/6 s for AV2's 60
+steps: :func:`horizons_for`). The official WOMD motion metrics (2 Hz minADE/minFDE, speed-scaled
 miss rate, overlap rate, mAP, soft mAP) come from :mod:`drope.metrics.motion`;
 :func:`add_official_metrics` merges them into the same rows.
 """
@@ -14,6 +15,21 @@ from drope.data.types import ObjectType
 
 Tensor = torch.Tensor
 HORIZONS = {"3s": 30, "5s": 50, "8s": 80}
+STEPS_PER_SECOND = 10
+
+
+def horizon_name(steps: int) -> str:
+    """``"6s"`` for 60 steps at 10 Hz (``"6.5s"`` for 65)."""
+    return f"{steps / STEPS_PER_SECOND:g}s"
+
+
+def horizons_for(future: int) -> dict[str, int]:
+    """The :data:`HORIZONS` within ``future`` steps, plus ``future`` itself when it is not one of them, so
+    that no row claims a horizon longer than what was predicted."""
+    out = {k: h for k, h in HORIZONS.items() if h <= future}
+    if future not in out.values():
+        out[horizon_name(future)] = future
+    return out
 TYPES = (ObjectType.TYPE_VEHICLE, ObjectType.TYPE_PEDESTRIAN, ObjectType.TYPE_CYCLIST)
 METRICS = ("min_ade", "min_fde", "miss_rate", "brier_min_fde")  # the keys of displacement_metrics
 
@@ -55,14 +71,19 @@ class DenseMetricSums:
     def __init__(self) -> None:
         self.sums: dict[tuple[str, str, str], list[float]] = {}  # (group, horizon, metric@K) -> [sum, n]
         self.counts: dict[tuple[str, str], int] = {}  # (group, horizon) -> agents
+        self.horizons: dict[str, int] | None = None  # fixed by the first batch's future length
 
     def add(self, pred: Tensor, prob: Tensor, gt: Tensor, valid: Tensor, types: Tensor) -> None:
         """``pred [N,K,F,2]``, ``prob [N,K]``, ``gt [N,F,2]``, ``valid [N,F]``, ``types [N]``."""
+        hs = horizons_for(pred.shape[2])
+        if self.horizons is not None and hs != self.horizons:
+            raise ValueError(f"predictions of {pred.shape[2]} future steps mixed with horizons {self.horizons}")
+        self.horizons = hs
         if pred.shape[0] == 0:
             return
         groups = {t.name: types == t for t in TYPES}
         groups["ALL"] = torch.ones_like(types, dtype=torch.bool)
-        for h_name, h in HORIZONS.items():
+        for h_name, h in hs.items():
             # a K=1 method's best-of-6 equals its best-of-1
             per_k = {k: displacement_metrics(pred, prob, gt, valid, min(k, pred.shape[1]), h) for k in self.KS}
             for g_name, m in groups.items():
@@ -79,7 +100,7 @@ class DenseMetricSums:
         """Nested ``{type: {horizon: {metric@K: value, "count": n}}}`` plus ``"ALL"``; None where no agents."""
         out: dict = {}
         for g_name in [t.name for t in TYPES] + ["ALL"]:
-            for h_name in HORIZONS:
+            for h_name in self.horizons or HORIZONS:
                 row = {}
                 for k in self.KS:
                     for name in METRICS:

@@ -23,6 +23,7 @@ import numpy as np
 
 __all__ = [
     "AV2_PRED_STEPS",
+    "Av2SubmissionWriter",
     "Av2TrackPrediction",
     "SUBMISSION_COLUMNS",
     "read_av2_submission",
@@ -69,44 +70,91 @@ def _checked(row: Av2TrackPrediction) -> tuple[np.ndarray, np.ndarray]:
     return traj, prob / prob.sum()
 
 
-def write_av2_submission(path: str | Path, rows: Iterable[Av2TrackPrediction | Sequence]) -> int:
-    """Write the ``ChallengeSubmission`` parquet; ``rows`` are :class:`Av2TrackPrediction` or
-    ``(scenario_id, track_id, trajectories, probabilities)`` tuples. Returns the number of table rows."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+class Av2SubmissionWriter:
+    """Writes the ``ChallengeSubmission`` parquet a chunk of rows at a time (one row group per
+    ``chunk`` tracks), so memory holds one chunk, not the submission. Per track it keeps only the
+    (scenario, track) key and its scenario's probabilities, for the duplicate / shared-probability
+    checks. The file appears under its name only when :meth:`close` succeeds; :meth:`abort` drops it."""
 
-    cols: dict[str, list] = {c: [] for c in SUBMISSION_COLUMNS}
-    seen: dict[tuple[str, str], None] = {}
-    scenario_prob: dict[str, tuple[str, np.ndarray]] = {}
-    for row in map(_as_prediction, rows):
+    def __init__(self, path: str | Path, chunk: int = 256) -> None:
+        import pyarrow as pa
+
+        self.path, self.chunk = Path(path), chunk
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._partial = self.path.with_name(self.path.name + ".partial")
+        self._schema = pa.schema([
+            ("scenario_id", pa.string()), ("track_id", pa.string()), ("probability", pa.float64()),
+            ("predicted_trajectory_x", pa.list_(pa.float64())), ("predicted_trajectory_y", pa.list_(pa.float64())),
+        ])
+        self._writer = None
+        self._cols: dict[str, list] = {c: [] for c in SUBMISSION_COLUMNS}
+        self._pending = 0
+        self._seen: set[tuple[str, str]] = set()
+        self._scenario_prob: dict[str, tuple[str, np.ndarray]] = {}
+        self.rows = 0
+
+    def add(self, row: Av2TrackPrediction | Sequence) -> None:
+        """One track's K predictions (:class:`Av2TrackPrediction` or ``(scenario_id, track_id,
+        trajectories, probabilities)``); probabilities are normalised to sum to 1."""
+        row = _as_prediction(row)
         traj, prob = _checked(row)
         key = (row.scenario_id, row.track_id)
-        if key in seen:
+        if key in self._seen:
             raise ValueError(f"scenario {row.scenario_id} track {row.track_id} is predicted twice")
-        seen[key] = None
-        first = scenario_prob.setdefault(row.scenario_id, (row.track_id, prob))
+        self._seen.add(key)
+        first = self._scenario_prob.setdefault(row.scenario_id, (row.track_id, prob))
         if len(first[1]) != len(prob) or not np.allclose(first[1], prob, atol=1e-9):
             raise ValueError(
                 f"scenario {row.scenario_id}: tracks {first[0]} and {row.track_id} have different probabilities; "
                 "av2's reader keeps one probability vector per scenario, so every track of a scenario must share it"
             )
         for k in range(len(traj)):
-            cols["scenario_id"].append(row.scenario_id)
-            cols["track_id"].append(row.track_id)
-            cols["probability"].append(float(prob[k]))
-            cols["predicted_trajectory_x"].append(traj[k, :, 0])
-            cols["predicted_trajectory_y"].append(traj[k, :, 1])
-    table = pa.table({
-        "scenario_id": pa.array(cols["scenario_id"], pa.string()),
-        "track_id": pa.array(cols["track_id"], pa.string()),
-        "probability": pa.array(cols["probability"], pa.float64()),
-        "predicted_trajectory_x": pa.array(cols["predicted_trajectory_x"], pa.list_(pa.float64())),
-        "predicted_trajectory_y": pa.array(cols["predicted_trajectory_y"], pa.list_(pa.float64())),
-    })
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
-    return table.num_rows
+            self._cols["scenario_id"].append(row.scenario_id)
+            self._cols["track_id"].append(row.track_id)
+            self._cols["probability"].append(float(prob[k]))
+            self._cols["predicted_trajectory_x"].append(traj[k, :, 0].tolist())
+            self._cols["predicted_trajectory_y"].append(traj[k, :, 1].tolist())
+        self._pending += 1
+        if self._pending >= self.chunk:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._partial, self._schema)
+        if not self._cols["scenario_id"]:
+            return
+        self._writer.write_table(pa.table(self._cols, schema=self._schema))
+        self.rows += len(self._cols["scenario_id"])
+        self._cols = {c: [] for c in SUBMISSION_COLUMNS}
+        self._pending = 0
+
+    def close(self) -> int:
+        """Finish the file; returns the number of table rows."""
+        self._flush()
+        self._writer.close()
+        self._partial.replace(self.path)
+        return self.rows
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._partial.unlink(missing_ok=True)
+
+
+def write_av2_submission(path: str | Path, rows: Iterable[Av2TrackPrediction | Sequence]) -> int:
+    """Write the ``ChallengeSubmission`` parquet; ``rows`` are :class:`Av2TrackPrediction` or
+    ``(scenario_id, track_id, trajectories, probabilities)`` tuples. Returns the number of table rows."""
+    w = Av2SubmissionWriter(path)
+    try:
+        for row in rows:
+            w.add(row)
+    except BaseException:
+        w.abort()
+        raise
+    return w.close()
 
 
 def read_av2_submission(path: str | Path) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
