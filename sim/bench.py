@@ -10,6 +10,9 @@
    step (policy + dynamics, after reset): ``idm_steps_per_s`` (the vectorised ``idm``) and
    ``idm_steps_per_s_reference`` (the per-agent ``idm_reference``, ``--reference-steps`` steps);
    ``idm_32_rollouts_steps_per_s``: 32 rollouts of the WOMD sample stepped together, world-steps/s;
+5b. ``learned_32_rollouts_s`` / ``learned_32_rollouts_s_sequential``: 32 learned rollouts of the
+   WOMD sample, batched (one ONNX Runtime call per replan for all of them) and one at a time
+   (:mod:`drope.sim.bench_learned`; ``--model``, else an untrained export, named in ``learned_model``);
 6. ``--scale N`` (off by default, it takes minutes): N generated scenes × ``--scale-rollouts``
    (32) rollouts of IDM end to end — simulate, package each scene as an official
    ``ScenarioRollouts`` (validated), write the sharded submission (``submission.binproto-*`` +
@@ -164,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=2.0, help="minimum timing duration per measurement")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--reference-steps", type=int, default=10, help="steps timed for idm_steps_per_s_reference")
+    p.add_argument("--learned-rollouts", type=int, default=32, metavar="R",
+                   help="learned_R_rollouts_s (batched: one ONNX Runtime call per replan for all R rollouts of "
+                        "the WOMD scene) and learned_R_rollouts_s_sequential; 0 skips them. Without --model an "
+                        "untrained model is exported for the timings (labelled in learned_model)")
     p.add_argument("--scale", type=int, default=0, metavar="N",
                    help="also run N generated scenes x --scale-rollouts IDM rollouts end to end (simulate, "
                         "sharded submission, WOSAC score): scenarios/s per core and the labelled projection")
@@ -173,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     if not args.womd.is_file():
         print(f"drope-bench sim: no such WOMD file: {args.womd}", file=sys.stderr)
+        return 2
+    if args.model is not None and not args.model.is_file():
+        print(f"drope-bench sim: --model: no such ONNX file: {args.model}", file=sys.stderr)
         return 2
     from drope.data.womd import read_scenarios
     from drope.sim.dynamics import build_dynamics
@@ -210,8 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         res["onnx"] = "skipped (pass --model PATH.onnx)"
     res.update(idm_keys(big, scene, dyn, args.seconds, args.reference_steps))
-    # ---- learned rollouts (learned_32_rollouts_s / learned_32_rollouts_s_sequential) ----
-    # measured by a function in a module of their own, called here as res.update(fn(args, scene, dyn))
+    if args.learned_rollouts:
+        from drope.sim.bench_learned import learned_keys
+
+        res.update(learned_keys(scene, args.model, args.learned_rollouts))
     if args.scale:
         res.update(scale_bench(args.scale, args.scale_rollouts, args.scale_seed))
     for k, v in res.items():

@@ -146,3 +146,17 @@ def test_fast_and_snapshot_paths_drive_the_same_rollouts(gen_scenes, onnx_model)
                                seed=1, steps=21) for p in (pred, SnapshotsOnly(pred)))
     ok = fast.valid & slow.valid
     assert float((fast.xy - slow.xy)[ok].abs().max()) < 1e-3
+
+
+def test_learned_keys_name_the_model_and_refuse_a_missing_file(gen_scenes, onnx_model, tmp_path):
+    """What ``drope-bench sim`` adds: both timings, labelled with the model they were measured with."""
+    from drope.sim.bench_learned import learned_keys
+
+    res = learned_keys(gen_scenes[1], onnx_model, rollouts=2)
+    assert res["learned_2_rollouts_s"] > 0 and res["learned_2_rollouts_s_sequential"] > 0
+    assert res["learned_model"] == str(onnx_model)
+    with pytest.raises(FileNotFoundError, match="--model: no such ONNX file: .*missing.onnx"):
+        learned_keys(gen_scenes[1], tmp_path / "missing.onnx", rollouts=2)
+    from drope.sim.bench import main
+
+    assert main(["--model", str(tmp_path / "missing.onnx")]) == 2
