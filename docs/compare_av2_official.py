@@ -11,6 +11,8 @@ Then, from the repository root in the project environment::
 
     python docs/compare_av2_official.py --av2-python /tmp/av2env/bin/python          # compare, rewrite golden
     python docs/compare_av2_official.py --av2-python /tmp/av2env/bin/python --check  # compare only
+    python docs/compare_av2_official.py --av2-python /tmp/av2env/bin/python --read-submission FILE.parquet
+        # read a drope-eval --submission file with av2's reader and drope's, compare
 
 What it does:
 1. builds deterministic cases (seed 0, positions rounded to 1/64 m and probabilities to 2^-20, so
@@ -183,11 +185,22 @@ def official_from_submission(path: str, cases: list[dict]) -> dict:
     return out
 
 
+def av2_read(path: str) -> dict:
+    """What av2's ChallengeSubmission.from_parquet reads from ``path`` (it also validates it)."""
+    from av2.datasets.motion_forecasting.eval.submission import ChallengeSubmission
+
+    sub = ChallengeSubmission.from_parquet(Path(path))
+    return {sid: {"prob": np.asarray(p).tolist(), "tracks": {tid: np.asarray(t).tolist() for tid, t in tracks.items()}}
+            for sid, (p, tracks) in sub.predictions.items()}
+
+
 def _worker(argv: list[str]) -> None:
     mode, src, dst = argv
     cases = json.loads(Path(src).read_text())
     if mode == "--official":
         result = [official_case(c) for c in cases]
+    elif mode.startswith("--read="):
+        result = av2_read(mode.split("=", 1)[1])
     else:
         result = official_from_submission(mode.split("=", 1)[1], cases)
     Path(dst).write_text(json.dumps(result))
@@ -218,6 +231,27 @@ def _diff(a, b) -> float:
     return float(np.nanmax(np.abs(a - b), initial=0.0))
 
 
+def compare_read(py: str, path: Path) -> int:
+    """av2's reader and drope's on one submission file: same scenarios, tracks, probabilities, trajectories."""
+    from drope.metrics.av2_submission import read_av2_submission
+
+    with tempfile.TemporaryDirectory() as d:
+        theirs = _run(py, f"--read={path.resolve()}", [], Path(d))
+    ours = read_av2_submission(path)
+    same_keys = sorted(theirs) == sorted(ours) and all(sorted(theirs[s]["tracks"]) == sorted(ours[s][1]) for s in ours)
+    worst, sums = 0.0, []
+    for sid, (prob, tracks) in ours.items() if same_keys else ():
+        sums.append(abs(float(np.sum(theirs[sid]["prob"])) - 1.0))
+        worst = max(worst, float(np.abs(np.asarray(theirs[sid]["prob"]) - prob).max()))
+        for tid, t in tracks.items():
+            worst = max(worst, float(np.abs(np.asarray(theirs[sid]["tracks"][tid]) - t).max()))
+    n_tracks = sum(len(v["tracks"]) for v in theirs.values())
+    print(f"{path}: av2's ChallengeSubmission.from_parquet read {len(theirs)} scenarios, {n_tracks} tracks; "
+          f"same scenarios and tracks as drope's reader: {same_keys}; max |sum(p) - 1| = {max(sums, default=0):.1e}; "
+          f"max |av2 - drope| over probabilities and trajectories = {worst:.1e}")
+    return 0 if same_keys and worst == 0.0 else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--av2-python", required=True, help="python of the throwaway environment with av2 installed")
@@ -225,7 +259,12 @@ def main() -> int:
     ap.add_argument("--tol", type=float, default=1e-9)
     ap.add_argument("--check", action="store_true", help="compare only; do not rewrite the golden file")
     ap.add_argument("--golden", type=Path, default=GOLDEN)
+    ap.add_argument("--read-submission", type=Path, default=None, metavar="FILE.parquet",
+                    help="only read FILE (e.g. drope-eval --submission output) with av2's ChallengeSubmission reader "
+                         "and with drope's read_av2_submission, and compare what they read")
     args = ap.parse_args()
+    if args.read_submission is not None:
+        return compare_read(args.av2_python, args.read_submission)
     from drope.metrics.av2_submission import write_av2_submission
 
     cases = make_cases(args.seed)
