@@ -65,6 +65,16 @@ def test_womd_scene_equals_the_reference_step_by_step(womd_scene):
     assert routes_equal(ref, vec)
 
 
+def test_benchmark_scene_equals_the_reference_step_by_step(womd_scene):
+    """The 128-agent scene of ``drope-bench sim`` (copies of the WOMD agents shifted off the map:
+    the projection's re-query path at every step), two rollouts."""
+    from drope.sim.bench import tile_agents
+
+    worst, ref, vec = lockstep(tile_agents(womd_scene, 128), rollouts=2, steps=6)
+    assert worst == 0.0
+    assert routes_equal(ref, vec)
+
+
 def test_closed_loop_trajectories_equal_the_reference(gen_scenes):
     """Whole rollouts (each policy on its own state), several rollouts with their own routes,
     IDM as the background of a constant-velocity SDC."""

@@ -5,7 +5,7 @@ Same model as the per-agent reference :class:`~drope.sim.policies.idm.IDMReferen
 rollout at once: lane projection, route bookkeeping (re-anchoring), leader search along the
 route through successor lanes, the corridor and red-light gaps, the curve speed cap, IDM and the
 target pose along the route. Each quantity uses the reference's formula in the reference's dtype
-(float64 numpy for geometry, float32 torch for the corridor and red lights) so the trajectories
+(float64 numpy for geometry, float32 for the corridor and red lights) so the trajectories
 are the reference's to float rounding; ``tests/test_sim_idm_vectorised.py`` checks this step by
 step. Per-scene structure (lane graph, segment arrays, default routes, red-light stop lanes) is
 built once per scene and reused over rollouts and resets.
@@ -15,6 +15,9 @@ Deliberate differences: none in behaviour. Implementation notes the equality rel
 * transcendental float32 torch kernels (``cos``/``sin``) give the same bits only when each
   rollout row is its own inner loop, as in the reference's per-rollout call (``_rowwise``), and
   0-d calls use the scalar kernel (``_scalar_cos_sin``);
+* the corridor and red-light gaps use the reference's float32 elementwise arithmetic in numpy
+  (same rounding as torch: no fused multiply-add), only the drivers' rows, ``cos``/``sin`` still
+  from torch;
 * route draws at reset consume the rollout generator in the reference's order;
 * the lane projection reuses each agent's cached KD-tree candidates only where bounds prove the
   reference's answer (:meth:`SceneTables.project_near`), else queries afresh; an exact tie of
@@ -277,36 +280,45 @@ class VectorisedIDM:
             c["have"][b, a] = True
         return lane, s
 
-    # ---- gaps of the whole batch (float32 torch, as the reference) --------------------------------------
-    def _corridor_gaps(self, pos: Tensor, c: Tensor, s: Tensor, vel: Tensor, size: Tensor, valid: Tensor):
-        rel = pos[:, None] - pos[:, :, None]  # [B, A, A, 2] j relative to i
-        x = rel[..., 0] * c[:, :, None] + rel[..., 1] * s[:, :, None]
-        y = -rel[..., 0] * s[:, :, None] + rel[..., 1] * c[:, :, None]
-        half_w = size[..., 1] / 2
-        inside = ((x > 0) & (y.abs() < half_w[:, :, None] + half_w[:, None] + self.cfg.corridor_margin)
-                  & valid[:, None] & valid[:, :, None])
-        inside &= ~torch.eye(pos.shape[1], dtype=torch.bool)
-        gap = torch.where(inside, x - (size[:, :, None, 0] + size[:, None, :, 0]) / 2, torch.full_like(x, FAR))
-        g, j = gap.min(dim=2)
-        cs = torch.stack([c, s], -1)
-        v_self = (vel * cs).sum(-1)
-        v_lead = (torch.gather(vel, 1, j[..., None].expand(-1, -1, 2)) * cs).sum(-1)
-        return g, v_self - v_lead
+    # ---- gaps of the drivers (float32, the reference's elementwise arithmetic in numpy) -----------------
+    # float32 +, -, * and comparisons round the same in numpy as in torch (no fused multiply-add),
+    # and numpy's per-call overhead is a fraction of torch's at these sizes
+    def _corridor_gaps(self, db, da, pos, c, s, vel, size, valid):
+        """Bumper gap ``[M]`` of drivers ``(db, da)`` to the nearest valid agent of their rollout in
+        the corridor ahead, and the approach rate (the reference's ``_corridor_gaps`` rows)."""
+        rel = pos[db] - pos[db, da][:, None]  # [M, A, 2] j relative to the driver
+        ci, si = c[db, da][:, None], s[db, da][:, None]
+        x = rel[..., 0] * ci + rel[..., 1] * si
+        y = -rel[..., 0] * si + rel[..., 1] * ci
+        half_w = size[..., 1] / 2  # [B, A]
+        inside = (x > 0) & (np.abs(y) < half_w[db, da][:, None] + half_w[db] + np.float32(self.cfg.corridor_margin))
+        inside &= valid[db]  # the drivers themselves are valid
+        inside[np.arange(len(db)), da] = False
+        gap = np.where(inside, x - (size[db, da, 0][:, None] + size[db, :, 0]) / 2, np.float32(FAR))
+        j = gap.argmin(1)  # first minimum, as torch's min(dim)
+        m = np.arange(len(db))
+        cs = np.stack([ci[:, 0], si[:, 0]], -1)
+        v_self = (vel[db, da] * cs).sum(-1)
+        v_lead = (vel[db, j] * cs).sum(-1)
+        return gap[m, j], v_self - v_lead
 
-    def _red_light_gaps(self, t: int, pos: Tensor, heading: Tensor, c: Tensor, s: Tensor, size: Tensor) -> Tensor:
-        B, A = heading.shape
+    def _red_light_gaps(self, t: int, db, da, pos, heading: Tensor, c, s, size):
+        """Gap ``[M]`` of drivers ``(db, da)`` to the nearest STOP-signal stop point ahead on an
+        aligned lane (the reference's ``_red_light_gaps`` rows; FAR if none)."""
         st = self.tables.stops(min(t, self.scene.num_steps - 1))
         if st is None:
-            return torch.full((B, A), FAR, dtype=torch.float32)
+            return np.full(len(db), FAR, np.float32)
         stops, lane_h = st
-        rel = stops[None, None] - pos[:, :, None]  # [B, A, S, 2]
-        x = rel[..., 0] * c[..., None] + rel[..., 1] * s[..., None]
-        y = -rel[..., 0] * s[..., None] + rel[..., 1] * c[..., None]
+        B, A = heading.shape
         dh = (heading[:, :, None] - lane_h[None, None]).reshape(B, -1)
-        aligned = _rowwise(torch.cos, dh).reshape(B, A, -1) > 0.7
-        gap = x - size[:, :, None, 0] / 2
-        ahead = (gap > -0.5) & (y.abs() < 2.0) & aligned
-        return torch.where(ahead, gap, torch.full_like(gap, FAR)).min(dim=2).values
+        aligned = (_rowwise(torch.cos, dh).reshape(B, A, -1) > 0.7).numpy()[db, da]  # [M, S]
+        rel = stops.numpy()[None] - pos[db, da][:, None]  # [M, S, 2]
+        ci, si = c[db, da][:, None], s[db, da][:, None]
+        x = rel[..., 0] * ci + rel[..., 1] * si
+        y = -rel[..., 0] * si + rel[..., 1] * ci
+        gap = x - size[db, da, 0][:, None] / 2
+        ahead = (gap > -0.5) & (np.abs(y) < 2.0) & aligned
+        return np.where(ahead, gap, np.float32(FAR)).min(1)
 
     # ---- action -----------------------------------------------------------------------------------------
     def act(self, state: SimState, rng: torch.Generator) -> Actions:
@@ -348,13 +360,14 @@ class VectorisedIDM:
         LAT = np.zeros((B, A))
         LAT[pb, pa] = lat_v
         # ---- corridor and red-light gaps (float32) ----
-        c, sn = _rowwise(torch.cos, state.heading), _rowwise(torch.sin, state.heading)
-        gap_c, dv_c = self._corridor_gaps(state.pos, c, sn, state.vel, state.size, state.valid)
-        gap_r = self._red_light_gaps(state.step, state.pos, state.heading, c, sn, state.size)
+        db, da = np.nonzero(drive.numpy())
+        c, sn = _rowwise(torch.cos, state.heading).numpy(), _rowwise(torch.sin, state.heading).numpy()
+        pos32, vel32, size32 = state.pos.numpy(), state.vel.numpy(), state.size.numpy()
+        gap_c, dv_c = self._corridor_gaps(db, da, pos32, c, sn, vel32, size32, state.valid.numpy())
+        gap_r = self._red_light_gaps(state.step, db, da, pos32, state.heading, c, sn, size32)
         speed32 = state.vel.norm(dim=-1).numpy()  # [B, A] float32
         length = state.size[0, :, 0].double().numpy()  # [A]
         # ---- drivers: routes (re-anchored when the agent left its drawn route) ----
-        db, da = np.nonzero(drive.numpy())
         M = len(db)
         q_lane = LANE[db, da]
         R = self.route[db, da]  # [M, K]
@@ -374,8 +387,8 @@ class VectorisedIDM:
         q_s = S[db, da]
         spd32 = speed32[db, da]
         spd = spd32.astype(np.float64)
-        gap = gap_c.numpy()[db, da].astype(np.float64)
-        dv = dv_c.numpy()[db, da].astype(np.float64)
+        gap = gap_c.astype(np.float64)
+        dv = dv_c.astype(np.float64)
         # ---- leader along the route (the reference's breadth-first search restricted to the route) ----
         lead_gap, lead_j = self._route_leaders(sfx, n_sfx, db, da, q_s, length, LALL, S, on)
         use = on & (lead_j >= 0) & (lead_gap < gap)
@@ -383,7 +396,7 @@ class VectorisedIDM:
         dv_l = (spd32 - speed32[db, jj]).astype(np.float64)
         gap = np.where(use, lead_gap, gap)
         dv = np.where(use, dv_l, dv)
-        g_r = gap_r.numpy()[db, da].astype(np.float64)
+        g_r = gap_r.astype(np.float64)
         red = g_r < gap
         gap = np.where(red, g_r, gap)
         dv = np.where(red, spd, dv)
