@@ -5,8 +5,11 @@ Examples::
     drope-sim data=[/data/womd/validation.tfrecord-00000-of-00150] policy=idm rollouts=8 out=runs/idm
     drope-sim generate.num_scenes=64 policy=learned model=model.onnx controlled=all out=runs/learned
 
-Overrides use hydra syntax on ``configs/sim/default.yaml`` (no working-directory change, no hydra
-output folder: ``out`` is relative to the current directory). Writes ``out/metrics.json``
+Keys are the fields of :class:`drope.sim.config.SimConfig` (``drope-sim --help`` lists them with
+defaults and comments); overrides use hydra syntax (no working-directory change, no hydra output
+folder: ``out`` is relative to the current directory) and a bad key or type is refused naming it.
+``data`` takes anything the dataset layer reads: WOMD TFRecord shards (plain or gzip), ``drope-data
+cache`` directories, Argoverse 2 scenario directories or split roots, globs. Writes ``out/metrics.json``
 (per-scenario entries + pooled aggregate), ``out/rollouts/<scenario>.npz`` and
 ``out/animations/<scenario>.gif``, and prints a table.
 
@@ -49,89 +52,71 @@ scenario id, error) in ``metrics.json`` and on stderr; the others still run (exi
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import multiprocessing
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from omegaconf import OmegaConf
+from drope.configs.schema import ConfigError, as_dict, compose, describe, register, to_object
+from drope.registry import Registry
+from drope.sim.config import SCHEMA, SimConfig
 
-from drope.configs import config_dir
-
-CONFIG_DIR = config_dir("sim")
 SEED_STRIDE = 1_000_003
 OFFICIAL_ROLLOUTS = 32  # joint scenes per scenario in the sim-agents challenge
+BACKGROUNDS = ("log_replay", "idm")  # policies that can drive the agents not controlled
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class SimConfig:
-    """Top level of ``configs/sim/default.yaml``; component sections map to their own dataclasses
-    (``bicycle`` → BicycleConfig, ``idm`` → IDMPolicyConfig, ``metrics`` → MetricsConfig)."""
-
-    data: list = field(default_factory=list)
-    generate: dict = field(default_factory=lambda: {"num_scenes": 8, "seed": 0})
-    max_scenarios: int | None = None
-    policy: str = "constant_velocity"
-    background: str = "log_replay"
-    controlled: str = "all"
-    dynamics: str = "bicycle"
-    rollouts: int = 4
-    seed: int = 0
-    model: str | None = None
-    replan_every: int = 10
-    mode: str = "max"
-    smooth_steps: int = 5
-    out: str = "sim_out"
-    workers: int = 2
-    animate: int = 1
-    animation_format: str = "gif"
-    save_rollouts: bool = True
-    submission: str | None = None
-    submission_dir: str | None = None
-    submission_shard_size: int = 200
-    submission_meta: dict = field(default_factory=dict)
-    wosac: bool = False
-    num_shards: int | None = None
-    shard_index: int | None = None
-    bicycle: dict = field(default_factory=dict)
-    idm: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)
+__all__ = ["SimConfig", "load_config", "config_from_dict", "check_config", "build_policies", "build_dynamics_from",
+           "iter_scenes", "simulate_scene", "run", "merge", "main"]
 
 
-def check_config(cfg) -> SimConfig:
-    """Fail early, naming the key, on unknown keys, names or out-of-range values."""
-    from drope.sim.dynamics import DYNAMICS, BicycleConfig
-    from drope.sim.metrics import MetricsConfig
+def load_config(overrides: list[str], name: str = "default") -> SimConfig:
+    """``configs/sim/<name>.yaml`` with hydra ``key=value`` overrides, as the typed :class:`SimConfig`;
+    a bad key or value raises :class:`ConfigError` naming it."""
+    register(SCHEMA, SimConfig)
+    return to_object(compose("sim", name, overrides), SimConfig)
+
+
+def config_from_dict(d: dict) -> SimConfig:
+    """The :class:`SimConfig` recorded in a metrics.json / shard part (checked against the schema)."""
+    from omegaconf import OmegaConf
+
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(SimConfig), d)
+    except Exception as e:  # OmegaConf names the full key
+        raise ConfigError(f"recorded drope-sim config: {e}") from e
+    return to_object(merged, SimConfig)
+
+
+def check_config(c: SimConfig) -> SimConfig:
+    """Fail early, naming the key, on unknown names or out-of-range values (types and keys are the
+    schema's job)."""
+    from drope.shards import shard_of
+    from drope.sim.dynamics import DYNAMICS
     from drope.sim.policies import POLICIES
     from drope.sim.policies.base import CONTROLLED
-    from drope.sim.policies.idm import IDMPolicyConfig
 
-    c = SimConfig(**OmegaConf.to_container(cfg, resolve=True))  # TypeError names an unknown key
     for key, reg in (("policy", POLICIES), ("background", POLICIES), ("controlled", CONTROLLED), ("dynamics", DYNAMICS)):
         reg.get(getattr(c, key))
-    if c.background not in ("log_replay", "idm"):
-        raise ValueError(f"background must be log_replay or idm, got {c.background!r}")
-    for key in ("rollouts", "replan_every", "workers", "smooth_steps"):
+    if c.background not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {', '.join(BACKGROUNDS)}, got {c.background!r}")
+    for key in ("rollouts", "replan_every", "workers", "smooth_steps", "submission_shard_size"):
         if getattr(c, key) < 1:
             raise ValueError(f"{key} must be >= 1, got {getattr(c, key)}")
     if c.animation_format not in ("gif", "mp4"):
         raise ValueError(f"animation_format must be gif or mp4, got {c.animation_format!r}")
-    BicycleConfig(**c.bicycle), IDMPolicyConfig(**c.idm), MetricsConfig(**c.metrics)
-    submission_metadata(c)  # TypeError names an unknown submission_meta key
-    if c.submission_shard_size < 1:
-        raise ValueError(f"submission_shard_size must be >= 1, got {c.submission_shard_size}")
-    if c.policy == "learned" or c.background == "learned":
+    if c.mode not in ("max", "sample"):
+        raise ValueError(f"mode must be max or sample, got {c.mode!r}")
+    if "learned" in (c.policy, c.background):
         if c.model is None:
             raise ValueError("policy=learned needs model=PATH (an ONNX file from drope-export)")
         if not Path(c.model).is_file():
             raise FileNotFoundError(f"model={c.model}: no such file")
-    from drope.shards import shard_of
-
     shard_of(c.num_shards, c.shard_index)  # names a bad key or RANK/WORLD_SIZE
     keys = [k for k, on in ((f"submission={c.submission}", c.submission is not None),
                             (f"submission_dir={c.submission_dir}", c.submission_dir is not None),
@@ -148,115 +133,100 @@ def check_config(cfg) -> SimConfig:
     return c
 
 
-def submission_metadata(cfg):
-    from drope.metrics.submission import SubmissionMetadata
-
-    return SubmissionMetadata(**cfg.submission_meta)  # it normalises authors (str or list) itself
-
-
-def load_config(overrides: list[str], name: str = "default"):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name=name, overrides=overrides)
-
-
 # ---- scenes ---------------------------------------------------------------------------------------
-def _shards(data) -> list[Path]:
-    out: list[Path] = []
-    for p in map(Path, data):
-        if p.is_dir():
-            found = sorted(q for q in p.iterdir() if ".tfrecord" in q.name and not q.name.endswith(".npz"))
-            if not found:
-                raise FileNotFoundError(f"no .tfrecord files in directory {p}")
-            out += found
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise FileNotFoundError(f"no such scenario file or directory: {p}")
-    return out
+def iter_scenes(cfg: SimConfig, shard: int = 0, num_shards: int = 1, count: list | None = None):
+    """``(index, scene, error)`` for the scenes of shard ``shard`` (index ≡ shard mod ``num_shards``).
 
-
-def iter_scenes(cfg, shard: int = 0, num_shards: int = 1, count: list | None = None):
-    """``(index, scene, error)`` for the scenes of shard ``shard`` (index ≡ shard mod ``num_shards``)
-    from ``cfg.data`` shards (real or generated), else generated in memory; only those records are
-    decoded. ``error`` names a record that does not decode (``scene`` is then None). The number of
-    scenes of the whole run is appended to ``count`` at the end."""
+    ``cfg.data`` is read through the dataset layer (:class:`drope.data.stream.SceneStreamDataset`):
+    WOMD TFRecord shards (plain or gzip), ``drope-data cache`` directories, Argoverse 2 scenario
+    directories or split roots, globs, in any mix. Only record headers of other shards' scenes are
+    read; this shard's are decoded. ``error`` names a record that does not decode (``scene`` is then
+    None). Without ``data``, scenes are generated in memory. The number of scenes of the whole run
+    is appended to ``count`` at the end."""
     limit = cfg.max_scenarios
-    total = 0
     if cfg.data:
-        from drope.data.tfrecord import index_records, open_records, read_record_at
-        from drope.data.womd import scene_from_bytes
+        from drope.data.stream import SceneStreamDataset
 
-        for path in _shards(cfg.data):
-            records, bad = index_records(path)
-            if bad:
-                raise ValueError(f"{path}: bad record header after record {len(records)}")
-            with open_records(path) as f:
-                for r, (offset, length) in enumerate(records):
-                    if limit is not None and total >= limit:
-                        break
-                    if total % num_shards == shard:
-                        try:
-                            yield total, scene_from_bytes(read_record_at(f, path, r, offset, length)), None
-                        except ValueError as e:  # CorruptRecordError and Scene validation
-                            yield total, None, f"{path} record {r}: {e}"
-                    total += 1
+        ds = SceneStreamDataset(list(cfg.data), on_corrupt="raise")
+        total = len(ds) if limit is None else min(limit, len(ds))
+        if ds.index_corrupt:  # the records after a bad header cannot be located, so the scene list is unknown
+            raise ValueError(f"{ds.index_corrupt} bad TFRecord record header(s) in data={list(cfg.data)} "
+                             "(the warning names the shard)")
+        for i in range(shard, total, num_shards):
+            try:
+                yield i, ds[i], None
+            except ValueError as e:  # the stream names file and record
+                yield i, None, str(e)
     else:
         from drope.sim.generate.scenario import generate_scene
 
         total = cfg.generate.num_scenes if limit is None else min(limit, cfg.generate.num_scenes)
         for i in range(shard, total, num_shards):
-            yield i, generate_scene(int(cfg.generate.seed), i)[0], None
+            yield i, generate_scene(cfg.generate.seed, i)[0], None
     if count is not None:
         count.append(total)
 
 
 # ---- one scenario -----------------------------------------------------------------------------------
-_PREDICTOR = None  # one ONNX session per process
+#: policy name -> ``factory(cfg, dynamics)``: how drope-sim builds it from its config section.
+#: A policy without an entry takes only the dynamics (``POLICIES.get(name)(dynamics)``).
+POLICY_FACTORIES: Registry[Callable] = Registry("policy factory")
+_PREDICTORS: dict[str, object] = {}  # one ONNX session per model file and process
 
 
-def build_policies(cfg, scene_dynamics):
+@POLICY_FACTORIES.register("idm")
+@POLICY_FACTORIES.register("idm_reference")
+def _idm_policy(cfg: SimConfig, dynamics, name: str):
     from drope.sim.policies import POLICIES
-    from drope.sim.policies.learned import LearnedConfig
 
-    def make(name: str):
-        cls = POLICIES.get(name)
-        if name == "learned":
-            global _PREDICTOR
-            if cfg.model is None:
-                raise ValueError("policy=learned needs model=PATH (an ONNX file from drope-export)")
-            if _PREDICTOR is None:
-                from drope.sim.policies.predictors import OnnxScenePredictor
+    return POLICIES.get(name)(dynamics, cfg.idm)
 
-                _PREDICTOR = OnnxScenePredictor(cfg.model, threads=1)
-            return cls(scene_dynamics, _PREDICTOR, LearnedConfig(replan_every=int(cfg.replan_every), mode=str(cfg.mode),
-                                                              smooth_steps=int(cfg.smooth_steps)))
-        if name == "idm":
-            from drope.sim.policies.idm import IDMPolicyConfig
 
-            return cls(scene_dynamics, IDMPolicyConfig(**cfg.idm))
-        return cls(scene_dynamics)
+@POLICY_FACTORIES.register("learned")
+def _learned_policy(cfg: SimConfig, dynamics, name: str):
+    from drope.sim.policies import POLICIES
 
-    policy = make(cfg.policy)
-    background = policy if cfg.background == cfg.policy else make(cfg.background)
+    if cfg.model is None:
+        raise ValueError("policy=learned needs model=PATH (an ONNX file from drope-export)")
+    if cfg.model not in _PREDICTORS:
+        from drope.sim.policies.predictors import OnnxScenePredictor
+
+        _PREDICTORS[cfg.model] = OnnxScenePredictor(cfg.model, threads=1)
+    return POLICIES.get(name)(dynamics, _PREDICTORS[cfg.model], cfg.learned)
+
+
+def _plain_policy(cfg: SimConfig, dynamics, name: str):
+    from drope.sim.policies import POLICIES
+
+    return POLICIES.get(name)(dynamics)
+
+
+def make_policy(name: str, cfg: SimConfig, dynamics):
+    factory = POLICY_FACTORIES.get(name) if name in POLICY_FACTORIES else _plain_policy
+    return factory(cfg, dynamics, name)
+
+
+def build_policies(cfg: SimConfig, scene_dynamics):
+    """``(policy, background)``; one object when both are the same policy."""
+    policy = make_policy(cfg.policy, cfg, scene_dynamics)
+    background = policy if cfg.background == cfg.policy else make_policy(cfg.background, cfg, scene_dynamics)
     return policy, background
 
 
-def build_dynamics_from(cfg):
-    from drope.sim.dynamics import build_dynamics
+def build_dynamics_from(cfg: SimConfig):
+    """The dynamics model ``cfg.dynamics`` with its section (``bicycle``, ``delta``) of the config."""
+    from drope.sim.dynamics import DYNAMICS
 
-    kw = dict(cfg.bicycle) if cfg.dynamics == "bicycle" else {}
-    return build_dynamics(cfg.dynamics, **kw)
+    return DYNAMICS.get(cfg.dynamics)(cfg.dynamics_config)
 
 
-def simulate_scene(cfg, scene, index: int, want_arrays: bool = False):
+def simulate_scene(cfg: SimConfig, scene, index: int, want_arrays: bool = False):
     """Roll out one scene; returns (summary entry, (rollouts, metrics) if asked, serialized
-    ``ScenarioRollouts`` if ``cfg.submission`` is set)."""
+    ``ScenarioRollouts`` if a submission or WOSAC scoring is configured)."""
     import torch
 
     torch.set_num_threads(1)
-    from drope.sim.metrics import MetricsConfig, agent_metrics, scenario_summary
+    from drope.sim.metrics import agent_metrics, scenario_summary
     from drope.sim.policies import controlled_mask
     from drope.sim.rollout import run_rollouts
 
@@ -264,10 +234,9 @@ def simulate_scene(cfg, scene, index: int, want_arrays: bool = False):
     policy, background = build_policies(cfg, dyn)
     t0 = time.perf_counter()
     controlled = controlled_mask(scene, cfg.controlled)
-    ro = run_rollouts(scene, policy, background, controlled, dyn, int(cfg.rollouts),
-                      seed=int(cfg.seed) * SEED_STRIDE + index)
+    ro = run_rollouts(scene, policy, background, controlled, dyn, cfg.rollouts, seed=cfg.seed * SEED_STRIDE + index)
     sim_s = time.perf_counter() - t0
-    m = agent_metrics(scene, ro, MetricsConfig(**cfg.metrics))
+    m = agent_metrics(scene, ro, cfg.metrics)
     entry = scenario_summary(m, scene.scenario_id)
     entry["sim_seconds"] = sim_s
     if cfg.save_rollouts:
@@ -275,14 +244,14 @@ def simulate_scene(cfg, scene, index: int, want_arrays: bool = False):
         d.mkdir(parents=True, exist_ok=True)
         ro.to_npz(d / f"{index:05d}_{scene.scenario_id}.npz", scene)
     proto = None
-    if cfg.get("submission") or cfg.get("submission_dir") or cfg.get("wosac"):
+    if cfg.submission or cfg.submission_dir or cfg.wosac:
         from drope.sim.submission import REPLAY_POLICIES, sim_scenario_rollouts
 
         replayed = torch.where(controlled, cfg.policy in REPLAY_POLICIES, cfg.background in REPLAY_POLICIES)
         ro_proto = sim_scenario_rollouts(scene, ro, replayed)
-        if cfg.get("wosac"):
+        if cfg.wosac:
             entry["wosac"] = wosac_scores(scene, ro_proto)
-        if cfg.get("submission") or cfg.get("submission_dir"):
+        if cfg.submission or cfg.submission_dir:
             proto = ro_proto.SerializeToString()
     return entry, (ro, m) if want_arrays else None, proto
 
@@ -309,12 +278,12 @@ def wosac_aggregate(entries: list[dict]) -> dict:
     return out
 
 
-def simulate_safely(cfg_dict: dict, scene, index: int, error: str | None = None):
+def simulate_safely(cfg: SimConfig, scene, index: int, error: str | None = None):
     """``(index, entry, proto, failure)``: a scenario that raises becomes a failure record naming it."""
     if error is not None:
         return index, None, None, {"index": index, "scenario_id": None, "error": error}
     try:
-        entry, _, proto = simulate_scene(OmegaConf.create(cfg_dict), scene, index)
+        entry, _, proto = simulate_scene(cfg, scene, index)
     except Exception as e:  # noqa: BLE001 - one bad scenario must not stop a 44k-scenario run
         return index, None, None, {"index": index, "scenario_id": scene.scenario_id, "error": f"{type(e).__name__}: {e}"}
     return index, {"index": index, **entry}, proto, None
@@ -345,27 +314,23 @@ def format_table(entries: list[dict], aggregate: dict) -> str:
 
 
 # ---- main -------------------------------------------------------------------------------------------
-def _resolved(cfg) -> dict:
+def _resolved(cfg: SimConfig) -> SimConfig:
     """The config as recorded: paths absolute (a merge may run elsewhere), the shard resolved."""
     from drope.shards import shard_of
 
-    d = OmegaConf.to_container(cfg, resolve=True)
-    for k in ("out", "submission", "submission_dir"):
-        if d.get(k):
-            d[k] = str(Path(d[k]).resolve())
-    d["shard_index"], d["num_shards"] = shard_of(d.get("num_shards"), d.get("shard_index"))
-    return d
+    paths = {k: str(Path(v).resolve()) for k in ("out", "submission", "submission_dir") if (v := getattr(cfg, k))}
+    index, n = shard_of(cfg.num_shards, cfg.shard_index)
+    return dataclasses.replace(cfg, **paths, shard_index=index, num_shards=n)
 
 
-def simulate_part(cfg_dict: dict) -> tuple[dict, dict[int, bytes]]:
+def simulate_part(cfg: SimConfig) -> tuple[dict, dict[int, bytes]]:
     """Simulate this shard's scenarios; returns its part result and the serialized ``ScenarioRollouts``
     by scenario index (when a submission is configured)."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
     from tqdm import tqdm
 
-    cfg = OmegaConf.create(cfg_dict)
-    I, N = cfg_dict["shard_index"], cfg_dict["num_shards"]
+    I, N = cfg.shard_index, cfg.num_shards
     entries: dict[int, dict] = {}
     protos: dict[int, bytes] = {}
     failed: list[dict] = []
@@ -375,9 +340,9 @@ def simulate_part(cfg_dict: dict) -> tuple[dict, dict[int, bytes]]:
 
     def jobs():
         for i, scene, error in iter_scenes(cfg, I, N, count):
-            if scene is not None and i < int(cfg.animate):
+            if scene is not None and i < cfg.animate:
                 to_animate[i] = scene
-            yield cfg_dict, scene, i, error
+            yield cfg, scene, i, error
 
     def collect(i, entry, proto, failure):
         if failure is not None:
@@ -389,16 +354,16 @@ def simulate_part(cfg_dict: dict) -> tuple[dict, dict[int, bytes]]:
                 protos[i] = proto
 
     bar = tqdm(desc="drope-sim" if N == 1 else f"drope-sim shard {I}/{N}", unit="scene")
-    if int(cfg.workers) == 1:
+    if cfg.workers == 1:
         for job in jobs():
             collect(*simulate_safely(*job))
             bar.update()
     else:  # a bounded window of scenes in flight: memory stays flat on 44k-scenario runs
-        with ProcessPoolExecutor(int(cfg.workers), mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             pending: set = set()
             for job in jobs():
                 pending.add(pool.submit(_worker, job))
-                if len(pending) >= 2 * int(cfg.workers):
+                if len(pending) >= 2 * cfg.workers:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for f in done:
                         collect(*f.result())
@@ -408,11 +373,11 @@ def simulate_part(cfg_dict: dict) -> tuple[dict, dict[int, bytes]]:
                 bar.update()
     bar.close()
     animations = []
+    replay = dataclasses.replace(cfg, save_rollouts=False, submission=None, submission_dir=None, wosac=False)
     for i, scene in sorted(to_animate.items()):
         if i not in entries:
             continue
-        _, (ro, m), _ = simulate_scene(OmegaConf.create({**cfg_dict, "save_rollouts": False, "submission": None,
-                                                         "submission_dir": None, "wosac": False}), scene, i, want_arrays=True)
+        _, (ro, m), _ = simulate_scene(replay, scene, i, want_arrays=True)
         from drope.sim.animate import animate_rollout
 
         out = Path(cfg.out)
@@ -420,18 +385,17 @@ def simulate_part(cfg_dict: dict) -> tuple[dict, dict[int, bytes]]:
         info = animate_rollout(scene, ro, m, out / "animations" / f"{i:05d}_{scene.scenario_id}.{cfg.animation_format}")
         animations.append({"index": i, **info})
         log.info("animation %s: %d frames, %.3f s/frame", info["path"], info["frames"], info["seconds_per_frame"])
-    part = {"config": cfg_dict, "shard": {"index": I, "num_shards": N, "num_scenarios_total": count[0] if count else 0},
+    part = {"config": as_dict(cfg), "shard": {"index": I, "num_shards": N, "num_scenarios_total": count[0] if count else 0},
             "scenarios": [entries[i] for i in sorted(entries)], "failed": sorted(failed, key=lambda f: f["index"]),
             "animations": animations, "wall_seconds": time.perf_counter() - t0}
     return part, protos
 
 
-def finish(cfg_dict: dict, parts: list[dict], rollouts) -> dict:
+def finish(cfg: SimConfig, parts: list[dict], rollouts) -> dict:
     """Aggregate ``parts`` (one or all N), write the submissions from ``rollouts()`` (an iterator of
     ``ScenarioRollouts`` in scenario order) and ``out/metrics.json``; returns the metrics.json content."""
     from drope.sim.metrics import aggregate
 
-    cfg = OmegaConf.create(cfg_dict)
     total = sum(p["shard"]["num_scenarios_total"] for p in parts[:1])
     if total == 0:
         raise ValueError("no scenes to simulate (empty data files or generate.num_scenes=0)")
@@ -441,31 +405,31 @@ def finish(cfg_dict: dict, parts: list[dict], rollouts) -> dict:
         raise ValueError(f"every scenario failed; the first: {failed[0]['scenario_id']}: {failed[0]['error']}")
     agg = aggregate(ordered)
     agg["wall_seconds"] = max(p["wall_seconds"] for p in parts)
-    if cfg.get("wosac"):
+    if cfg.wosac:
         agg["wosac"] = wosac_aggregate(ordered)
-    result = {"config": cfg_dict, "aggregate": agg, "scenarios": ordered, "failed": failed}
+    result = {"config": as_dict(cfg), "aggregate": agg, "scenarios": ordered, "failed": failed}
     n = len(ordered)
     if cfg.submission:
         from drope.metrics.submission import write_sim_agents_submission
 
         try:
-            n = write_sim_agents_submission(cfg.submission, rollouts(), submission_metadata(cfg))
+            n = write_sim_agents_submission(cfg.submission, rollouts(), cfg.submission_meta)
         except OSError as e:
             raise ValueError(f"submission={cfg.submission}: {e}") from e
         result["submission"] = {"path": str(Path(cfg.submission).resolve()), "scenarios": n,
-                                "rollouts_per_scenario": int(cfg.rollouts)}
+                                "rollouts_per_scenario": cfg.rollouts}
         log.info("SimAgentsChallengeSubmission: %d scenarios x %d rollouts -> %s", n, cfg.rollouts, cfg.submission)
-    if cfg.get("submission_dir"):
+    if cfg.submission_dir:
         from drope.metrics.submission import write_sim_agents_submission_shards
 
         try:  # consumed lazily, one shard's worth at a time
-            shards, tar_path = write_sim_agents_submission_shards(cfg.submission_dir, rollouts(), submission_metadata(cfg),
-                                                                  shard_size=int(cfg.submission_shard_size))
+            shards, tar_path = write_sim_agents_submission_shards(cfg.submission_dir, rollouts(), cfg.submission_meta,
+                                                                  shard_size=cfg.submission_shard_size)
         except OSError as e:
             raise ValueError(f"submission_dir={cfg.submission_dir}: {e}") from e
         result["submission_shards"] = {"dir": str(Path(cfg.submission_dir).resolve()), "scenarios": n,
                                        "shards": [p.name for p in shards], "tar": str(tar_path.resolve()),
-                                       "rollouts_per_scenario": int(cfg.rollouts)}
+                                       "rollouts_per_scenario": cfg.rollouts}
         log.info("SimAgentsChallengeSubmission: %d scenarios in %d shards -> %s", n, len(shards), tar_path)
     result["animations"] = sorted((a for p in parts for a in p["animations"]), key=lambda a: a["index"])
     out = Path(cfg.out)
@@ -480,49 +444,54 @@ def _parsed(protos: dict[int, bytes]):
     return lambda: (ScenarioRollouts.FromString(protos[i]) for i in sorted(protos))
 
 
-def run(cfg) -> dict:
+def run(cfg: SimConfig) -> dict:
     """Run the configured simulation; returns the metrics.json content (one shard's part when
     ``num_shards`` > 1: merge the parts with :func:`merge`)."""
     from drope.sim.shards import PART_ROLLOUTS, is_complete, mark_complete, part_dir
 
-    cfg_dict = _resolved(cfg)
-    I, N = cfg_dict["shard_index"], cfg_dict["num_shards"]
-    Path(cfg_dict["out"]).mkdir(parents=True, exist_ok=True)
+    cfg = _resolved(cfg)
+    I, N = cfg.shard_index, cfg.num_shards
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
     if N == 1:
-        part, protos = simulate_part(cfg_dict)
-        return finish(cfg_dict, [part], _parsed(protos))
-    d = part_dir(cfg_dict["out"], I, N)
-    if is_complete(d, cfg_dict):
+        part, protos = simulate_part(cfg)
+        return finish(cfg, [part], _parsed(protos))
+    d = part_dir(cfg.out, I, N)
+    recorded = as_dict(cfg)
+    if is_complete(d, recorded):
         log.info("shard %d of %d is complete in %s: skipped", I, N, d)
         return {**json.loads((d / "metrics.json").read_text()), "skipped": True}
     d.mkdir(parents=True, exist_ok=True)
     (d / "COMPLETE").unlink(missing_ok=True)
-    part, protos = simulate_part(cfg_dict)
+    part, protos = simulate_part(cfg)
     if protos:
         from drope.metrics.submission import write_sim_agents_submission_shards
 
-        write_sim_agents_submission_shards(d, _parsed(protos)(), submission_metadata(cfg),
-                                           shard_size=int(cfg.submission_shard_size), basename=PART_ROLLOUTS)
+        write_sim_agents_submission_shards(d, _parsed(protos)(), cfg.submission_meta,
+                                           shard_size=cfg.submission_shard_size, basename=PART_ROLLOUTS)
     part["num_rollout_protos"] = len(protos)
     (d / "metrics.json").write_text(json.dumps(part, indent=1))
-    mark_complete(d, cfg_dict)  # last: a shard killed before this line reruns
+    mark_complete(d, recorded)  # last: a shard killed before this line reruns
     return part
 
 
+MERGE_KEYS = ("out", "submission", "submission_dir")  # what `drope-sim merge` may set
+
+
 def merge(dirs: list[str], overrides: dict | None = None) -> dict:
-    """Merge the N parts of a sharded run (see :mod:`sim.shards`) into the single-process outputs;
-    ``overrides`` may set ``out``, ``submission``, ``submission_dir``."""
+    """Merge the N parts of a sharded run (see :mod:`drope.sim.shards`) into the single-process
+    outputs; ``overrides`` may set ``out``, ``submission``, ``submission_dir``."""
     import heapq
 
     from drope.metrics.submission import iter_rollouts
     from drope.sim.shards import load_parts
 
     parts = load_parts(dirs)
-    cfg_dict = {**parts[0][1]["config"], "shard_index": None}
+    changes: dict = {"shard_index": None}
     for k, v in (overrides or {}).items():
-        if k not in ("out", "submission", "submission_dir"):
-            raise ValueError(f"drope-sim merge: unknown key {k!r} (out, submission, submission_dir)")
-        cfg_dict[k] = str(Path(v).resolve()) if v not in (None, "null") else None
+        if k not in MERGE_KEYS:
+            raise ValueError(f"drope-sim merge: unknown key {k!r} ({', '.join(MERGE_KEYS)})")
+        changes[k] = str(Path(v).resolve()) if v not in (None, "null") else None
+    cfg = dataclasses.replace(config_from_dict(parts[0][1]["config"]), **changes)
 
     def rollouts():
         streams = []
@@ -532,10 +501,9 @@ def merge(dirs: list[str], overrides: dict | None = None) -> dict:
                 streams.append(zip(idx, iter_rollouts(d)))
         return (ro for _, ro in heapq.merge(*streams, key=lambda x: x[0]))
 
-    if (cfg_dict.get("submission") or cfg_dict.get("submission_dir")) and not any(
-            res.get("num_rollout_protos") for _, res in parts):
+    if (cfg.submission or cfg.submission_dir) and not any(res.get("num_rollout_protos") for _, res in parts):
         raise ValueError("the shards hold no ScenarioRollouts: run them with submission= or submission_dir= set")
-    return finish(cfg_dict, [res for _, res in parts], rollouts)
+    return finish(cfg, [res for _, res in parts], rollouts)
 
 
 def _print_summary(result: dict, cfg_dict: dict) -> None:
@@ -583,19 +551,19 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
-        print(OmegaConf.to_yaml(load_config([])))
+        print("Keys (drope.sim.config.SimConfig; defaults with overrides from configs/sim/default.yaml):\n")
+        print(describe(load_config(argv[1:])))
         return 0
     if argv and argv[0] == "merge":
         return main_merge(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_config(argv)
-    except Exception as e:  # hydra's override errors name the bad key
-        print(f"drope-sim: bad override: {e}", file=sys.stderr)
+    except ConfigError as e:  # hydra/OmegaConf name the bad key
+        print(f"drope-sim: bad config or override: {e}", file=sys.stderr)
         return 2
     try:
-        check_config(cfg)
-        result = run(cfg)
+        result = run(check_config(cfg))
     except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
         print(f"drope-sim: {e}", file=sys.stderr)
         return 2

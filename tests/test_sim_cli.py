@@ -187,11 +187,11 @@ def test_submission_config_errors(tmp_path, capsys):
     assert (tmp_path / "s.bin").exists()
 
 
-def test_submission_meta_yaml_mirrors_the_dataclass():
+def test_submission_meta_is_the_dataclass():
     from drope.metrics.submission import SubmissionMetadata
-    from drope.sim.cli import load_config, submission_metadata
+    from drope.sim.cli import load_config
 
     cfg = load_config([])
-    assert set(cfg.submission_meta) == set(SubmissionMetadata.__dataclass_fields__)
-    assert submission_metadata(cfg) == SubmissionMetadata()
-    assert cfg.submission is None
+    assert cfg.submission_meta == SubmissionMetadata() and cfg.submission is None
+    cfg = load_config(["submission_meta.authors=[A,B]", "submission_meta.uses_lidar_data=true"])
+    assert cfg.submission_meta.authors == ("A", "B") and cfg.submission_meta.uses_lidar_data is True
