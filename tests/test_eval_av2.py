@@ -189,3 +189,23 @@ def test_bad_av2_scenarios_are_named_or_skipped_and_counted(av2_root, av2_ckpt, 
                           "--on-corrupt", "raise", *FLAGS]) == 2
         err = capsys.readouterr().err
         assert str(bad) in err and what in err, err
+
+
+def test_test_split_without_future_gets_a_submission_and_no_metrics(av2_root, av2_ckpt, tmp_path):
+    """AV2's test split has 50 steps (no future): the submission is what it is for; nothing is scored."""
+    import dataclasses
+
+    from drope.data.scene import Scene
+
+    s = read_av2_scenario(sorted(av2_root.iterdir())[0])
+    cut = {f.name: getattr(s, f.name).narrow(f.metadata["shape"].index("T"), 0, 50)
+           for f in Scene.tensor_fields() if "T" in f.metadata["shape"]}
+    d = write_av2_scenario(dataclasses.replace(s, **cut).validate(), tmp_path / "test")
+    sub = tmp_path / "test.parquet"
+    assert eval_main(["--ckpt", str(av2_ckpt), "--data", str(d), "--out", str(tmp_path / "ev"),
+                      "--submission", str(sub), *FLAGS]) == 0
+    res = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert res["drope"]["AV2_FOCAL"]["6s"] == {**{k: None for k in AV2_METRIC_KEYS}, "count": 0}
+    probs, tracks = read_av2_submission(sub)[s.scenario_id]
+    assert list(tracks) == [av2_track_id(int(s.agent_id[s.tracks_to_predict[0]]))]
+    assert tracks[next(iter(tracks))].shape == (len(probs), 60, 2)
