@@ -83,6 +83,15 @@ def to_object(cfg: DictConfig, cls: type[T]) -> T:
     return obj
 
 
+def from_dict(d: dict, cls: type[T], where: str = "config") -> T:
+    """A recorded config (e.g. from a metrics.json) merged into the schema ``cls`` and typed."""
+    try:
+        merged = OmegaConf.merge(_writable(OmegaConf.structured(cls)), d)
+    except Exception as e:  # OmegaConf names the full key
+        raise ConfigError(f"{where}: {_message(e)}") from e
+    return to_object(merged, cls)
+
+
 def as_dict(obj: Any) -> dict:
     """A typed config as plain JSON-able data (tuples become lists), e.g. for metrics.json."""
     return OmegaConf.to_container(OmegaConf.structured(obj), resolve=True)

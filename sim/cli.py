@@ -62,7 +62,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable
 
-from drope.configs.schema import ConfigError, as_dict, compose, describe, register, to_object
+from drope.configs.schema import ConfigError, as_dict, compose, describe, from_dict, register, to_object
 from drope.registry import Registry
 from drope.sim.config import SCHEMA, SimConfig
 
@@ -84,13 +84,7 @@ def load_config(overrides: list[str], name: str = "default") -> SimConfig:
 
 def config_from_dict(d: dict) -> SimConfig:
     """The :class:`SimConfig` recorded in a metrics.json / shard part (checked against the schema)."""
-    from omegaconf import OmegaConf
-
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(SimConfig), d)
-    except Exception as e:  # OmegaConf names the full key
-        raise ConfigError(f"recorded drope-sim config: {e}") from e
-    return to_object(merged, SimConfig)
+    return from_dict(d, SimConfig, "recorded drope-sim config")
 
 
 def check_config(c: SimConfig) -> SimConfig:
