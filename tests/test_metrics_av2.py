@@ -146,7 +146,11 @@ def test_submission_rejects_bad_rows(tmp_path):
         write_av2_submission(path, [r, other])
     with pytest.raises(ValueError, match="not all 0"):
         write_av2_submission(path, [(r.scenario_id, r.track_id, r.trajectories, -r.probabilities)])
-    assert not path.exists()
+    # the writer streams: a scenario's tracks must come together (it keeps only the current scenario)
+    later = Av2TrackPrediction("scen-9", "1", r.trajectories, r.probabilities)
+    with pytest.raises(ValueError, match="scenario scen-0: its tracks must follow one another"):
+        write_av2_submission(path, [r, later, Av2TrackPrediction(r.scenario_id, "7", r.trajectories, r.probabilities)])
+    assert not path.exists() and not list(tmp_path.glob("*.partial"))
     # a joint scenario (all tracks share the probabilities) is fine
     same = Av2TrackPrediction(r.scenario_id, "7", r.trajectories + 1, torch.tensor(r.probabilities))
     assert write_av2_submission(path, [r, same]) == 12
@@ -178,3 +182,19 @@ def test_submission_accepted_by_av2_when_installed(tmp_path):
         np.testing.assert_allclose(read.predictions[sid][0], probs)
         for tid, traj in tracks.items():
             np.testing.assert_allclose(read.predictions[sid][1][tid], traj)
+
+
+def test_submission_writer_streams_row_groups(tmp_path):
+    """One row group per chunk of tracks: the table is never built whole; the file reads back whole."""
+    import pyarrow.parquet as pq
+
+    from drope.metrics.av2_submission import Av2SubmissionWriter
+
+    rows = _rows(np.random.default_rng(2), 5)
+    w = Av2SubmissionWriter(tmp_path / "s.parquet", chunk=2)
+    for r in rows:
+        w.add(r)
+    assert not (tmp_path / "s.parquet").exists()  # only the .partial until close
+    assert w.close() == sum(len(r.probabilities) for r in rows)
+    assert pq.ParquetFile(tmp_path / "s.parquet").num_row_groups == 3
+    assert sorted(read_av2_submission(tmp_path / "s.parquet")) == sorted(r.scenario_id for r in rows)

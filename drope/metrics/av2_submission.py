@@ -72,9 +72,10 @@ def _checked(row: Av2TrackPrediction) -> tuple[np.ndarray, np.ndarray]:
 
 class Av2SubmissionWriter:
     """Writes the ``ChallengeSubmission`` parquet a chunk of rows at a time (one row group per
-    ``chunk`` tracks), so memory holds one chunk, not the submission. Per track it keeps only the
-    (scenario, track) key and its scenario's probabilities, for the duplicate / shared-probability
-    checks. The file appears under its name only when :meth:`close` succeeds; :meth:`abort` drops it."""
+    ``chunk`` tracks), so memory holds one chunk, not the submission. A scenario's tracks come one
+    after another (as drope-eval yields them): the duplicate / shared-probability checks then need
+    only the current scenario and the ids of finished ones. The file appears under its name only
+    when :meth:`close` succeeds; :meth:`abort` drops it."""
 
     def __init__(self, path: str | Path, chunk: int = 256) -> None:
         import pyarrow as pa
@@ -89,8 +90,8 @@ class Av2SubmissionWriter:
         self._writer = None
         self._cols: dict[str, list] = {c: [] for c in SUBMISSION_COLUMNS}
         self._pending = 0
-        self._seen: set[tuple[str, str]] = set()
-        self._scenario_prob: dict[str, tuple[str, np.ndarray]] = {}
+        self._done: set[str] = set()  # scenarios whose tracks are all written
+        self._current: tuple[str, str, np.ndarray, set[str]] | None = None  # scenario, first track, probs, tracks
         self.rows = 0
 
     def add(self, row: Av2TrackPrediction | Sequence) -> None:
@@ -98,14 +99,21 @@ class Av2SubmissionWriter:
         trajectories, probabilities)``); probabilities are normalised to sum to 1."""
         row = _as_prediction(row)
         traj, prob = _checked(row)
-        key = (row.scenario_id, row.track_id)
-        if key in self._seen:
-            raise ValueError(f"scenario {row.scenario_id} track {row.track_id} is predicted twice")
-        self._seen.add(key)
-        first = self._scenario_prob.setdefault(row.scenario_id, (row.track_id, prob))
-        if len(first[1]) != len(prob) or not np.allclose(first[1], prob, atol=1e-9):
+        sid = row.scenario_id
+        if self._current is None or self._current[0] != sid:
+            if sid in self._done:
+                raise ValueError(f"scenario {sid}: its tracks must follow one another (it came before scenario "
+                                 f"{self._current[0]})")
+            if self._current is not None:
+                self._done.add(self._current[0])
+            self._current = (sid, row.track_id, prob, set())
+        _, first, first_prob, tracks = self._current
+        if row.track_id in tracks:
+            raise ValueError(f"scenario {sid} track {row.track_id} is predicted twice")
+        tracks.add(row.track_id)
+        if len(first_prob) != len(prob) or not np.allclose(first_prob, prob, atol=1e-9):
             raise ValueError(
-                f"scenario {row.scenario_id}: tracks {first[0]} and {row.track_id} have different probabilities; "
+                f"scenario {sid}: tracks {first} and {row.track_id} have different probabilities; "
                 "av2's reader keeps one probability vector per scenario, so every track of a scenario must share it"
             )
         for k in range(len(traj)):
@@ -145,8 +153,9 @@ class Av2SubmissionWriter:
 
 
 def write_av2_submission(path: str | Path, rows: Iterable[Av2TrackPrediction | Sequence]) -> int:
-    """Write the ``ChallengeSubmission`` parquet; ``rows`` are :class:`Av2TrackPrediction` or
-    ``(scenario_id, track_id, trajectories, probabilities)`` tuples. Returns the number of table rows."""
+    """Write the ``ChallengeSubmission`` parquet (:class:`Av2SubmissionWriter`); ``rows`` are
+    :class:`Av2TrackPrediction` or ``(scenario_id, track_id, trajectories, probabilities)`` tuples, a
+    scenario's tracks one after another. Returns the number of table rows."""
     w = Av2SubmissionWriter(path)
     try:
         for row in rows:
