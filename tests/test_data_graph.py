@@ -1,21 +1,14 @@
-"""Radius edges and scene graphs against brute-force references (python loops, float64)."""
+"""Radius edges against brute-force references (python loops, float64) and the dense radius mask."""
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
-from torch_geometric.data import Batch
-from torch_geometric.loader import DataLoader
 
-from drope.data import scene_from_world
-from drope.data.features import FeatureSpec
-from drope.data.graph import GraphConfig, radius_edges, scene_to_heterodata
-from drope.data.segments import split_polylines
-from drope.data.types import MapType, ObjectType
-from drope.data.womd import read_scenarios
+from drope.data.graph import expected_pair_share, padded_radius_edges, radius_edges
+from drope.nn import radius_mask
 
 
 def brute_force_edges(src, dst, r, loop=True, batch_src=None, batch_dst=None):
@@ -82,111 +75,42 @@ def test_millimetre_exact_at_world_coordinates():
         assert radius_edges(a, b, 10.000, loop=True, method=method).shape[1] == 0
 
 
-def world_scene(seed=0, A=40, origin=(-7785.0, 6683.0)):
-    """Agents and lanes scattered over ~120 m at WOMD-scale world coordinates."""
-    r = np.random.default_rng(seed)
-    T = 3
-    xyz = np.zeros((A, T, 3))
-    xyz[..., :2] = r.uniform(-60, 60, (A, 1, 2)) + origin
-    valid = np.ones((A, T), bool)
-    valid[3, 1] = False  # not valid at the current step → not a node
-    F = 12
-    starts = r.uniform(-60, 60, (F, 2)) + origin
-    ends = starts + r.normal(size=(F, 2)) * 25
-    pts = np.stack([starts, (starts + ends) / 2, ends], 1).reshape(-1, 2)
-    return scene_from_world(
-        scenario_id=f"world{seed}", source="unit", timestamps=np.arange(T) * 0.1, current_index=1, sdc_index=0,
-        agent_id=np.arange(A), agent_type=np.full(A, ObjectType.TYPE_VEHICLE), agent_xyz=xyz,
-        agent_heading=r.uniform(-3, 3, (A, T)), agent_vel=np.zeros((A, T, 2)),
-        agent_size=np.tile([4.5, 2.0, 1.5], (A, T, 1)), agent_valid=valid, tracks_to_predict=[1, 2],
-        tracks_to_predict_difficulty=[1, 1], objects_of_interest=[], map_id=np.arange(F) + 100,
-        map_type=[MapType.lane] * F, map_subtype=[2] * F, map_offsets=np.arange(F + 1) * 3,
-        map_points=np.concatenate([pts, np.zeros((3 * F, 1))], -1), lane_speed_limit=[25.0] * F,
-        lane_interpolating=[False] * F, lane_links=np.zeros((0, 7)), stop_sign_lanes=np.zeros((0, 2)),
-        signal_lane_id=np.full((T, 1), -1), signal_state=np.zeros((T, 1)), signal_stop_point=np.zeros((T, 1, 3)),
-        signal_valid=np.zeros((T, 1), bool),
-    ).validate()
+def padded_positions(seed, B=3, N=40, spread=150.0, origin=0.0):
+    g = torch.Generator().manual_seed(seed)
+    pos = (torch.rand(B, N, 2, generator=g) - 0.5) * 2 * spread + origin
+    mask = torch.rand(B, N, generator=g) < 0.8
+    mask[:, 0] = True
+    return pos, mask
 
 
-def test_heterodata_edges_match_brute_force_in_world_coordinates():
-    """Edges built from re-centred float32 scene-frame positions equal a float64 world-frame brute force."""
-    scene = world_scene()
-    spec = FeatureSpec(a2a_radius=30.0, m2a_radius=25.0, m2m_radius=20.0, segment_len=10.0)
-    data = scene_to_heterodata(scene, GraphConfig(features=spec))
-    assert data["agent"].num_nodes == 39 and 3 not in data["agent"].index.tolist()
-    a_world = torch.from_numpy(scene.to_world_xy(data["agent"].pos))  # float64
-    m_world = torch.from_numpy(scene.to_world_xy(data["map"].pos))
-    seg = split_polylines(scene, 10.0)
-    assert data["map"].num_nodes == seg.num_segments and torch.equal(data["map"].pose, seg.pose)
-    cases = [
-        (("agent", "a2a", "agent"), a_world, a_world, spec.a2a_radius, False),
-        (("map", "m2a", "agent"), m_world, a_world, spec.m2a_radius, True),
-        (("map", "m2m", "map"), m_world, m_world, spec.m2m_radius, False),
-    ]
-    for key, src, dst, r, loop in cases:
-        got = data[key].edge_index
-        ref = brute_force_edges(src, dst, r, loop)
-        assert len(ref) > 10, key
-        # a pair within 1 mm of the radius may fall either way after float32 re-centring
-        d_ref = {p: math.dist(src[p[0]].tolist(), dst[p[1]].tolist()) for p in ref}
-        assert {p for p in as_pairs(got) if abs(d_ref.get(p, 0) - r) > 1e-3} == {
-            p for p in ref if abs(d_ref[p] - r) > 1e-3
-        }, key
-        # scene-frame distances agree with world distances to well under a millimetre
-        sf = {"agent": data["agent"].pos, "map": data["map"].pos}
-        d_scene = (sf[key[0]][got[0]].double() - sf[key[2]][got[1]].double()).norm(dim=-1)
-        d_world = (src[got[0]] - dst[got[1]]).norm(dim=-1)
-        assert float((d_scene - d_world).abs().max()) < 1e-3, key
+@pytest.mark.parametrize("spread,origin", [(150.0, 0.0), (3000.0, 0.0), (40.0, 5000.0)])
+def test_padded_edges_are_exactly_the_dense_radius_mask(spread, origin):
+    """Float32 decisions bit for bit those of radius_mask (& key padding), grid or all-pairs alike."""
+    pos_q, _ = padded_positions(0, N=37, spread=spread, origin=origin)
+    pos_k, mask = padded_positions(1, N=300, spread=spread, origin=origin)
+    # pairs within float32 rounding of the radius: both sides must still agree exactly
+    pos_k[0, 1] = pos_q[0, 0] + torch.tensor([60.0, 0.0])
+    pos_k[0, 2] = pos_q[0, 0] + torch.tensor([36.0, 48.0])
+    dense = radius_mask(pos_q, pos_k, 60.0) & mask[:, None, :]  # [B, Nq, Nk]
+    b, i, j = dense.nonzero(as_tuple=True)
+    want = sorted(zip((b * 300 + j).tolist(), (b * 37 + i).tolist()))
+    e = padded_radius_edges(pos_q, pos_k, 60.0, mask)
+    assert sorted(map(tuple, e.t().tolist())) == want and len(want) > 5
 
 
-def test_heterodata_node_features():
-    scene = world_scene(seed=1)
-    data = scene_to_heterodata(scene)
-    a = data["agent"]
-    assert a.pos.shape == (39, 2) and a.pose.shape == (39, 3) and a.size.shape == (39, 3)
-    assert a.predict.sum() == 2 and a.is_sdc.tolist().index(True) == 0
-    assert torch.allclose(a.pos[0], torch.zeros(2), atol=1e-4)  # scene frame: SDC at the origin
-    m = data["map"]
-    assert m.points.shape[1:] == (8, 2) and m.type.tolist() == [MapType.lane] * m.num_nodes
+def test_padded_edges_of_a_large_sparse_scene_take_the_grid_and_agree():
+    pos, mask = padded_positions(2, B=1, N=3000, spread=4000.0)
+    e = padded_radius_edges(pos, pos, 60.0, mask)
+    dense = radius_mask(pos, pos, 60.0) & mask[:, None, :]
+    assert e.shape[1] == int(dense.sum()) and bool(dense[0, e[1], e[0]].all())
 
 
-def test_heterodata_batching_with_pyg(womd_path):
-    (scene,) = list(read_scenarios(womd_path))
-    data = scene_to_heterodata(scene, GraphConfig(FeatureSpec(a2a_radius=30.0, m2a_radius=20.0, m2m_radius=15.0)))
-    assert data["agent"].num_nodes == 50
-    e = data["agent", "a2a", "agent"].edge_index
-    small = scene_to_heterodata(world_scene(seed=2))
-    batch = Batch.from_data_list([data, small])
-    assert batch["agent"].num_nodes == 50 + 39
-    be = batch["agent", "a2a", "agent"].edge_index
-    n_small = small["agent", "a2a", "agent"].edge_index.shape[1]
-    assert be.shape[1] == e.shape[1] + n_small
-    assert torch.equal(be[:, e.shape[1]:], small["agent", "a2a", "agent"].edge_index + 50)  # offsets applied
-    m2a = batch["map", "m2a", "agent"].edge_index
-    assert bool((batch["map"].batch[m2a[0]] == batch["agent"].batch[m2a[1]]).all())  # no cross-scene edges
-    loader = DataLoader([data, small, data], batch_size=2)
-    assert [b["agent"].num_nodes for b in loader] == [89, 50]
-
-
-def test_graph_with_one_agent_has_no_agent_edges():
-    from tests.builders import make_scene
-
-    data = scene_to_heterodata(make_scene(A=1))
-    assert data["agent", "a2a", "agent"].edge_index.shape == (2, 0)
-    assert data["map", "m2a", "agent"].edge_index.shape[0] == 2
-
-
-def test_config_yaml_mirrors_dataclass_and_takes_the_model_radii():
-    from pathlib import Path
-
-    import yaml
-
-    from drope.model import ModelConfig
-
-    d = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "graph" / "default.yaml").read_text())
-    assert GraphConfig.from_dict(d) == GraphConfig()
-    assert d["features"] == {}  # no copy of the feature values that could drift from FeatureSpec
-    # the graph connects exactly the pairs the model attends over (they once disagreed: 50/50/30 vs 60/50/40)
-    assert GraphConfig().features == ModelConfig().features
-    with pytest.raises(ValueError, match="graph.features: unknown key"):
-        GraphConfig.from_dict({"features": {"a2a_radus": 3.0}})
+def test_expected_pair_share_tracks_the_true_share():
+    for spread, lo, hi in [(150.0, 0.05, 0.3), (2000.0, 1e-4, 3e-3)]:
+        pos, mask = padded_positions(3, B=2, N=2000, spread=spread)
+        true = float((radius_mask(pos, pos, 60.0) & mask[:, None, :]).sum()) / (2000 * int(mask.sum()))
+        est = expected_pair_share(pos, pos, 60.0, mask)
+        assert lo < true < hi and 0.7 * true < est < 1.5 * true, (spread, true, est)
+    pos, mask = padded_positions(4, N=50, spread=10.0)
+    assert expected_pair_share(pos, pos, 60.0, mask) >= math.pi / 9  # all in a few cells: no sparsity claimed
+    assert expected_pair_share(pos, pos, 60.0, torch.zeros_like(mask)) == 0.0

@@ -28,6 +28,9 @@ class ModelConfig:
     temporal_time_pairs: int = 2  # time RoPE pairs per head in the temporal attention
     local_map_segments: int = 32  # k nearest map segments encoded in each agent's own frame (0: off)
     features: FeatureSpec = field(default_factory=FeatureSpec)  # history/horizon, map tokens, radii
+    # interaction attention (map-map, map-agent, agent-agent): dense masks, radius graphs, or
+    # auto (graphs when a scene is large and sparse; drope.model.transformer.ATTENTION_BACKENDS)
+    attention_backend: str = "auto"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -16,18 +16,40 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from drope.data.graph import expected_pair_share, padded_radius_edges
 from drope.data.types import MapType, ObjectType, SignalState
 from drope.geometry import rotate_into_frame
 from drope.model.config import ModelConfig
 from drope.model.local_map import LocalMapEncoder
 from drope.nn import EncodingConfig, PoseTransformerLayer
+from drope.registry import Registry
 
 Tensor = torch.Tensor
+
+# ``auto`` runs an interaction attention on its radius graph when the dense mask has at least
+# this many query-key pairs and the graph keeps at most this share of them: measured on one CPU
+# thread in docs/experiments/attention.md (``drope-bench attention --backends``).
+AUTO_MIN_PAIRS = 512 * 512
+AUTO_MAX_SHARE = 0.02
+
+# ``ModelConfig.attention_backend`` → whether one interaction attention (query poses, key poses,
+# radius, key mask) runs on its radius graph instead of a dense [Nq, Nk] mask.
+ATTENTION_BACKENDS: Registry[Callable[[Tensor, Tensor, float, Tensor], bool]] = Registry("attention backend")
+ATTENTION_BACKENDS.register("dense")(lambda pose_q, pose_k, radius, key_mask: False)
+ATTENTION_BACKENDS.register("graph")(lambda pose_q, pose_k, radius, key_mask: True)
+
+
+@ATTENTION_BACKENDS.register("auto")
+def graph_pays(pose_q: Tensor, pose_k: Tensor, radius: float, key_mask: Tensor) -> bool:
+    """A large scene whose radius keeps few pairs: the edges cost less than the dense mask."""
+    pairs = pose_q.shape[0] * pose_q.shape[1] * pose_k.shape[1]
+    return pairs >= AUTO_MIN_PAIRS and expected_pair_share(pose_q, pose_k, radius, key_mask) <= AUTO_MAX_SHARE
 
 
 def to_scene_frame(traj: Tensor, pos_now: Tensor, heading_now: Tensor) -> Tensor:
@@ -48,6 +70,10 @@ class DRoPETransformer(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        try:
+            self._use_graph = ATTENTION_BACKENDS.get(cfg.attention_backend)
+        except KeyError as e:
+            raise ValueError(f"model_config.attention_backend: {e.args[0]}") from None
         D, Hh = cfg.dim, cfg.num_heads
         self.map_point_mlp = _mlp(4, D, D)
         self.map_type = nn.Embedding(len(MapType), D)
@@ -70,6 +96,17 @@ class DRoPETransformer(nn.Module):
         self.head_traj = _mlp(D, 2 * D, cfg.features.future * 5)
         self.head_logit = _mlp(D, D, 1)
 
+    def interaction_edges(self, pose_q: Tensor, pose_k: Tensor, radius: float, key_mask: Tensor) -> Tensor | None:
+        """The radius graph one interaction attention runs on, or ``None`` for the dense mask.
+
+        Exporting always takes the dense path: the ONNX graph has no data-dependent edge lists.
+        """
+        if torch.compiler.is_exporting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return None
+        if not self._use_graph(pose_q, pose_k, radius, key_mask):
+            return None
+        return padded_radius_edges(pose_q, pose_k, radius, key_mask)
+
     # ---- encoders ----------------------------------------------------------------------------------
     def encode_map(self, map_points, map_type, map_signal, map_mask):
         B, M, S, _ = map_points.shape
@@ -82,8 +119,10 @@ class DRoPETransformer(nn.Module):
         feats = self.map_point_mlp(torch.cat([local, step], -1)).max(dim=2).values  # PointNet max-pool [B, M, D]
         x = feats + self.map_type(map_type) + self.map_signal(map_signal)
         pose = torch.cat([start, direction[..., None]], -1)  # [B, M, 3]
+        r = self.cfg.features.m2m_radius
+        edges = self.interaction_edges(pose, pose, r, map_mask) if len(self.map_layers) else None
         for layer in self.map_layers:
-            x = layer(x, pose, key_mask=map_mask, radius=self.cfg.features.m2m_radius)
+            x = layer(x, pose, key_mask=map_mask, radius=r, edges=edges)
         return x, pose
 
     def encode_agents(self, agent_pos, agent_heading, agent_vel, agent_size, agent_type, agent_valid):
@@ -120,13 +159,19 @@ class DRoPETransformer(nn.Module):
             a = a + self.local_map(agent_pos[:, :, -1], agent_heading[:, :, -1], map_points, map_type, map_signal, map_mask)
         a_pose = torch.cat([agent_pos[:, :, -1], agent_heading[:, :, -1:]], -1)  # [B, A, 3]
         a_mask = agent_valid[:, :, -1]
+        m2a_edges = self.interaction_edges(a_pose, m_pose, spec.m2a_radius, map_mask)
+        a2a_edges = self.interaction_edges(a_pose, a_pose, spec.a2a_radius, a_mask)
         for m2a, a2a in zip(self.m2a, self.a2a):
-            a = m2a(a, a_pose, m, m_pose, key_mask=map_mask, radius=spec.m2a_radius)
-            a = a2a(a, a_pose, key_mask=a_mask, radius=spec.a2a_radius)
+            a = m2a(a, a_pose, m, m_pose, key_mask=map_mask, radius=spec.m2a_radius, edges=m2a_edges)
+            a = a2a(a, a_pose, key_mask=a_mask, radius=spec.a2a_radius, edges=a2a_edges)
         K = cfg.num_modes
         q = (a[:, :, None] + self.mode_emb).reshape(B, A * K, -1)  # [B, A*K, D]
         q_pose = a_pose[:, :, None].expand(B, A, K, 3).reshape(B, A * K, 3)
-        q = self.mode_map(q, q_pose, m, m_pose, key_mask=map_mask, radius=spec.m2a_radius)
+        # the K mode queries of an agent sit at its pose: its map edges, once per mode (query b*A*K + a*K + k)
+        mode_edges = None if m2a_edges is None else torch.stack([
+            m2a_edges[0].repeat_interleave(K),
+            (m2a_edges[1][:, None] * K + torch.arange(K, device=m2a_edges.device)).reshape(-1)])
+        q = self.mode_map(q, q_pose, m, m_pose, key_mask=map_mask, radius=spec.m2a_radius, edges=mode_edges)
         # modes of one agent see each other (diversity), nothing else
         q = self.mode_self(q.reshape(B * A, K, -1), q_pose.reshape(B * A, K, 3)).reshape(B, A, K, -1)
         out = self.head_traj(q).reshape(B, A, K, spec.future, 5)

@@ -2,8 +2,8 @@
 
 Dense backend: padded tokens ``[B, N, D]``, boolean masks, fused
 ``scaled_dot_product_attention`` (no ``[H, N, N]`` score tensor for rotary encodings). Graph
-backend: PyG ``edge_index`` with per-edge dot products, ``torch_geometric.utils.softmax`` and a
-scatter-sum, for very large scenes. A query with no allowed key returns exactly zero in both,
+backend: the same padded tokens attend along an ``edge_index`` (per-edge dot products, PyG's
+segment softmax, a scatter-sum; :mod:`drope.nn.edge_attention`), for large sparse scenes. A query with no allowed key returns exactly zero in both,
 output projection included (the exported softmax would otherwise return the mean of V).
 
 Poses are ``[B, N, 3]`` (x, y, heading) or ``[B, N, 4]`` (…, time step), scene frame, metres
@@ -177,33 +177,36 @@ class PoseAttention(nn.Module):
         return torch.einsum("bhqk,bhqkd->bhqd", attn, v[:, :, None, :, :] + r)
 
     # ---- graph -------------------------------------------------------------------------------
-    def forward_graph(self, x_q: Tensor, pose_q: Tensor, x_k: Tensor, pose_k: Tensor, edge_index: Tensor) -> Tensor:
-        """Nodes ``x_q [Nq, D]``, ``x_k [Nk, D]``; ``edge_index [2, E]`` rows (key/source, query/target)."""
-        from torch_geometric.utils import scatter, softmax
+    def forward_edges(self, x_q: Tensor, pose_q: Tensor, x_k: Tensor, pose_k: Tensor, edge_index: Tensor) -> Tensor:
+        """Padded ``x_q [B, Nq, D]``, ``x_k [B, Nk, D]`` (poses as in :meth:`forward`) attending only
+        along ``edge_index [2, E]``: row 0 flattened keys ``b * Nk + j``, row 1 flattened queries
+        ``b * Nq + i`` (:func:`drope.data.graph.padded_radius_edges`). The same q/k/v, pose rotation
+        and zero rows as the dense path; memory O(E·H + N·D) instead of O(Nq·Nk).
+        """
+        from drope.nn.edge_attention import edge_softmax_attention
 
         pose_q, pose_k = _pose4(pose_q), _pose4(pose_k)
+        B, Nq, _ = x_q.shape
+        Nk = x_k.shape[1]
         enc = self.encoding
-        xq, xk = enc.tokens(x_q[None], pose_q[None])[0], enc.tokens(x_k[None], pose_k[None])[0]
-        H, Dh = self.num_heads, self.head_dim
-        q = self.q(xq).view(-1, H, Dh).transpose(0, 1)[None]  # [1, H, Nq, Dh]
-        k = self.k(xk).view(-1, H, Dh).transpose(0, 1)[None]
-        v = self.v(xk).view(-1, H, Dh)  # [Nk, H, Dh]
+        xq, xk = enc.tokens(x_q, pose_q), enc.tokens(x_k, pose_k)
+        q, k, v = self._heads(self.q(xq)), self._heads(self.k(xk)), self._heads(self.v(xk))  # [B, H, N, Dh]
         if enc.rotary:
-            q, k = enc.rotate(q, pose_q[None]), enc.rotate(k, pose_k[None])
-        q, k = q[0].transpose(0, 1), k[0].transpose(0, 1)  # [N, H, Dh]
-        src, dst = edge_index[0], edge_index[1]
-        ke, ve = k[src], v[src]  # [E, H, Dh]
+            q, k = enc.rotate(q, pose_q), enc.rotate(k, pose_k)
+        H, Dh = self.num_heads, self.head_dim
+        q, k, v = (t.transpose(1, 2).reshape(-1, H, Dh) for t in (q, k, v))  # [B*N, H, Dh]
+        pair = None
         if enc.relative:
-            r = enc.pair_embedding(pose_q[dst], pose_k[src]).view(-1, H, Dh)
-            ke, ve = ke + r, ve + r
-        logits = (q[dst] * ke).sum(-1) / Dh**0.5  # [E, H]
-        alpha = softmax(logits, dst, num_nodes=x_q.shape[0])
-        if self.training and self.dropout:
-            alpha = F.dropout(alpha, self.dropout)
-        o = scatter(alpha[..., None] * ve, dst, dim=0, dim_size=x_q.shape[0], reduce="sum")  # [Nq, H, Dh]
-        has_key = torch.zeros(x_q.shape[0], dtype=torch.bool, device=x_q.device)
-        has_key[dst] = True
-        return self.out(o.reshape(-1, self.dim)) * has_key[:, None].to(o.dtype)
+            pq, pk = pose_q.reshape(B * Nq, 4), pose_k.reshape(B * Nk, 4)
+            pair = enc.pair_embedding(pq[edge_index[1]], pk[edge_index[0]]).view(-1, H, Dh)
+        o = edge_softmax_attention(q, k, v, edge_index, pair, self.dropout, self.training)  # [B*Nq, H, Dh]
+        has_key = torch.zeros(B * Nq, dtype=torch.bool, device=x_q.device)
+        has_key[edge_index[1]] = True
+        return (self.out(o.reshape(B, Nq, self.dim)) * has_key.view(B, Nq, 1).to(o.dtype))
+
+    def forward_graph(self, x_q: Tensor, pose_q: Tensor, x_k: Tensor, pose_k: Tensor, edge_index: Tensor) -> Tensor:
+        """One graph: nodes ``x_q [Nq, D]``, ``x_k [Nk, D]``; ``edge_index [2, E]`` rows (key/source, query/target)."""
+        return self.forward_edges(x_q[None], pose_q[None], x_k[None], pose_k[None], edge_index)[0]
 
 
 class PoseTransformerLayer(nn.Module):
@@ -219,8 +222,14 @@ class PoseTransformerLayer(nn.Module):
         self.ff = nn.Sequential(nn.Linear(dim, ff_mult * dim), nn.GELU(), nn.Linear(ff_mult * dim, dim))
 
     def forward(self, x: Tensor, pose: Tensor, ctx: Tensor | None = None, pose_ctx: Tensor | None = None,
-                key_mask: Tensor | None = None, attn_mask: Tensor | None = None, radius: float | None = None) -> Tensor:
+                key_mask: Tensor | None = None, attn_mask: Tensor | None = None, radius: float | None = None,
+                edges: Tensor | None = None) -> Tensor:
+        """``edges`` (:meth:`PoseAttention.forward_edges`' layout) replace the masks: attention runs on them."""
         h = self.norm_q(x)
         kv = h if ctx is None else self.norm_k(ctx)
-        x = x + self.attn(h, pose, kv, pose if ctx is None else pose_ctx, key_mask, attn_mask, radius)
+        pose_kv = pose if ctx is None else pose_ctx
+        if edges is not None:
+            x = x + self.attn.forward_edges(h, pose, kv, pose_kv, edges)
+        else:
+            x = x + self.attn(h, pose, kv, pose_kv, key_mask, attn_mask, radius)
         return x + self.ff(self.norm_ff(x))
