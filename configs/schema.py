@@ -101,19 +101,22 @@ def as_dict(obj: Any) -> dict:
 @lru_cache(maxsize=None)
 def field_comments(cls: type) -> dict[str, str]:
     """``{field: trailing comment}`` read from the dataclass source (``name: type = default  # why``)."""
+    out: dict[str, str] = {}
+    for base in reversed(cls.__mro__[1:]):  # inherited fields keep their comments
+        if dataclasses.is_dataclass(base):
+            out.update(field_comments(base))
     try:
         src = inspect.getsource(cls)
     except (OSError, TypeError):
-        return {}
+        return out
     names = {f.name for f in dataclasses.fields(cls)}
     first: dict[int, str] = {}  # line -> the field a class-body line starts with
-    out: dict[str, str] = {}
     for tok in tokenize.generate_tokens(io.StringIO(src).readline):
         row, col = tok.start
         if tok.type == tokenize.NAME and col == 4 and tok.string in names:
             first.setdefault(row, tok.string)
         elif tok.type == tokenize.COMMENT and row in first:
-            out.setdefault(first[row], tok.string.lstrip("#").strip())
+            out[first[row]] = tok.string.lstrip("#").strip()
     return out
 
 

@@ -22,10 +22,9 @@ INTENDED = {
 
 
 def _compose(name: str) -> dict:
-    from hydra import compose, initialize_config_dir
+    from drope.train.cli import load_config
 
-    with initialize_config_dir(config_dir=str(config_dir("model")), version_base="1.3"):
-        return OmegaConf.to_container(compose(config_name=name), resolve=True)
+    return OmegaConf.to_container(load_config([f"model={name}"]).model, resolve=True)
 
 
 def test_every_model_yaml_equals_the_dataclass_plus_its_intended_overrides():

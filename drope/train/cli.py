@@ -11,38 +11,36 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
-from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from drope.configs import config_dir
-
-CONFIG_DIR = config_dir()
+from drope.configs.schema import ConfigError, compose, describe, register, to_object
 
 
 def load_config(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
+    """``configs/train.yaml`` merged into the :class:`drope.train.config.TrainRun` schema with the
+    ``model=<name>`` group file and ``key=value`` overrides (a DictConfig; :func:`typed` for the
+    dataclass). A bad key or value raises :class:`ConfigError` naming it."""
+    from drope.train.config import SCHEMA, TrainRun
 
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+    register(SCHEMA, TrainRun)
+    return compose("", "train", overrides)
+
+
+def typed(cfg):
+    """The composed config as :class:`drope.train.config.TrainRun` (dataclass checks run)."""
+    from drope.train.config import TrainRun
+
+    return to_object(cfg, TrainRun)
 
 
 def configs_from(cfg):
-    from drope.model import ModelConfig
-    from drope.train.augment import AugmentConfig
-    from drope.train.loss import LossWeights
-    from drope.train.trainer import TrainConfig
-
-    d = OmegaConf.to_container(cfg, resolve=True)
-    model = ModelConfig.from_dict(d.pop("model"))
-    data = d.pop("data")
-    loss = LossWeights(**d.pop("loss"))
-    augment = AugmentConfig(**d.pop("augment", {}))
-    return TrainConfig(loss=loss, augment=augment, **d), model, data
+    """``(TrainConfig, ModelConfig, TrainData)`` of a composed config."""
+    run = typed(cfg)
+    return run.trainer_config(), run.model, run.data
 
 
 def run(overrides: list[str]) -> dict:
@@ -51,9 +49,8 @@ def run(overrides: list[str]) -> dict:
 
     cfg = load_config(overrides)
     tcfg, mcfg, data = configs_from(cfg)
-    tcfg = dataclasses.replace(tcfg, num_workers=int(data.get("num_workers", 0)))
-    train = load_scenes(data["train"]) if data["train"] else generated_scenes(data["generate_train"], tcfg.seed)
-    val = load_scenes(data["val"]) if data["val"] else generated_scenes(data["generate_val"], tcfg.seed + 1000)
+    train = load_scenes(data.train) if data.train else generated_scenes(data.generate_train, tcfg.seed)
+    val = load_scenes(data.val) if data.val else generated_scenes(data.generate_val, tcfg.seed + 1000)
     trainer = Trainer(tcfg, mcfg, train, val, resolved_config=OmegaConf.to_container(cfg, resolve=True))
     result = trainer.fit()
     if trainer.val and trainer.rank == 0:
@@ -67,17 +64,27 @@ def run(overrides: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="drope-train", description=__doc__,
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog="drope-train", description=__doc__, add_help=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-h", "--help", action="store_true", help="this text and every key with its default and comment")
     p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("overrides", nargs="*", help="hydra overrides key=value")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.help:
+            p.print_help()
+            print("\nKeys (drope.train.config.TrainRun with configs/train.yaml and the overrides given):\n")
+            print(describe(typed(load_config(args.overrides))))
+            return 0
         if args.show_config:
-            print(OmegaConf.to_yaml(load_config(args.overrides)))
+            print(OmegaConf.to_yaml(load_config(args.overrides), resolve=True))
             return 0
         result = run(args.overrides)
+    except ConfigError as e:
+        print(f"drope-train: bad config or override: {e}", file=sys.stderr)
+        return 2
     except (FileNotFoundError, ValueError) as e:
         print(f"drope-train: {e}", file=sys.stderr)
         return 2
