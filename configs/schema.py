@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import io
+import json
 import tokenize
+import typing
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -77,10 +79,25 @@ def to_object(cfg: DictConfig, cls: type[T]) -> T:
         obj = OmegaConf.to_object(cfg)
     except Exception as e:  # OmegaConf validation (names full_key) or a dataclass check
         raise ConfigError(_message(e)) from e
+    _restore_tuples(obj)
     if not isinstance(obj, cls):
         raise ConfigError(f"config composed to {type(obj).__name__}, not {cls.__name__}: is the schema "
                           "listed first in the yaml's defaults?")
     return obj
+
+
+def _restore_tuples(obj: Any) -> None:
+    """OmegaConf returns tuple-typed fields as lists; give them back their declared type, so a typed
+    config equals the dataclass built in code (and stays hashable where the dataclass is)."""
+    if not dataclasses.is_dataclass(obj):
+        return
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, list) and typing.get_origin(hints.get(f.name)) is tuple:
+            object.__setattr__(obj, f.name, tuple(v))  # also on frozen dataclasses: the object is ours, new
+        else:
+            _restore_tuples(v)
 
 
 def from_dict(d: dict, cls: type[T], where: str = "config") -> T:
@@ -132,7 +149,10 @@ def describe(obj: Any, indent: int = 0) -> str:
             lines.append(f"{pad}{f.name}:{note}")
             lines.append(describe(v, indent + 1))
         else:
-            value = OmegaConf.to_yaml({"v": list(v) if isinstance(v, tuple) else v}).strip()[3:]
+            if isinstance(v, (list, tuple, dict)):  # flow style (json is valid yaml), one line per key
+                value = json.dumps(list(v) if isinstance(v, tuple) else v)
+            else:
+                value = OmegaConf.to_yaml({"v": v}).strip()[3:]
             lines.append(f"{pad}{f.name}: {value}{note}")
     return "\n".join(lines)
 

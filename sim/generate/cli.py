@@ -14,31 +14,35 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from drope.configs.schema import ConfigError, compose, describe, register, to_object, yaml_files
+from drope.sim.generate.scenario import GeneratorConfig
 
-from drope.configs import config_dir
-
-CONFIG_DIR = config_dir("generate")
+SCHEMA = "generate_schema"  # its name in hydra's ConfigStore (``defaults`` of configs/generate/default.yaml)
 log = logging.getLogger(__name__)
 
 
-def load_config(overrides: list[str], name: str = "default"):
-    from hydra import compose, initialize_config_dir
+@dataclass
+class GenerateConfig:
+    out: str = "generated"  # output directory (relative to the current directory)
+    num_scenes: int = 100
+    seed: int = 0  # scene i depends only on (seed, i)
+    scenes_per_shard: int = 50
+    workers: int = 2  # parallel processes (0: all cores)
+    compress: bool = False  # gzip shards (.tfrecord.gz)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)  # layouts (mix) and traffic
 
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name=name, overrides=overrides)
+
+def load_config(overrides: list[str], name: str = "default") -> GenerateConfig:
+    """``configs/generate/<name>.yaml`` with ``key=value`` overrides, typed; bad keys/values name the key."""
+    register(SCHEMA, GenerateConfig)
+    return to_object(compose("generate", name, overrides), GenerateConfig)
 
 
-def generator_config(cfg) -> "GeneratorConfig":
-    from drope.sim.generate.scenario import GeneratorConfig, ScenarioMix
-    from drope.sim.generate.microsim import TrafficConfig
-
-    g = OmegaConf.to_container(cfg.generator, resolve=True)
-    traffic = g.pop("traffic")
-    traffic["green_s"] = tuple(traffic["green_s"])
-    return GeneratorConfig(mix=ScenarioMix(**g.pop("mix")), traffic=TrafficConfig(**traffic), **g)
+def generator_config(cfg: GenerateConfig) -> GeneratorConfig:
+    return cfg.generator
 
 
 def _write_shard(args) -> tuple[str, int, dict]:
@@ -114,22 +118,23 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="drope-generate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="example: drope-generate out=data/gen num_scenes=2000 seed=0 workers=2")
-    p.add_argument("--config", default="default", help=f"config file in {CONFIG_DIR.name}/ (default, dense, intersections)")
-    p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
+    names = [f.stem for f in yaml_files("generate")]
+    p.add_argument("--config", default="default", choices=names, help="config file in configs/generate/")
+    p.add_argument("--show-config", action="store_true", help="print every key with its value and comment, and exit")
     p.add_argument("overrides", nargs="*", help="hydra overrides key=value")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_config(args.overrides, args.config)
-    except Exception as e:  # hydra reports bad keys/values with its own exception types
+    except ConfigError as e:  # hydra/OmegaConf name the bad key
         print(f"drope-generate: bad config or override: {e}", file=sys.stderr)
         return 2
     if args.show_config:
-        print(OmegaConf.to_yaml(cfg))
+        print(describe(cfg))
         return 0
     t0 = time.perf_counter()
     shards = generate(cfg.out, cfg.num_scenes, cfg.seed, cfg.scenes_per_shard, cfg.workers, cfg.compress,
-                      generator_config(cfg))
+                      cfg.generator)
     dt = time.perf_counter() - t0
     print(f"wrote {cfg.num_scenes} scenes in {len(shards)} shard(s) to {cfg.out} in {dt:.1f} s "
           f"({cfg.num_scenes / dt:.1f} scenes/s)")
