@@ -352,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--train-workers", type=int, default=2, help="data.num_workers of the drope-train runs")
     p.add_argument("--repeats", type=int, default=1, help="drope-train runs per size (interleaved; medians reported)")
+    p.add_argument("--no-warmup", dest="warmup", action="store_false",
+                   help="skip the unmeasured short drope-train run before the measured ones")
     p.add_argument("--per-file", type=int, default=100, help="scenes per cache file / shard")
     p.add_argument("--write-workers", type=int, default=2, help="processes writing the datasets")
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "drope-bench-train-data",
@@ -393,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
         res["open"] = {str(n): probe_subprocess(dirs[n], reads) for n in args.sizes}
         runs: dict[int, list[dict]] = {n: [] for n in args.sizes}
         with tempfile.TemporaryDirectory() as tmp:
+            if args.warmup:  # the first drope-train of a session pays cold caches (imports, files): not measured
+                train_run(dirs[min(args.sizes)], Path(tmp) / "warmup", min(args.steps, 5), args.train_workers,
+                          args.model, args.batch_size)
             for r in range(args.repeats):
                 for n in args.sizes:
                     runs[n].append(train_run(dirs[n], Path(tmp) / f"run-{n}-{r}", args.steps, args.train_workers,

@@ -298,6 +298,7 @@ class Trainer:
         samples = None
         if cfg.record_samples:
             new = not self.samples_path.exists()
+            self.out.mkdir(parents=True, exist_ok=True)  # each rank opens its own file: rank 0 may not have made out/
             samples = open(self.samples_path, "a", newline="")
             samples_w = csv.writer(samples)
             if new:
