@@ -5,11 +5,17 @@ One layer of width 512 (H = 8, D = 64), batch 1, self-attention over N tokens, f
 (``ru_maxrss``) is not polluted by earlier points; the reported ``peak_mb`` is the growth of
 the peak during the forward passes. Points whose estimated memory exceeds ``--max-gb`` are
 skipped and listed as such.
+
+``--backends``: dense radius mask vs radius graph (``ModelConfig.attention_backend``) for the
+model's agent–agent attention (width 256, 8 heads as drope_base, DRoPE-RoPE, the FeatureSpec
+``a2a_radius``), N agents spread uniformly over ±``spread`` metres, forward and forward+backward;
+the graph's time includes building its edges. Saved as ``attention.backends.{json,md}``.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +66,114 @@ def _child(encoding: str, n: int, repeats: int) -> dict:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"encoding": encoding, "n": n, "peak_mb": round((peak - before) / 1024, 1),
             "ms": round(1000 * statistics.median(times[1:]), 2)}
+
+
+BACKEND_DIM, BACKEND_HEADS = 256, 8
+BACKEND_NOTE = (
+    "Agent–agent attention of the model (one PoseAttention, width 256, 8 heads, drope_rope, radius "
+    "FeatureSpec.a2a_radius = {radius:g} m, batch 1), N agents uniform over ±spread m, CPU, 1 thread, one "
+    "process per point: peak RSS growth (MB) / median time (ms); `graph` includes building the edges. "
+    "`share` = edges / N². Dense work does not depend on the spread (one column). "
+    "`drope-bench attention --backends`.\n\n"
+)
+
+
+def _backend_child(backend: str, n: int, spread: float, backward: bool, repeats: int) -> dict:
+    import resource
+    import statistics
+    import time
+
+    import torch
+    import torch_geometric.utils  # noqa: F401  (imported before the peak is read: both backends alike)
+
+    from drope.data.features import FeatureSpec
+    from drope.data.graph import padded_radius_edges
+    from drope.nn import EncodingConfig, PoseAttention
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    radius = FeatureSpec().a2a_radius
+    att = PoseAttention(BACKEND_DIM, BACKEND_HEADS, EncodingConfig(name="drope_rope"))
+    x = torch.randn(1, n, BACKEND_DIM, requires_grad=backward)
+    g = torch.Generator().manual_seed(1)
+    pose = torch.cat([(torch.rand(1, n, 2, generator=g) * 2 - 1) * spread,
+                      (torch.rand(1, n, 1, generator=g) * 2 - 1) * math.pi], -1)
+    mask = torch.ones(1, n, dtype=torch.bool)
+    edges = padded_radius_edges(pose, pose, radius, mask)
+
+    def step() -> None:
+        if backend == "graph":
+            y = att.forward_edges(x, pose, x, pose, padded_radius_edges(pose, pose, radius, mask))
+        else:
+            y = att(x, pose, key_mask=mask, radius=radius)
+        if backward:
+            y.sum().backward()
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    with torch.set_grad_enabled(backward):
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+            att.zero_grad(set_to_none=True)
+            x.grad = None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"backend": backend, "n": n, "spread_m": spread, "backward": backward, "edges": int(edges.shape[1]),
+            "share": edges.shape[1] / n / n, "peak_mb": round((peak - before) / 1024, 1),
+            "ms": round(1000 * statistics.median(times[1:]), 2)}
+
+
+def _run_child(args: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "drope.bench.attention", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark point {args} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def backend_rows(sizes: list[int], spreads: list[float], repeats: int) -> list[dict]:
+    from tqdm import tqdm
+
+    points = [("dense", n, spreads[0], bw) for n in sizes for bw in (False, True)]
+    points += [("graph", n, sp, bw) for n in sizes for sp in spreads for bw in (False, True)]
+    return [_run_child(["--backend-child", b, str(n), str(sp), str(int(bw)), str(repeats)])
+            for b, n, sp, bw in tqdm(points, desc="attention backends")]
+
+
+def backend_table(rows: list[dict]) -> str:
+    """One row per N; per mode (forward, forward+backward): dense, then graph per spread."""
+    sizes = sorted({r["n"] for r in rows})
+    spreads = sorted({r["spread_m"] for r in rows if r["backend"] == "graph"})
+    by = {(r["backend"], r["n"], r["spread_m"] if r["backend"] == "graph" else None, r["backward"]): r for r in rows}
+    head, lines = ["N"], []
+    for bw in (False, True):
+        mode = "fwd+bwd" if bw else "fwd"
+        head.append(f"dense {mode}")
+        head += [f"graph ±{sp:g} m {mode} (share)" for sp in spreads]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for n in sizes:
+        cells = [str(n)]
+        for bw in (False, True):
+            d = by.get(("dense", n, None, bw))
+            cells.append(f"{d['peak_mb']:.0f} MB / {d['ms']:.0f} ms" if d else "-")
+            for sp in spreads:
+                gr = by.get(("graph", n, sp, bw))
+                if gr is None:
+                    cells.append("-")
+                    continue
+                ratio = f", {d['ms'] / gr['ms']:.2g}× faster" if d and gr["ms"] < d["ms"] else (
+                    f", {gr['ms'] / d['ms']:.2g}× slower" if d else "")
+                cells.append(f"{gr['peak_mb']:.0f} MB / {gr['ms']:.0f} ms ({gr['share']:.2g}{ratio})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def merge_backend_rows(path: Path, rows: list[dict]) -> list[dict]:
+    old = json.loads(path.read_text()) if path.exists() else []
+    key = lambda r: (r["backend"], r["n"], r["spread_m"], r["backward"])  # noqa: E731
+    new = {key(r) for r in rows}
+    return sorted([r for r in old if key(r) not in new] + rows, key=lambda r: (r["n"], r["backend"], r["spread_m"], r["backward"]))
 
 
 def run_point(encoding: str, n: int, repeats: int) -> dict:
@@ -166,9 +280,13 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "--child":
         print(json.dumps(_child(argv[1], int(argv[2]), int(argv[3]))))
         return 0
+    if argv and argv[0] == "--backend-child":
+        print(json.dumps(_backend_child(argv[1], int(argv[2]), float(argv[3]), bool(int(argv[4])), int(argv[5]))))
+        return 0
     p = argparse.ArgumentParser(prog="drope-bench attention", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 4096, 16384], help="token counts N")
+    p.add_argument("--sizes", type=int, nargs="+", default=None,
+                   help="token counts N (default 256 1024 4096 16384; with --backends 128 512 2048 8192)")
     p.add_argument("--encodings", nargs="+", default=ENCODINGS, choices=ENCODINGS)
     p.add_argument("--repeats", type=int, default=3, help="timed forward passes per point (median)")
     p.add_argument("--max-gb", type=float, default=16.0, help="skip points estimated above this")
@@ -176,12 +294,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--invariance", action="store_true",
                    help="instead: relative output change under rigid scene transforms, per encoding "
                         "(saved as attention.invariance.{json,md})")
+    p.add_argument("--backends", action="store_true",
+                   help="instead: dense mask vs radius graph for the model's agent-agent attention over --sizes "
+                        "(default 128 512 2048 8192) and --spreads, forward and forward+backward "
+                        "(saved as attention.backends.{json,md})")
+    p.add_argument("--spreads", type=float, nargs="+", default=[150.0, 600.0, 2500.0],
+                   help="with --backends: agents uniform over ±spread metres (150: WOMD-like; 2500: km-scale)")
     p.add_argument("--out", type=Path, default=RESULTS,
                    help="where attention.{json,md,png} are saved; points measured now replace saved ones")
     args = p.parse_args(argv)
     from tqdm import tqdm
 
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.backends:
+        from drope.data.features import FeatureSpec
+
+        rows = backend_rows(args.sizes or [128, 512, 2048, 8192], args.spreads, args.repeats)
+        saved = merge_backend_rows(args.out / "attention.backends.json", rows)
+        (args.out / "attention.backends.json").write_text(json.dumps(saved, indent=1))
+        text = backend_table(saved)
+        (args.out / "attention.backends.md").write_text(BACKEND_NOTE.format(radius=FeatureSpec().a2a_radius) + text + "\n")
+        print(json.dumps(rows) if args.json else text)
+        return 0
+    args.sizes = args.sizes or [256, 1024, 4096, 16384]
     if args.invariance:
         inv = invariance_rows()
         (args.out / "attention.invariance.json").write_text(json.dumps(inv, indent=1))
