@@ -33,10 +33,12 @@ from drope.registry import Registry
 Tensor = torch.Tensor
 
 # ``auto`` runs an interaction attention on its radius graph when the dense mask has at least
-# this many query-key pairs and the graph keeps at most this share of them: measured on one CPU
-# thread in docs/experiments/attention.md (``drope-bench attention --backends``).
+# this many query-key pairs and the graph keeps at most this share of them. Measured on one CPU
+# thread (docs/experiments/attention.md, ``drope-bench attention --backends``): the graph
+# breaks even near a 1 % share at N = 2048 and loses at 1 % for N = 512 (per-edge gathers cost
+# ~10-40× a fused dense pair), so auto asks for a clear margin.
 AUTO_MIN_PAIRS = 512 * 512
-AUTO_MAX_SHARE = 0.02
+AUTO_MAX_SHARE = 0.004
 
 # ``ModelConfig.attention_backend`` → whether one interaction attention (query poses, key poses,
 # radius, key mask) runs on its radius graph instead of a dense [Nq, Nk] mask.
@@ -47,7 +49,12 @@ ATTENTION_BACKENDS.register("graph")(lambda pose_q, pose_k, radius, key_mask: Tr
 
 @ATTENTION_BACKENDS.register("auto")
 def graph_pays(pose_q: Tensor, pose_k: Tensor, radius: float, key_mask: Tensor) -> bool:
-    """A large scene whose radius keeps few pairs: the edges cost less than the dense mask."""
+    """A large scene whose radius keeps few pairs: the edges cost less than the dense mask.
+
+    CPU only: on accelerators the trade-off is unmeasured, so auto keeps the fused dense kernel.
+    """
+    if pose_q.device.type != "cpu":
+        return False
     pairs = pose_q.shape[0] * pose_q.shape[1] * pose_k.shape[1]
     return pairs >= AUTO_MIN_PAIRS and expected_pair_share(pose_q, pose_k, radius, key_mask) <= AUTO_MAX_SHARE
 
