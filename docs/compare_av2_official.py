@@ -11,8 +11,10 @@ Then, from the repository root in the project environment::
 
     python docs/compare_av2_official.py --av2-python /tmp/av2env/bin/python          # compare, rewrite golden
     python docs/compare_av2_official.py --av2-python /tmp/av2env/bin/python --check  # compare only
-    python docs/compare_av2_official.py --av2-python /tmp/av2env/bin/python --read-submission FILE.parquet
-        # read a drope-eval --submission file with av2's reader and drope's, compare
+    python docs/compare_av2_official.py --av2-python /tmp/av2env/bin/python --read-submission FILE.parquet \
+        [--scenarios AV2_ROOT --metrics EVAL_OUT/metrics.json]
+        # read a drope-eval --submission file with av2's reader and drope's, compare; with --scenarios
+        # also score its focal tracks with av2 against the scenarios' logged futures (vs AV2_FOCAL)
 
 What it does:
 1. builds deterministic cases (seed 0, positions rounded to 1/64 m and probabilities to 2^-20, so
@@ -194,6 +196,27 @@ def av2_read(path: str) -> dict:
             for sid, (p, tracks) in sub.predictions.items()}
 
 
+def av2_score_focal(sub_path: str, scenarios: str) -> dict:
+    """Score a submission's focal tracks as the challenge does: av2's reader for the predictions, the
+    focal track's logged future read from each ``scenario_<id>.parquet`` with pandas, av2's metrics."""
+    import pandas as pd
+    from av2.datasets.motion_forecasting.eval import metrics
+    from av2.datasets.motion_forecasting.eval.submission import ChallengeSubmission
+
+    sub = ChallengeSubmission.from_parquet(Path(sub_path))
+    rows = []
+    for pq_path in sorted(Path(scenarios).rglob("scenario_*.parquet")):
+        df = pd.read_parquet(pq_path)
+        sid, focal = str(df["scenario_id"].iloc[0]), str(df["focal_track_id"].iloc[0])
+        tr = df[(df["track_id"] == focal) & (~df["observed"])].sort_values("timestep")
+        gt = tr[["position_x", "position_y"]].to_numpy(np.float64)
+        probs, tracks = sub.predictions[sid]
+        if len(gt) != tracks[focal].shape[1]:
+            raise SystemExit(f"{pq_path}: focal track has {len(gt)} future steps, submission {tracks[focal].shape[1]}")
+        rows.append(_official_track(metrics, np.asarray(tracks[focal]), np.asarray(probs), gt, None))
+    return {k: float(np.mean([r[k] for r in rows])) for k in KEYS} | {"num_tracks": len(rows)}
+
+
 def _worker(argv: list[str]) -> None:
     mode, src, dst = argv
     cases = json.loads(Path(src).read_text())
@@ -201,6 +224,8 @@ def _worker(argv: list[str]) -> None:
         result = [official_case(c) for c in cases]
     elif mode.startswith("--read="):
         result = av2_read(mode.split("=", 1)[1])
+    elif mode.startswith("--score="):
+        result = av2_score_focal(*mode.split("=", 1)[1].split("|"))
     else:
         result = official_from_submission(mode.split("=", 1)[1], cases)
     Path(dst).write_text(json.dumps(result))
@@ -252,6 +277,24 @@ def compare_read(py: str, path: Path) -> int:
     return 0 if same_keys and worst == 0.0 else 1
 
 
+def compare_scored(py: str, sub: Path, scenarios: Path, metrics_json: Path | None) -> int:
+    """av2 scoring a drope-eval submission's focal tracks vs drope-eval's ``AV2_FOCAL`` row (tolerance
+    1e-4). drope-eval scores float32 scene-frame positions, av2 the float64 city frame: on files that
+    drope.data.av2 wrote from scenes the two agree exactly; real AV2 positions round to float32 (~1e-5 m)."""
+    with tempfile.TemporaryDirectory() as d:
+        theirs = _run(py, f"--score={sub.resolve()}|{scenarios.resolve()}", [], Path(d))
+    if metrics_json is None:
+        print("av2 on the submission's focal tracks:", json.dumps(theirs))
+        return 0
+    row = next(iter(json.loads(metrics_json.read_text())["drope"]["AV2_FOCAL"].values()))
+    worst = max(abs(row[k] - theirs[k]) for k in KEYS)
+    print(f"{'metric':<18}{'drope-eval':>12}{'av2 (submission)':>18}")
+    for k in KEYS:
+        print(f"{k:<18}{row[k]:>12.6f}{theirs[k]:>18.6f}")
+    print(f"tracks: {row['count']} / {theirs['num_tracks']}; max |diff| = {worst:.1e}")
+    return 0 if worst < 1e-4 and row["count"] == theirs["num_tracks"] else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--av2-python", required=True, help="python of the throwaway environment with av2 installed")
@@ -262,9 +305,17 @@ def main() -> int:
     ap.add_argument("--read-submission", type=Path, default=None, metavar="FILE.parquet",
                     help="only read FILE (e.g. drope-eval --submission output) with av2's ChallengeSubmission reader "
                          "and with drope's read_av2_submission, and compare what they read")
+    ap.add_argument("--scenarios", type=Path, default=None, metavar="ROOT",
+                    help="with --read-submission: also score the file's focal tracks with av2 against the logged "
+                         "futures of the AV2 scenarios under ROOT and compare with --metrics")
+    ap.add_argument("--metrics", type=Path, default=None, metavar="metrics.json",
+                    help="drope-eval's metrics.json of the run that wrote --read-submission (its drope AV2_FOCAL row)")
     args = ap.parse_args()
     if args.read_submission is not None:
-        return compare_read(args.av2_python, args.read_submission)
+        rc = compare_read(args.av2_python, args.read_submission)
+        if args.scenarios is not None:
+            rc |= compare_scored(args.av2_python, args.read_submission, args.scenarios, args.metrics)
+        return rc
     from drope.metrics.av2_submission import write_av2_submission
 
     cases = make_cases(args.seed)
