@@ -10,9 +10,13 @@ for the project), evaluated per agent and simulated step:
   (``distance_to_road_edge``); scenes without road edges have none.
 * **red-light violation**: the WOSAC rule (``red_light_violation``): the nearest surface-street lane
   carries a STOP/ARROW_STOP signal and the agent passes the stop point between t-1 and t (both valid).
-* **kinematic infeasibility** (vehicles and cyclists): the WOSAC kinematic features (``kinematics``,
-  central differences) exceed the bounds of :class:`MetricsConfig` (speed, acceleration/braking,
-  yaw rate while moving).
+* **kinematic infeasibility** (vehicles and cyclists): WOSAC has no such rule; this is Waymax's
+  ``KinematicsInfeasibilityMetric`` (``waymax/metrics/comfort.py`` with the inverse of its
+  ``InvertibleBicycleModel``, ``waymax/dynamics/bicycle_model.compute_inverse``): for each transition
+  t−1 → t the acceleration (change of the speed |v|) and the steering curvature (heading at t−1 to
+  the direction of v at t, over the distance travelled) exceed 10.4 m/s² or 0.3 1/m (+ 1e-3). The
+  velocities are the trajectories' own (the log's recorded ones; the simulated states'), so the
+  centimetre jitter of logged positions does not enter.
 
 Each event is evaluated on the rollouts and on the log (same agents and steps, where the log is
 valid); summaries report ``X_rate``, ``log_X_rate``, ``excess_X_rate`` (in simulation, not in the
@@ -32,7 +36,7 @@ import torch
 
 from drope.data.scene import Scene
 from drope.data.types import MapType, ObjectType, SignalState
-from drope.geometry import box_corners
+from drope.geometry import box_corners, wrap_angle
 from drope.sim.rollout import Rollouts
 from drope.metrics.wosac import features as WF
 from drope.metrics.wosac.scoring import SceneMap, scene_map
@@ -45,11 +49,9 @@ STOP_STATES = (int(SignalState.LANE_STATE_STOP), int(SignalState.LANE_STATE_ARRO
 class MetricsConfig:
     lane_half_width: float = 2.2  # m, lane corridor half width of the drivable area
     map_margin: float = 10.0  # m: corners farther than this from every map point are off the map, not off-road
-    max_accel: float = 6.0  # m/s², forward
-    max_decel: float = 10.0  # m/s², braking
-    max_yaw_rate: float = 1.5  # rad/s at speeds above min_speed_yaw
-    min_speed_yaw: float = 1.0  # m/s, yaw rate is unconstrained when (nearly) standing
-    max_speed: float = 45.0  # m/s
+    max_accel: float = 10.4  # m/s², |change of speed| (Waymax KinematicsInfeasibilityMetric)
+    max_curvature: float = 0.3  # 1/m, |steering curvature| (Waymax)
+    min_steer_speed: float = 0.6  # m/s: below it at either end the curvature is 0 (Waymax _SPEED_LIMIT)
     min_progress_path: float = 5.0  # m, logged paths shorter than this have no progress ratio
 
 
@@ -191,19 +193,39 @@ def offroad_steps(scene: Scene, ro: Rollouts, cfg: MetricsConfig, wmap: SceneMap
 
 
 # ---- kinematics -----------------------------------------------------------------------------------
+KIM_EPSILON = 1e-3  # Waymax's margin on both bounds
+
+
+def kinematic_actions(xy: Tensor, heading: Tensor, vel: Tensor, valid: Tensor, dt: float,
+                      min_steer_speed: float = 0.6) -> tuple[Tensor, Tensor, Tensor]:
+    """Inverse bicycle model of Waymax (``bicycle_model.compute_inverse``, yaw estimated from the
+    velocity): acceleration and steering curvature of the transition into each step ``[..., T]``
+    (step 0: none), and their validity (both ends valid). ``xy`` is unused by the rule (Waymax reads
+    the velocities and headings only) and kept for the shapes."""
+    speed = vel.double().norm(dim=-1)  # [..., T]
+    h = heading.double()
+    accel = torch.zeros_like(speed)
+    steer = torch.zeros_like(speed)
+    accel[..., 1:] = (speed[..., 1:] - speed[..., :-1]) / dt
+    vel_yaw = torch.atan2(vel[..., 1:, 1].double(), vel[..., 1:, 0].double())
+    new_yaw = torch.where(speed[..., 1:] <= min_steer_speed, h[..., 1:], vel_yaw)
+    dyaw = wrap_angle(new_yaw - h[..., :-1])
+    travel = speed[..., :-1] * dt + 0.5 * accel[..., 1:] * dt**2
+    moving = (speed[..., :-1] >= min_steer_speed) & (speed[..., 1:] >= min_steer_speed)
+    steer[..., 1:] = torch.where(moving, dyaw / torch.where(moving, travel, torch.ones_like(travel)), 0.0)
+    ok = torch.zeros_like(valid)
+    ok[..., 1:] = valid[..., 1:] & valid[..., :-1]
+    return accel, steer, ok
+
+
 def infeasible_steps(ro: Rollouts, cfg: MetricsConfig) -> Tensor:
-    """``[R, A, T]`` bool: a kinematic bound is exceeded (vehicles and cyclists), on the WOSAC kinematic
-    features (:func:`drope.metrics.wosac.features.kinematics`: central differences of positions and
-    headings, valid where the neighbouring steps are): speed > ``max_speed``, acceleration above
-    ``max_accel`` or below ``-max_decel``, or |yaw rate| > ``max_yaw_rate`` above ``min_speed_yaw``."""
-    R, A, T = ro.valid.shape
-    xyz = torch.cat([ro.xy.double(), torch.zeros(R, A, T, 1, dtype=torch.float64)], dim=-1)
-    speed, accel, yaw, _ = WF.kinematics(xyz, ro.heading.double(), ro.dt)
-    speed_ok, accel_ok = WF.kinematic_validity(ro.valid)
-    bad = speed_ok & ((speed > cfg.max_speed) | ((yaw.abs() > cfg.max_yaw_rate) & (speed > cfg.min_speed_yaw)))
-    bad |= accel_ok & ((accel > cfg.max_accel) | (accel < -cfg.max_decel))
+    """``[R, A, T]`` bool: the transition into step t is kinematically infeasible (vehicles and
+    cyclists; a bicycle model does not describe pedestrians): |acceleration| > ``max_accel`` or
+    |steering curvature| > ``max_curvature`` (each + 1e-3), on :func:`kinematic_actions`."""
+    accel, steer, ok = kinematic_actions(ro.xy, ro.heading, ro.vel, ro.valid, ro.dt, cfg.min_steer_speed)
+    bad = ok & ((accel.abs() > cfg.max_accel + KIM_EPSILON) | (steer.abs() > cfg.max_curvature + KIM_EPSILON))
     kinds = torch.tensor([int(ObjectType.TYPE_VEHICLE), int(ObjectType.TYPE_CYCLIST)])
-    return bad & torch.isin(ro.type, kinds)[None, :, None]  # pedestrian headings are too noisy to bound
+    return bad & torch.isin(ro.type, kinds)[None, :, None]
 
 
 # ---- traffic lights ---------------------------------------------------------------------------------
@@ -313,7 +335,7 @@ def log_rollouts(scene: Scene, ro: Rollouts) -> Rollouts:
 
     T = ro.valid.shape[-1]
     return replace(ro, xy=scene.agent_pos[None, :, :T].to(ro.xy.dtype), heading=scene.agent_heading[None, :, :T].to(ro.heading.dtype),
-                   vel=torch.zeros_like(ro.vel[:1]), valid=scene.agent_valid[None, :, :T].clone())
+                   vel=scene.agent_vel[None, :, :T].to(ro.vel.dtype), valid=scene.agent_valid[None, :, :T].clone())
 
 
 def agent_metrics(scene: Scene, ro: Rollouts, cfg: MetricsConfig = MetricsConfig(),

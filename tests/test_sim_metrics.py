@@ -141,21 +141,73 @@ def test_lane_distance_and_lane_departure_match_shapely(womd_scene):
     assert not bool(lane_departure_steps(sc, make_rollouts(sc, far, heading, valid), cfg).any())
 
 
-def test_kinematic_bounds():
+def _arc(T: int, speed: np.ndarray, curvature: float, dt: float = 0.1):
+    """Positions, headings and (recorded) velocities of a bicycle-model path with per-step speeds."""
+    xy, h, vel = np.zeros((T, 2)), np.zeros(T), np.zeros((T, 2))
+    for t in range(T):
+        if t:
+            d = speed[t] * dt
+            mid = h[t - 1] + 0.5 * curvature * d
+            xy[t] = xy[t - 1] + d * np.array([math.cos(mid), math.sin(mid)])
+            h[t] = h[t - 1] + curvature * d
+        vel[t] = speed[t] * np.array([math.cos(h[t]), math.sin(h[t])])
+    return xy, h, vel
+
+
+def test_kinematic_infeasibility_is_waymax_rule():
+    """Waymax KinematicsInfeasibilityMetric: |Δspeed|/dt > 10.4 m/s² or |steering curvature| > 0.3 1/m
+    (+1e-3), curvature 0 when either end is slower than 0.6 m/s; velocities are the trajectory's."""
     class S:  # a scene stub: only dt and current_index are used
         dt, current_index = 0.1, 0
 
     T = 30
-    t = torch.arange(T, dtype=torch.float32)
-    smooth = torch.stack([t * 1.0, torch.zeros(T)], -1)  # 10 m/s straight
-    jump = smooth.clone()
-    jump[15:, 0] += 5.0  # a 5 m teleport
-    xy = torch.stack([smooth, jump])[None]  # [1, 2, T, 2]
-    ro = make_rollouts(S, xy, torch.zeros(1, 2, T), torch.ones(1, 2, T, dtype=torch.bool), start=0)
-    bad = infeasible_steps(ro, MetricsConfig())
-    assert not bool(bad[0, 0].any()) and bool(bad[0, 1].any())
-    ped = Rollouts(**{**vars(ro), "type": torch.full((2,), int(ObjectType.TYPE_PEDESTRIAN))})
-    assert not bool(infeasible_steps(ped, MetricsConfig()).any())  # pedestrians are not bounded
+    cases = {  # name: (speeds [T], curvature, infeasible)
+        "cruise": (np.full(T, 10.0), 0.0, False),
+        "brake 10 m/s²": (np.maximum(10.0 - np.arange(T) * 1.0, 0.0), 0.0, False),
+        "brake 11 m/s²": (np.maximum(15.0 - np.arange(T) * 1.1, 0.0), 0.0, True),
+        "turn 0.29 1/m": (np.full(T, 5.0), 0.29, False),
+        "turn 0.35 1/m": (np.full(T, 5.0), 0.35, True),
+        "turn on the spot, 0.5 m/s": (np.full(T, 0.5), 3.0, False),
+    }
+    paths = [_arc(T, sp, k) for sp, k, _ in cases.values()]
+    xy = torch.tensor(np.stack([p[0] for p in paths]), dtype=torch.float32)[None]
+    heading = torch.tensor(np.stack([p[1] for p in paths]), dtype=torch.float32)[None]
+    vel = torch.tensor(np.stack([p[2] for p in paths]), dtype=torch.float32)[None]
+    A = len(cases)
+    ro = Rollouts(scenario_id="t", xy=xy, heading=heading, vel=vel, valid=torch.ones(1, A, T, dtype=torch.bool),
+                  size=torch.tensor([[4.0, 2.0, 1.5]]).repeat(A, 1), type=torch.full((A,), int(ObjectType.TYPE_VEHICLE)),
+                  controlled=torch.ones(A, dtype=torch.bool), start=0, dt=0.1, seed=0)
+    bad = infeasible_steps(ro, MetricsConfig())[0].any(-1)
+    assert bad.tolist() == [c[2] for c in cases.values()], dict(zip(cases, bad.tolist()))
+    # a teleport under delta dynamics (velocity = displacement / dt) is a speed jump
+    jump = xy.clone()
+    jump[:, 0, 15:, 0] += 5.0
+    jump_vel = vel.clone()
+    jump_vel[:, 0, 15] = (jump[:, 0, 15] - jump[:, 0, 14]) / 0.1
+    assert bool(infeasible_steps(Rollouts(**{**vars(ro), "xy": jump, "vel": jump_vel}), MetricsConfig())[0, 0].any())
+    # an invalid neighbour step disables the transition; pedestrians are never bounded
+    valid = ro.valid.clone()
+    valid[0, 2, 1::2] = False  # brake 11 m/s²: no two consecutive valid steps
+    assert not bool(infeasible_steps(Rollouts(**{**vars(ro), "valid": valid}), MetricsConfig())[0, 2].any())
+    ped = Rollouts(**{**vars(ro), "type": torch.full((A,), int(ObjectType.TYPE_PEDESTRIAN))})
+    assert not bool(infeasible_steps(ped, MetricsConfig()).any())
+
+
+def test_kinematic_infeasibility_on_the_womd_log(womd_scene):
+    """Pinned: under the Waymax rule 12 of the shared WOMD log's 50 sim agents have an infeasible
+    transition: 7 vehicles through one-step jumps of the *recorded* speed (15–56 m/s², e.g. agent 44),
+    3 vehicles (20, 23, 42) and 2 cyclists (79, 80) through steering curvatures of 0.36–1.3 1/m at
+    0.6–4 m/s (pedestrians are not bounded). This is why
+    closed-loop rates are reported next to the log's (``log_X_rate``, ``excess_X_rate``)."""
+    from drope.sim.metrics import log_rollouts
+
+    sc = womd_scene
+    ro = make_rollouts(sc, sc.agent_pos[None], sc.agent_heading[None], sc.agent_valid[None], start=sc.current_index)
+    ro = Rollouts(**{**vars(ro), "type": sc.agent_type.clone(), "size": sc.agent_size[:, sc.current_index].clone()})
+    bad = infeasible_steps(log_rollouts(sc, ro), MetricsConfig())[0, :, sc.current_index + 1 :].any(-1)
+    evaluated = sc.agent_valid[:, sc.current_index]
+    assert int(evaluated.sum()) == 50
+    assert (bad & evaluated).nonzero()[:, 0].tolist() == [15, 20, 23, 32, 33, 38, 42, 43, 44, 48, 79, 80]
 
 
 def test_red_light_crossing(womd_scene):
@@ -197,7 +249,7 @@ def test_log_replay_metrics_equal_the_logs(womd_scene):
     ro = run_rollouts(sc, LogReplay(dyn), LogReplay(dyn), controlled_mask(sc, "all"), dyn, num_rollouts=2)
     assert torch.equal(ro.valid[0], sc.agent_valid) and torch.equal(ro.xy[1][sc.agent_valid], sc.agent_pos[sc.agent_valid])
     log = make_rollouts(sc, sc.agent_pos[None], sc.agent_heading[None], sc.agent_valid[None], controlled=ro.controlled)
-    log = Rollouts(**{**vars(log), "size": ro.size, "type": sc.agent_type})
+    log = Rollouts(**{**vars(log), "size": ro.size, "type": sc.agent_type, "vel": sc.agent_vel[None].clone()})
     m, m_log = agent_metrics(sc, ro), agent_metrics(sc, log)
     for k in EVENT_METRICS:
         assert torch.equal(getattr(m, k)[0], getattr(m_log, k)[0]), k

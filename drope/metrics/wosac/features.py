@@ -25,6 +25,10 @@ SMALL_OVERLAP = 0.5
 MAX_TTC = 5.0
 Z_STRETCH = 3.0
 CYCLIC_TOLERANCE_M2 = 1.0
+# Road-edge segments whose float64 z-stretched distances lie this close to the nearest one are
+# re-ranked in the official float32 world-frame arithmetic (float32 world coordinates of up to
+# ~10 km carry up to ~1e-3 m of rounding, which is what decides near-ties there).
+EDGE_TIE_TOLERANCE = 5e-3
 
 
 def _central_diff(t: Tensor) -> Tensor:
@@ -129,9 +133,14 @@ class EdgeSegments:
     Reproduces the official padding semantics: a polyline's first/last segment sees its cyclic
     neighbour only when the polyline is cyclic (ends < 1 m apart in 3D) *and* as long as the
     longest polyline; otherwise the segment's own side decides.
+
+    ``frame``: the world pose ``(origin_xy [2], origin_heading)`` of the polylines' frame. With it
+    the segments are also kept as the official code holds them (float32 world coordinates), so
+    that near-tied nearest segments are chosen as the official code chooses them
+    (:func:`signed_distance_to_edges`).
     """
 
-    def __init__(self, polylines: list[Tensor]):
+    def __init__(self, polylines: list[Tensor], frame: tuple[Tensor, float] | None = None):
         polylines = [p.to(torch.float64) for p in polylines if p.shape[0] >= 2]
         if not polylines:
             raise ValueError("the scene has no road edges (needed for distance to road edge / off-road)")
@@ -161,9 +170,63 @@ class EdgeSegments:
         self.next_vec = torch.cat(next_vec)  # [M, 2]
         self.has_prev = torch.cat(has_prev)  # [M]
         self.has_next = torch.cat(has_next)  # [M]
+        self.frame = frame
+        if frame is not None:
+            self.start32 = _world32(self.start, frame)  # [M, 3] float32 world
+            self.vec32 = _world32(self.start + self.vec, frame) - self.start32  # end32 − start32, as official
 
     def __len__(self) -> int:
         return int(self.start.shape[0])
+
+
+def _world32(p: Tensor, frame: tuple[Tensor, float]) -> Tensor:
+    """Scene-frame points ``[..., 3]`` (z is world already) as float32 world coordinates."""
+    origin, h = frame
+    c, s = math.cos(h), math.sin(h)
+    x = c * p[..., 0] - s * p[..., 1] + float(origin[0])
+    y = s * p[..., 0] + c * p[..., 1] + float(origin[1])
+    return torch.stack([x, y, p[..., 2]], dim=-1).to(torch.float32)
+
+
+def box_bottom_corners32(xy: Tensor, z: Tensor, heading: Tensor, length: Tensor, width: Tensor, height: Tensor,
+                         frame: tuple[Tensor, float]) -> Tensor:
+    """Bottom corners ``[..., 4, 3]`` float32 in the world frame, computed as the official
+    ``box_utils.get_upright_3d_box_corners`` does from float32 world states (float32 rotation and
+    sums); bit-equal to it for ~99.85 % of random boxes (the rest differ by one ulp). Scene-frame
+    float64 inputs ``xy [..., 2]``, ``z/heading/sizes [...]``."""
+    centre = _world32(torch.cat([xy, z[..., None]], dim=-1), frame)  # [..., 3]
+    yaw = wrap_angle(heading + frame[1]).to(torch.float32)
+    co, si = torch.cos(yaw.double()).float(), torch.sin(yaw.double()).float()
+    l2, w2, h2 = (length.to(torch.float32) * 0.5), (width.to(torch.float32) * 0.5), (height.to(torch.float32) * 0.5)
+    sx = torch.tensor([1.0, -1.0, -1.0, 1.0])
+    sy = torch.tensor([1.0, 1.0, -1.0, -1.0])
+    lx, ly = l2[..., None] * sx, w2[..., None] * sy  # [..., 4]
+    cx = (co[..., None] * lx + (-1.0 * si)[..., None] * ly) + centre[..., 0:1]
+    cy = (si[..., None] * lx + co[..., None] * ly) + centre[..., 1:2]
+    cz = (-h2 + centre[..., 2])[..., None].expand_as(cx)
+    return torch.stack([cx, cy, cz], dim=-1)
+
+
+def _segment_offset_official(p32: Tensor, start32: Tensor, vec32: Tensor) -> Tensor:
+    """Point minus its nearest segment point ``[..., 3]`` in the official float32 operation order
+    (``map_metric_features._compute_signed_distance_to_polylines``)."""
+    sp = p32 - start32
+    num = sp[..., 0] * vec32[..., 0] + sp[..., 1] * vec32[..., 1]
+    den = vec32[..., 0] * vec32[..., 0] + vec32[..., 1] * vec32[..., 1]
+    rel_t = torch.where(den != 0, num / torch.where(den != 0, den, torch.ones_like(den)), torch.zeros_like(den))
+    return sp - vec32 * rel_t.clamp(0.0, 1.0)[..., None]
+
+
+def _segment_d3_official(p32: Tensor, start32: Tensor, vec32: Tensor) -> Tensor:
+    """The official z-stretched 3D distance (float32), which picks the segment."""
+    d = _segment_offset_official(p32, start32, vec32) * torch.tensor([1.0, 1.0, Z_STRETCH], dtype=torch.float32)
+    return torch.sqrt((d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1]) + d[..., 2] * d[..., 2])
+
+
+def _segment_d2_official(p32: Tensor, start32: Tensor, vec32: Tensor) -> Tensor:
+    """The official 2D distance (float32), which is the feature's magnitude."""
+    d = _segment_offset_official(p32, start32, vec32)
+    return torch.sqrt(d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1])
 
 
 def _cross(a: Tensor, b: Tensor) -> Tensor:
@@ -180,12 +243,20 @@ def _segment_terms(p: Tensor, start: Tensor, vec: Tensor) -> tuple[Tensor, Tenso
     return rel_t, d3, d[..., :2].norm(dim=-1)
 
 
-def signed_distance_to_edges(points: Tensor, edges: EdgeSegments, group: int = 2048) -> Tensor:
+def signed_distance_to_edges(points: Tensor, edges: EdgeSegments, group: int = 2048,
+                             points32: Tensor | None = None) -> Tensor:
     """Signed 2D distance ``[Q]`` of ``points [Q, 3]`` to the road-edge boundary (positive off-road).
 
     The segment is chosen by the z-stretched 3D distance. Candidate segments are pruned per group of
     points: a segment can win only if its 2D distance to the group's bounding box is below the worst
     best-distance against a small seed set (exact: the pruning never drops the winner).
+
+    Near-ties (segments within :data:`EDGE_TIE_TOLERANCE` of the nearest) are decided as the
+    official code decides them when ``points32 [Q, 3]`` (the official float32 world points, see
+    :func:`box_bottom_corners32`) and ``edges.frame`` are given: by the float32 world-frame distance,
+    the first segment in map order on equal values. Such ties are common where two road-edge
+    polylines meet (both end segments are equally near to the shared vertex) and on symmetric
+    roads; the two choices can have opposite signs.
     """
     out = torch.empty(points.shape[0], dtype=torch.float64)
     seg_lo = torch.minimum(edges.start, edges.start + edges.vec)  # [M, 3]
@@ -200,12 +271,33 @@ def signed_distance_to_edges(points: Tensor, edges: EdgeSegments, group: int = 2
         seeds = gap.topk(min(16, len(edges)), largest=False).indices
         _, d3s, _ = _segment_terms(p[:, None], edges.start[seeds][None], edges.vec[seeds][None])
         bound = d3s.amin(1).amax()
-        cand = (gap <= bound).nonzero()[:, 0]
+        cand = (gap <= bound + EDGE_TIE_TOLERANCE).nonzero()[:, 0]  # + the near-ties re-ranked below
         rel_t, d3, d2 = _segment_terms(p[:, None], edges.start[cand][None], edges.vec[cand][None])  # [G, C]
         best = d3.argmin(1)  # [G]
+        if points32 is not None and edges.frame is not None:
+            best = _official_tie_break(points32[gi], edges, cand, d3, best)
         k = cand[best]
-        out[gi] = _signed(p, edges, k, rel_t.gather(1, best[:, None])[:, 0], d2.gather(1, best[:, None])[:, 0])
+        dist = d2.gather(1, best[:, None])[:, 0]
+        if points32 is not None and edges.frame is not None:  # the official float32 value of the distance
+            dist = _segment_d2_official(points32[gi], edges.start32[k], edges.vec32[k]).double()
+        out[gi] = _signed(p, edges, k, rel_t.gather(1, best[:, None])[:, 0], dist)
     return out
+
+
+def _official_tie_break(p32: Tensor, edges: EdgeSegments, cand: Tensor, d3: Tensor, best: Tensor) -> Tensor:
+    """Re-rank the candidates within :data:`EDGE_TIE_TOLERANCE` of the nearest in float32 (official)."""
+    near = d3 <= d3.gather(1, best[:, None]) + EDGE_TIE_TOLERANCE  # [G, C]
+    rows = (near.sum(1) > 1).nonzero()[:, 0]
+    if rows.numel() == 0:
+        return best
+    r, c = near[rows].nonzero(as_tuple=True)  # flat order: per row, candidates by ascending index
+    k = cand[c]
+    d32 = _segment_d3_official(p32[rows[r]], edges.start32[k], edges.vec32[k])
+    table = torch.full((rows.shape[0], d3.shape[1]), float("inf"), dtype=torch.float32)
+    table[r, c] = d32
+    best = best.clone()
+    best[rows] = table.argmin(1)  # first minimum = lowest segment index, as tf.argmin
+    return best
 
 
 def _spatial_groups(pts: Tensor, max_size: int, cell: float = 16.0) -> list[Tensor]:
@@ -250,13 +342,19 @@ def distance_to_road_edge(
     """Signed distance ``[N, E, T]`` of the evaluated boxes' worst corner to the road edge.
 
     ``xy [N, E, T, 2]``, ``z/heading [N, E, T]``, sizes/valid ``[E, T]``. Invalid → −1e10.
+    With ``edges.frame`` near-tied segments are chosen as the official code does (float32 world).
     """
     corners = box_corners(xy, heading, length.expand_as(heading), width.expand_as(heading))  # [N, E, T, 4, 2]
     cz = (z - height / 2)[..., None].expand(corners.shape[:-1])  # bottom corners
     pts = torch.cat([corners, cz[..., None]], dim=-1)  # [N, E, T, 4, 3]
     keep = valid[None].expand(heading.shape)  # invalid states are −1e10 anyway: skip them
+    pts32 = None
+    if edges.frame is not None:
+        pts32 = box_bottom_corners32(xy[keep], z[keep], heading[keep], length.expand_as(heading)[keep],
+                                     width.expand_as(heading)[keep], height.expand_as(heading)[keep],
+                                     edges.frame).reshape(-1, 3)
     d = torch.full(heading.shape + (4,), -HUGE, dtype=torch.float64)
-    d[keep] = signed_distance_to_edges(pts[keep].reshape(-1, 3), edges).reshape(-1, 4)
+    d[keep] = signed_distance_to_edges(pts[keep].reshape(-1, 3), edges, points32=pts32).reshape(-1, 4)
     return d.amax(-1)
 
 

@@ -90,7 +90,8 @@ def scene_map(scene: Scene) -> SceneMap:
         state[t, z] = scene.signal_state[t, s]
         stop[t, z] = scene.signal_stop_point[t, s, :2].double()
     has_edges = any(e.shape[0] >= 2 for e in edges)
-    return SceneMap(F.EdgeSegments(edges) if has_edges else None, F.LaneSegments(lanes, lane_ids), signal_lane,
+    frame = (scene.origin_xy.double(), float(scene.origin_heading))
+    return SceneMap(F.EdgeSegments(edges, frame) if has_edges else None, F.LaneSegments(lanes, lane_ids), signal_lane,
                     state, stop, origin_in_scene)
 
 
