@@ -121,3 +121,18 @@ def test_backend_benchmark_measures_both_backends_and_tabulates():
     assert all(r["ms"] > 0 for r in rows)
     text = backend_table(rows)
     assert "| 96 |" in text and "graph ±400 m fwd+bwd" in text and "×" in text
+
+
+def test_nearest_segments_of_a_large_scene_equal_a_full_top_k():
+    """Many agents × segments: the local map takes agents in chunks; the k nearest stay exact."""
+    from drope.model.local_map import nearest_segments
+
+    g = torch.Generator().manual_seed(3)
+    agents = (torch.rand(1, 3000, 2, generator=g) - 0.5) * 4000
+    pts = (torch.rand(1, 1500, 1, 2, generator=g) - 0.5) * 4000 + torch.linspace(0, 20, 8)[None, None, :, None]
+    mask = torch.rand(1, 1500, generator=g) < 0.9
+    idx, valid = nearest_segments(agents, pts, mask, 16)
+    d2 = (pts.mean(2)[:, None] - agents[:, :, None]).square().sum(-1).masked_fill(~mask[:, None], float("inf"))
+    want = torch.topk(d2, 16, dim=-1, largest=False).values
+    got = torch.gather(d2, 2, idx)
+    assert bool(valid.all()) and torch.allclose(got, want, rtol=1e-5)

@@ -20,6 +20,9 @@ Tensor = torch.Tensor
 
 # a masked segment's distance: larger than any real one, finite (TopK and ONNX stay NaN-free)
 _FAR = 1e12
+# agent × segment distances held at once in eager mode: large scenes take agents in chunks, so
+# the [B, A, M] distance matrix never dominates the memory the radius-graph attention saves
+_PAIR_CHUNK = 1 << 22
 
 
 def _pad_segments(x: Tensor, k: int) -> Tensor:
@@ -36,6 +39,11 @@ def nearest_segments(agent_pos: Tensor, map_points: Tensor, map_mask: Tensor, k:
     with fewer than ``k`` valid segments the rest of the slots are invalid. ``M`` may be smaller
     than ``k``.
     """
+    B, A, M = agent_pos.shape[0], agent_pos.shape[1], map_points.shape[1]
+    step = max(1, _PAIR_CHUNK // max(B * (M + k), 1))
+    if A > step and not (torch.compiler.is_exporting() or torch.jit.is_tracing()):
+        parts = [nearest_segments(agent_pos[:, s : s + step], map_points, map_mask, k) for s in range(0, A, step)]
+        return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
     # centroids, not nearest points: connected segments share end points, so nearest-point
     # distances tie exactly and TopK implementations (torch vs ONNX Runtime) break ties differently
     centre = _pad_segments(map_points.mean(2), k)  # [B, M+k, 2]; the padding is always masked
