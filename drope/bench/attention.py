@@ -124,6 +124,53 @@ def _backend_child(backend: str, n: int, spread: float, backward: bool, repeats:
             "ms": round(1000 * statistics.median(times[1:]), 2)}
 
 
+def _model_child(backend: str, agents: int, segments: int, spread: float, repeats: int) -> dict:
+    """One drope_small forward (no grad) on a synthetic scene: ``agents`` and 20 m map segments
+    uniform over ±``spread`` m, with ``attention_backend=backend``."""
+    import resource
+    import statistics
+    import time
+
+    import torch
+    import torch_geometric.utils  # noqa: F401  (before the peak is read: both backends alike)
+
+    from drope.model import ModelConfig, build_model
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(attention_backend=backend)).eval()
+    spec = model.cfg.features
+    g = torch.Generator().manual_seed(1)
+    H, S = spec.history, spec.segment_points
+    now = (torch.rand(1, agents, 2, generator=g) * 2 - 1) * spread
+    heading = (torch.rand(1, agents, generator=g) * 2 - 1) * math.pi
+    vel = torch.stack([heading.cos(), heading.sin()], -1) * 8.0
+    t = (torch.arange(H, dtype=torch.float32) - (H - 1)) * spec.dt
+    start = (torch.rand(1, segments, 2, generator=g) * 2 - 1) * spread
+    direction = torch.rand(1, segments, 1, generator=g) * 2 * math.pi
+    along = torch.linspace(0, spec.segment_len, S)[None, None, :, None]
+    inputs = {"agent_pos": now[:, :, None] + t[None, None, :, None] * vel[:, :, None],
+              "agent_heading": heading[:, :, None].expand(1, agents, H).contiguous(),
+              "agent_vel": vel[:, :, None].expand(1, agents, H, 2).contiguous(),
+              "agent_size": torch.tensor([4.5, 2.0, 1.5]).expand(1, agents, 3).contiguous(),
+              "agent_type": torch.ones(1, agents, dtype=torch.long),
+              "agent_valid": torch.ones(1, agents, H, dtype=torch.bool),
+              "map_points": start[:, :, None] + along * torch.cat([direction.cos(), direction.sin()], -1)[:, :, None],
+              "map_type": torch.ones(1, segments, dtype=torch.long),
+              "map_signal": torch.zeros(1, segments, dtype=torch.long),
+              "map_mask": torch.ones(1, segments, dtype=torch.bool)}
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            model(**inputs)
+            times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"backend": backend, "agents": agents, "segments": segments, "spread_m": spread,
+            "peak_mb": round((peak - before) / 1024, 1), "ms": round(1000 * statistics.median(times[1:]), 2)}
+
+
 def _run_child(args: list[str]) -> dict:
     cmd = [sys.executable, "-m", "drope.bench.attention", *args]
     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -280,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "--child":
         print(json.dumps(_child(argv[1], int(argv[2]), int(argv[3]))))
         return 0
+    if argv and argv[0] == "--model-child":
+        print(json.dumps(_model_child(argv[1], int(argv[2]), int(argv[3]), float(argv[4]), int(argv[5]))))
+        return 0
     if argv and argv[0] == "--backend-child":
         print(json.dumps(_backend_child(argv[1], int(argv[2]), float(argv[3]), bool(int(argv[4])), int(argv[5]))))
         return 0
@@ -298,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="instead: dense mask vs radius graph for the model's agent-agent attention over --sizes "
                         "(default 128 512 2048 8192) and --spreads, forward and forward+backward "
                         "(saved as attention.backends.{json,md})")
+    p.add_argument("--model", nargs=3, type=float, metavar=("AGENTS", "SEGMENTS", "SPREAD"), default=None,
+                   help="with --backends: instead, one whole drope_small forward (no grad) per backend (dense, "
+                        "auto) on AGENTS agents and SEGMENTS map segments over ±SPREAD m (printed, not saved)")
     p.add_argument("--spreads", type=float, nargs="+", default=[150.0, 600.0, 2500.0],
                    help="with --backends: agents uniform over ±spread metres (150: WOMD-like; 2500: km-scale)")
     p.add_argument("--out", type=Path, default=RESULTS,
@@ -306,6 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.backends and args.model:
+        agents, segments, spread = int(args.model[0]), int(args.model[1]), args.model[2]
+        rows = [_run_child(["--model-child", b, str(agents), str(segments), str(spread), str(args.repeats)])
+                for b in ("dense", "auto")]
+        print(json.dumps(rows))
+        return 0
     if args.backends:
         from drope.data.features import FeatureSpec
 
