@@ -243,3 +243,23 @@ def test_idm_on_av2_lanes_sharded_and_a_broken_scenario_is_a_failure(tmp_path, g
     part = json.loads((tmp_path / "sh" / "shards" / "00001-of-00002" / "metrics.json").read_text())
     assert [e["index"] for e in part["scenarios"]] == [1] and part["shard"]["num_scenarios_total"] == 3
     assert part["scenarios"][0] == {**one["scenarios"][1], "sim_seconds": part["scenarios"][0]["sim_seconds"]}
+
+
+def test_corrupt_record_is_a_failure_naming_file_and_record(tmp_path, gen_scenes):
+    from drope.data.tfrecord import index_records
+    from drope.data.womd import write_scenarios
+
+    shard = tmp_path / "s.tfrecord"
+    write_scenarios(shard, gen_scenes[:2])
+    records, _ = index_records(shard)
+    offset, length = records[0]
+    raw = bytearray(shard.read_bytes())
+    raw[offset + length // 2] ^= 0xFF  # payload byte of record 0: its CRC no longer matches
+    shard.write_bytes(bytes(raw))
+    out = tmp_path / "o"
+    assert main([f"data=[{shard}]", "policy=log_replay", "rollouts=1", "animate=0", "workers=1", "save_rollouts=false",
+                 f"out={out}"]) == 0
+    res = json.loads((out / "metrics.json").read_text())
+    (f,) = res["failed"]
+    assert f["index"] == 0 and str(shard) in f["error"] and "record 0" in f["error"]
+    assert [e["scenario_id"] for e in res["scenarios"]] == [gen_scenes[1].scenario_id]
