@@ -8,6 +8,8 @@ TensorFlow and the Waymo wheel, never a project dependency::
     $TFENV/bin/pip install --no-deps waymo-open-dataset-tf-2-12-0==1.6.7
     $TFENV/bin/pip install protobuf==3.20.3 "scikit-learn<1.4" "scipy<1.12" numpy==1.24.3 \\
         tensorflow-probability==0.21.0
+    $TFENV/bin/pip install protobuf==4.23.4   # the pure-Python 3.20 runtime refuses the tf.Tensor
+                                             # that converters.scenario_to_joint_scene puts in a proto
 
 Then, from the repository root in the project environment::
 
