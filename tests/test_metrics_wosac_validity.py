@@ -154,3 +154,42 @@ def test_road_edge_distance_depends_on_the_object_own_step_only():
     assert torch.allclose(road[keep], road_full[keep], atol=1e-9)
     # the follower drives 1 m inside the right edge (its box corners at y = -1)
     assert float(road_full[0]) == pytest.approx(-2.0, abs=1e-4)
+
+
+def test_road_edge_near_tie_is_decided_in_official_float32_world_coordinates():
+    """Two road-edge polylines end at vertices 10 m apart; a point 1e-5 m off their bisector is
+    nearer to B's vertex in exact arithmetic, but in the official float32 world coordinates (x ≈ 4 km,
+    ulp 2.4e-4 m) it rounds onto the bisector: an exact tie, won by the first polyline in map order
+    (A). A says on-road, B off-road, so the sign follows the rule."""
+    eps = 1e-5
+    a = torch.tensor([[-5.0, 10.0, 0.0], [-5.0, 0.0, 0.0]], dtype=torch.float64)  # on-road to its left (x > -5)
+    b = torch.tensor([[5.0, 10.0, 0.0], [5.0, 0.0, 0.0]], dtype=torch.float64)  # off-road to its right (x < 5)
+    p = torch.tensor([[eps, -3.0, 0.0]], dtype=torch.float64)
+    far = math.hypot(5.0 - eps, 3.0)
+    plain = F.signed_distance_to_edges(p, F.EdgeSegments([a, b]))
+    assert float(plain) == pytest.approx(far, abs=1e-9)  # exact arithmetic: B's vertex, off-road
+    frame = (torch.tensor([4000.0, 0.0], dtype=torch.float64), 0.0)
+    p32 = torch.tensor([[4000.0 + eps, -3.0, 0.0]], dtype=torch.float32)
+    assert float(p32[0, 0]) == 4000.0  # the official float32 point lies on the bisector
+    official = F.signed_distance_to_edges(p, F.EdgeSegments([a, b], frame), points32=p32)
+    assert float(official) == pytest.approx(-math.hypot(5.0, 3.0), abs=1e-5)  # A: on-road, float32 distance
+    swapped = F.signed_distance_to_edges(p, F.EdgeSegments([b, a], frame), points32=p32)
+    assert float(swapped) == pytest.approx(math.hypot(5.0, 3.0), abs=1e-5)  # map order decides the tie
+
+
+def test_box_corners32_follow_the_official_operation_order():
+    """``box_bottom_corners32`` = rotation in float32 of the float32 world pose, then translation (the
+    official get_upright_3d_box_corners); checked against float64 corners within float32 rounding."""
+    from drope.geometry import box_corners
+
+    frame = (torch.tensor([-7785.9, -6683.4], dtype=torch.float64), -1.5458)
+    xy = torch.tensor([[12.3, -4.5], [0.0, 0.0]], dtype=torch.float64)
+    h = torch.tensor([0.3, 3.0], dtype=torch.float64)
+    one = torch.ones(2, dtype=torch.float64)
+    c32 = F.box_bottom_corners32(xy, torch.tensor([1.0, 2.0], dtype=torch.float64), h, 4.5 * one, 2.0 * one, 1.6 * one, frame)
+    c64 = box_corners(xy, h, 4.5 * one, 2.0 * one)  # scene frame
+    co, si = math.cos(frame[1]), math.sin(frame[1])
+    wx = co * c64[..., 0] - si * c64[..., 1] + float(frame[0][0])
+    wy = si * c64[..., 0] + co * c64[..., 1] + float(frame[0][1])
+    assert torch.allclose(c32[..., 0].double(), wx, atol=2e-3) and torch.allclose(c32[..., 1].double(), wy, atol=2e-3)
+    assert c32.dtype == torch.float32 and torch.equal(c32[0, :, 2], (-(torch.tensor(1.6) * 0.5) + torch.tensor(1.0)).expand(4))  # float32: −h/2 + z
