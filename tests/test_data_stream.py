@@ -217,3 +217,10 @@ def test_broken_index_and_old_cache_format_are_clear_errors(tmp_path, gen_scenes
     assert meta["format"] == 2 and len(meta["scenes"]) == 2 and json.dumps(meta)
     with zipfile.ZipFile(tmp_path / "x.scenes.npz") as zf:  # one member per scene + meta
         assert sorted(zf.namelist()) == ["0", "1", "meta.npy"]
+    from drope.data.cache import CacheFile, _json_array, _npy_bytes
+
+    other = tmp_path / "other.scenes.npz"  # a Scene with other fields wrote it: refused, never misread
+    with zipfile.ZipFile(other, "w") as zf:
+        zf.writestr("0", _npy_bytes(_json_array({"scenario_id": "a", "fields": ["agent_xy"]})))
+    with pytest.raises(CacheError, match="other.scenes.npz: scene 0 holds fields"), CacheFile(other) as f:
+        f.scene(0)

@@ -1,7 +1,7 @@
 """Compact on-disk training cache: one zip per source shard, one deflated member per scene.
 
-Layout of ``<shard name>.scenes.npz`` (format 2): member ``"{i}"`` holds scene ``i``: its scalars
-(a JSON ``.npy`` of bytes) followed by its tensor fields as ``.npy`` arrays in the order of
+Layout of ``<shard name>.scenes.npz`` (format 2): member ``"{i}"`` holds scene ``i``: its scalars and
+field names (a JSON ``.npy`` of bytes) followed by its tensor fields as ``.npy`` arrays in the order of
 ``meta["fields"]``; the member ``meta.npy`` (JSON) holds the format version, the source's
 name/size/mtime, the field names and each scene's scalars. One member per scene keeps a file's zip
 directory at one entry per scene (format 1 had one member per tensor field, 27 per scene, and an
@@ -124,8 +124,8 @@ def save_scenes(
             for i, scene in enumerate(scenes):
                 scalars = {k: getattr(scene, k) for k in _SCALARS}
                 meta["scenes"].append(scalars)
-                with zf.open(str(i), "w", force_zip64=True) as fh:
-                    np.lib.format.write_array(fh, _json_array(scalars), allow_pickle=False)
+                with zf.open(str(i), "w", force_zip64=True) as fh:  # the field list rides along: a reader checks it
+                    np.lib.format.write_array(fh, _json_array({**scalars, "fields": fields}), allow_pickle=False)
                     for name in fields:
                         np.lib.format.write_array(fh, getattr(scene, name).cpu().numpy(), allow_pickle=False)
             zf.writestr(_META, _npy_bytes(_json_array(meta)))
@@ -198,8 +198,11 @@ class CacheFile:
     def scene(self, i: int) -> Scene:
         with self._zf.open(str(i)) as fh:
             scalars = _read_json(fh)
-            tensors = {f.name: torch.from_numpy(np.lib.format.read_array(fh, allow_pickle=False))
-                       for f in Scene.tensor_fields()}
+            fields = scalars.pop("fields", None)
+            if fields != [f.name for f in Scene.tensor_fields()]:
+                raise CacheError(f"{self.path}: scene {i} holds fields {fields}, not this drope's Scene fields; "
+                                 f"rebuild it with drope-data cache")
+            tensors = {name: torch.from_numpy(np.lib.format.read_array(fh, allow_pickle=False)) for name in fields}
         return Scene(**scalars, **tensors)
 
     def close(self) -> None:
