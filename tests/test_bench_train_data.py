@@ -65,6 +65,9 @@ def test_write_dataset_cache_and_shards_stream_back_and_are_reused(womd_path, tm
     assert write_dataset(tmp_path / "c", 5, "cache", per_file=2, workers=1) == cache
     assert cache[0].stat().st_mtime_ns == mtime  # reused, not rewritten
     assert json.loads((tmp_path / "c" / MANIFEST).read_text())["n"] == 5
+    assert (tmp_path / "c" / "drope-index.json").exists() and (tmp_path / "t" / "drope-index.json").exists()
+    probe = td.probe_subprocess(tmp_path / "c", reads=4)  # what the bench reports per dataset size
+    assert probe["scenes"] == 5 and probe["files"] == 3 and probe["reads"] == 4 and probe["index_s"] >= 0
     write_dataset(tmp_path / "c", 2, "cache", per_file=2, workers=1)  # another request replaces it
     assert len(SceneStreamDataset(str(tmp_path / "c"))) == 2
     with pytest.raises(ValueError, match="format"):
