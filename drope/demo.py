@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t = _stage("evaluate (drope-eval) on held-out generated scenes")
     from drope.eval.evaluate import evaluate
-    from drope.eval.metrics import format_table
+    from drope.eval.displacement import format_table
     from drope.data.sources import generated_scenes
     from drope.model.checkpoint import load_model
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 from drope.data.scene import Scene
-from drope.sim.metrics import AgentMetrics
+from drope.sim.events import AgentMetrics
 from drope.sim.rollout import Rollouts
 
 

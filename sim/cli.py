@@ -220,7 +220,7 @@ def simulate_scene(cfg: SimConfig, scene, index: int, want_arrays: bool = False)
     import torch
 
     torch.set_num_threads(1)
-    from drope.sim.metrics import agent_metrics, scenario_summary
+    from drope.sim.events import agent_metrics, scenario_summary
     from drope.sim.policies import controlled_mask
     from drope.sim.rollout import run_rollouts
 
@@ -388,7 +388,7 @@ def simulate_part(cfg: SimConfig) -> tuple[dict, dict[int, bytes]]:
 def finish(cfg: SimConfig, parts: list[dict], rollouts) -> dict:
     """Aggregate ``parts`` (one or all N), write the submissions from ``rollouts()`` (an iterator of
     ``ScenarioRollouts`` in scenario order) and ``out/metrics.json``; returns the metrics.json content."""
-    from drope.sim.metrics import aggregate
+    from drope.sim.events import aggregate
 
     total = sum(p["shard"]["num_scenarios_total"] for p in parts[:1])
     if total == 0:

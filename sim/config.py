@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from drope.metrics.submission import SubmissionMetadata
 from drope.sim.dynamics import BicycleConfig, DeltaConfig
-from drope.sim.metrics import MetricsConfig
+from drope.sim.events import MetricsConfig
 from drope.sim.policies.idm import IDMPolicyConfig
 from drope.sim.policies.learned import LearnedConfig
 
@@ -57,7 +57,7 @@ class SimConfig:
     bicycle: BicycleConfig = field(default_factory=BicycleConfig)  # dynamics=bicycle
     delta: DeltaConfig = field(default_factory=DeltaConfig)  # dynamics=delta
     idm: IDMPolicyConfig = field(default_factory=IDMPolicyConfig)  # policy or background idm / idm_reference
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)  # closed-loop metrics (drope.sim.metrics)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)  # closed-loop metrics (drope.sim.events)
 
     @property
     def learned(self) -> LearnedConfig:

@@ -1,11 +1,13 @@
 """Hand-built scenes for tests (a helper module, not a test module: tests import it, not each other)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
 from drope.data import Scene, scene_from_world
+from drope.data.batch import pad_history
 from drope.data.types import MapType, ObjectType
 
 
@@ -24,3 +26,12 @@ def make_scene(A=3, T=11, origin=(-7785.0, -6683.0), seed=0) -> Scene:
         stop_sign_lanes=[[2, 1]], signal_lane_id=np.ones((T, 1)), signal_state=np.full((T, 1), 4),
         signal_stop_point=np.tile([*origin, 0.0], (T, 1, 1)), signal_valid=np.ones((T, 1), bool),
     )
+
+
+def av2_shaped(scene: Scene) -> Scene:
+    """A generated scene (91 steps, current 10) in AV2's layout: 39 unobserved steps in front and cut
+    to 110 steps, so the current step is 49 and 60 steps follow it."""
+    padded = pad_history(scene, 50)
+    cut = {f.name: getattr(padded, f.name).narrow(f.metadata["shape"].index("T"), 0, 110)
+           for f in Scene.tensor_fields() if "T" in f.metadata["shape"]}
+    return dataclasses.replace(padded, **cut, source="av2").validate()

@@ -121,7 +121,7 @@ def test_list_dataset_and_as_dataset(gen_scenes, tmp_path):
     ds = stream.SceneStreamDataset(str(tmp_path))
     assert not ds.in_memory and stream.as_dataset(ds) is ds
     assert [s.scenario_id for s in ds] == [s.scenario_id for s in gen_scenes]
-    assert ds._index().tolist() == [0, 6] and ds._records == [None]  # per file, nothing per scene
+    assert ds.file_starts().tolist() == [0, 6] and ds.record_offsets(0) is None  # per file, nothing per scene
 
 
 def test_av2_split_root_streams(tmp_path, gen_scenes):
@@ -185,7 +185,7 @@ def test_directory_index_replaces_the_scan_and_notices_changes(shards, gen_scene
     monkeypatch.setattr(shard_index, "scan_file", no_scan)
     ds = stream.SceneStreamDataset(str(shards))
     assert _ids(ds) == scanned == [s.scenario_id for s in gen_scenes]  # gzip offsets from the index, too
-    assert isinstance(ds._records[0], __import__("numpy").memmap)
+    assert isinstance(ds.record_offsets(0), __import__("numpy").memmap)
     # a shard rewritten after indexing (fewer records): its entry is stale, the file is scanned again
     monkeypatch.setattr(shard_index, "scan_file", real_scan)
     write_scenarios(shards / "a.tfrecord", gen_scenes[:2])

@@ -14,7 +14,7 @@ from drope.data.av2 import av2_track_id, read_av2_scenario, write_av2_scenario
 from drope.eval.cli import main as eval_main
 from drope.metrics.av2 import AV2_METRIC_KEYS
 from drope.metrics.av2_submission import SUBMISSION_COLUMNS, read_av2_submission
-from tests.test_features import av2_shaped
+from tests.builders import av2_shaped
 
 GROUPS = ("AV2_FOCAL", "AV2_SCORED")
 FLAGS = ["--plots", "0", "--num-workers", "0", "--no-progress"]

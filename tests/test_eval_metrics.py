@@ -6,7 +6,7 @@ import torch
 
 from drope.data.batch import collate_scenes
 from drope.eval.baselines import constant_turn_rate, constant_velocity
-from drope.eval.metrics import OFFICIAL_KEYS, displacement_metrics, summarize
+from drope.eval.displacement import OFFICIAL_KEYS, displacement_metrics, summarize
 
 
 def test_metrics_against_hand_computed_values():

@@ -13,7 +13,7 @@ import torch
 from drope.data import stream
 from drope.data.cache import save_scenes
 from drope.eval.evaluate import ReadStats, evaluate, predict_scenes
-from drope.eval.metrics import add_official_metrics, summarize
+from drope.eval.displacement import add_official_metrics, summarize
 from drope.metrics.motion import aggregate_motion_metrics, scene_motion_records
 from tests.builders import make_scene
 

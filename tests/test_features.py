@@ -15,15 +15,7 @@ from drope.data.features import DATASET_FEATURES, FeatureSpec, features_for_data
 from drope.data.scene import Scene
 from drope.model import DRoPETransformer, ModelConfig, build_model
 from drope.model.checkpoint import load_model, save_checkpoint
-
-
-def av2_shaped(scene: Scene) -> Scene:
-    """A generated scene (91 steps, current 10) in AV2's layout: 39 unobserved steps in front and cut
-    to 110 steps, so the current step is 49 and 60 steps follow it."""
-    padded = pad_history(scene, 50)
-    cut = {f.name: getattr(padded, f.name).narrow(f.metadata["shape"].index("T"), 0, 110)
-           for f in Scene.tensor_fields() if "T" in f.metadata["shape"]}
-    return dataclasses.replace(padded, **cut, source="av2").validate()
+from tests.builders import av2_shaped
 
 
 def tiny(spec: FeatureSpec) -> DRoPETransformer:

@@ -114,9 +114,9 @@ def test_export_of_a_graph_model_is_dense_and_verifies(tmp_path, gen_scenes):
 
 
 def test_backend_benchmark_measures_both_backends_and_tabulates():
-    from drope.bench.attention import _backend_child, backend_table
+    from drope.bench.attention import measure_backend, backend_table
 
-    rows = [_backend_child(b, 96, 400.0, bw, 1) for b in ("dense", "graph") for bw in (False, True)]
+    rows = [measure_backend(b, 96, 400.0, bw, 1) for b in ("dense", "graph") for bw in (False, True)]
     assert {r["edges"] for r in rows} == {rows[0]["edges"]} and 96 <= rows[0]["edges"] < 96 * 96
     assert all(r["ms"] > 0 for r in rows)
     text = backend_table(rows)

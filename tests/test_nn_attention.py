@@ -248,7 +248,7 @@ def test_half_precision_module_keeps_frequency_tables_fp32(name):
 
 def test_export_attention_path_matches_fused_kernel(monkeypatch):
     """The scores-written-out path used under export equals SDPA, junk in masked keys included."""
-    from drope.nn.attention import _attend
+    from drope.nn.attention import attend
 
     g = torch.Generator().manual_seed(0)
     q, k, v = torch.randn(3, 2, 4, 9, 16, generator=g).unbind(0)
@@ -257,9 +257,9 @@ def test_export_attention_path_matches_fused_kernel(monkeypatch):
     mask = torch.rand(2, 1, 9, 9, generator=g) < 0.6
     mask[..., :, 0] = True
     mask[..., 6:] = False
-    ref = _attend(q, k, v, mask, 0.0)
+    ref = attend(q, k, v, mask, 0.0)
     monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
-    got = _attend(q, k, v, mask, 0.0)
+    got = attend(q, k, v, mask, 0.0)
     assert (got - ref).abs().max() < 1e-5
 
 

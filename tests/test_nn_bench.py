@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 
-from drope.bench.attention import _child, estimate_gb, merge_saved, table
+from drope.bench.attention import measure_encoding, estimate_gb, merge_saved, table
 
 
 def test_child_reports_memory_and_time():
-    r = _child("drope_rope", 64, 1)
+    r = measure_encoding("drope_rope", 64, 1)
     assert set(r) == {"encoding", "n", "peak_mb", "ms"} and r["ms"] > 0 and r["peak_mb"] >= 0
 
 

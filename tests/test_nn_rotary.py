@@ -49,7 +49,7 @@ def test_rotary_relative_identity(seed, scale):
 def logits(att: PoseAttention, x: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
     """[B, H, N, N] pre-softmax scores of a rotary attention (slow path, for checks)."""
     pose = torch.nn.functional.pad(pose, (0, 4 - pose.shape[-1]))
-    q, k = att._heads(att.q(x)), att._heads(att.k(x))
+    q, k = att.split_heads(att.q(x)), att.split_heads(att.k(x))
     q, k = att.encoding.rotate(q, pose), att.encoding.rotate(k, pose)
     return q.double() @ k.double().transpose(-1, -2)
 
@@ -58,8 +58,8 @@ def slow_logit(att, x, pose, i, j, h):
     """One score by loops over pairs with complex numbers: Re Σ conj(q_p) k_p e^{j(a_j - a_i)}."""
     W = att.encoding.coefficients().double()
     pose4 = torch.nn.functional.pad(pose, (0, 4 - pose.shape[-1])).double()
-    q = att._heads(att.q(x))[0, h, i].double()
-    k = att._heads(att.k(x))[0, h, j].double()
+    q = att.split_heads(att.q(x))[0, h, i].double()
+    k = att.split_heads(att.k(x))[0, h, j].double()
     total = 0.0
     for p in range(q.shape[0] // 2):
         ai, aj = float(W[h, p] @ pose4[0, i]), float(W[h, p] @ pose4[0, j])
@@ -148,7 +148,7 @@ def test_translation_invariance_fp32_poses_within_rounding(seed, sx, sy):
     assert step <= 2**-23 * float(a_pose[..., :2].abs().max())
     with torch.no_grad():
         a, b = logits(att, x, a_pose), logits(att, x, b_pose)
-        q, k = att._heads(att.q(x)).double(), att._heads(att.k(x)).double()
+        q, k = att.split_heads(att.q(x)).double(), att.split_heads(att.k(x)).double()
     omega_max = float(att.encoding.coefficients()[..., :2].norm(dim=-1).max())
     bound = 2 * omega_max * step * q.norm(dim=-1).max() * k.norm(dim=-1).max() + 1e-5 * (1 + a.abs().max())
     assert (a - b).abs().max() <= bound
@@ -244,7 +244,7 @@ def test_half_precision_error_after_recentring(dtype, bound):
     att = attn()
     x, pose = scene(5)
     with torch.no_grad():
-        q, k = att._heads(att.q(x)), att._heads(att.k(x))
+        q, k = att.split_heads(att.q(x)), att.split_heads(att.k(x))
         p4 = torch.nn.functional.pad(pose, (0, 1))
         qr, kr = att.encoding.rotate(q, p4), att.encoding.rotate(k, p4)
         ref = qr.double() @ kr.double().transpose(-1, -2)
@@ -310,7 +310,7 @@ def test_rotary_math_stays_fp32_under_autocast():
     att = attn()
     x, pose = scene(4, span=300.0)
     p4 = torch.nn.functional.pad(pose, (0, 1))
-    q = att._heads(torch.randn(1, 12, 64))
+    q = att.split_heads(torch.randn(1, 12, 64))
     with torch.no_grad():
         ref_ang = pose_angles(p4, att.encoding.coefficients())
         ref_rot = att.encoding.rotate(q, p4)

@@ -65,7 +65,7 @@ def test_rollout_rng_streams():
 
 
 def test_learned_rollout_timings_reports_both_and_their_agreement(gen_scenes, onnx_model):
-    from drope.sim.bench_learned import learned_rollout_timings
+    from drope.bench.sim_learned import learned_rollout_timings
 
     res = learned_rollout_timings(gen_scenes[1], onnx_model, rollouts=3)
     assert res["learned_3_rollouts_s"] > 0 and res["learned_3_rollouts_s_sequential"] > 0
@@ -107,7 +107,7 @@ def test_collate_worlds_equals_collating_the_snapshots(womd_path):
     shift = torch.randn(3, 1, 2, generator=g) * 30  # each world somewhere else, turned another way
     state = dataclasses.replace(state, pos=state.pos + shift, heading=state.heading + torch.tensor([[0.0], [2.5], [-3.0]]))
     policy.reset(scene, state, g)
-    policy._observe(state)
+    policy.observe(state)
     frames = policy.frames(state)
     assert frames[:, 2].abs().max() > 2  # real rotations
     kw = dict(history=11, future=80, segment_points=8, segment_len=20.0)
@@ -150,13 +150,13 @@ def test_fast_and_snapshot_paths_drive_the_same_rollouts(gen_scenes, onnx_model)
 
 def test_learned_keys_name_the_model_and_refuse_a_missing_file(gen_scenes, onnx_model, tmp_path):
     """What ``drope-bench sim`` adds: both timings, labelled with the model they were measured with."""
-    from drope.sim.bench_learned import learned_keys
+    from drope.bench.sim_learned import learned_keys
 
     res = learned_keys(gen_scenes[1], onnx_model, rollouts=2)
     assert res["learned_2_rollouts_s"] > 0 and res["learned_2_rollouts_s_sequential"] > 0
     assert res["learned_model"] == str(onnx_model)
     with pytest.raises(FileNotFoundError, match="--model: no such ONNX file: .*missing.onnx"):
         learned_keys(gen_scenes[1], tmp_path / "missing.onnx", rollouts=2)
-    from drope.sim.bench import main
+    from drope.bench.sim import main
 
     assert main(["--model", str(tmp_path / "missing.onnx")]) == 2

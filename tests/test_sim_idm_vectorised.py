@@ -68,7 +68,7 @@ def test_womd_scene_equals_the_reference_step_by_step(womd_scene):
 def test_benchmark_scene_equals_the_reference_step_by_step(womd_scene):
     """The 128-agent scene of ``drope-bench sim`` (copies of the WOMD agents shifted off the map:
     the projection's re-query path at every step), two rollouts."""
-    from drope.sim.bench import tile_agents
+    from drope.bench.sim import tile_agents
 
     worst, ref, vec = lockstep(tile_agents(womd_scene, 128), rollouts=2, steps=6)
     assert worst == 0.0
@@ -126,7 +126,7 @@ def test_array_lane_poses_equal_the_graph_queries(womd_scene):
     s_route = rng.random(50) * 80.0
     xy, h = T.along_route(route, n, s_route)
     for k in range(50):
-        w_xy, w_h = ref._along_route(route[k, : n[k]].tolist(), float(s_route[k]))
+        w_xy, w_h = ref.along_route(route[k, : n[k]].tolist(), float(s_route[k]))
         assert np.array_equal(xy[k], w_xy) and h[k] == w_h
 
 
@@ -134,7 +134,7 @@ def test_scale_bench_runs_end_to_end(tmp_path):
     """drope-bench sim --scale: simulate, official shards, read back, score; projection labelled."""
     import re
 
-    from drope.sim.bench import scale_bench
+    from drope.bench.sim import scale_bench
 
     res = scale_bench(1, rollouts=2, workdir=tmp_path)
     assert res["scale_scored"] == 1 and res["scale_shards"] == 1

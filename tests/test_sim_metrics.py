@@ -14,7 +14,7 @@ from shapely.ops import unary_union
 from drope.data.types import MapType, ObjectType, SignalState
 from drope.geometry import box_corners
 from drope.metrics.boxes import boxes_overlap
-from drope.sim.metrics import (EVENT_METRICS, LaneDistance, MetricsConfig, agent_metrics, aggregate,
+from drope.sim.events import (EVENT_METRICS, LaneDistance, MetricsConfig, agent_metrics, aggregate,
                          collision_steps, displacement, infeasible_steps, lane_departure_steps, red_light_steps,
                          scenario_summary)
 from drope.sim.rollout import Rollouts
@@ -199,7 +199,7 @@ def test_kinematic_infeasibility_on_the_womd_log(womd_scene):
     3 vehicles (20, 23, 42) and 2 cyclists (79, 80) through steering curvatures of 0.36–1.3 1/m at
     0.6–4 m/s (pedestrians are not bounded). This is why
     closed-loop rates are reported next to the log's (``log_X_rate``, ``excess_X_rate``)."""
-    from drope.sim.metrics import log_rollouts
+    from drope.sim.events import log_rollouts
 
     sc = womd_scene
     ro = make_rollouts(sc, sc.agent_pos[None], sc.agent_heading[None], sc.agent_valid[None], start=sc.current_index)
@@ -351,7 +351,7 @@ def test_metrics_json_has_log_and_excess_rates(tmp_path, womd_path):
 def test_events_match_wosac_features_on_the_log(womd_scene):
     """offroad/collision/red-light steps of the log equal drope.metrics.wosac's log features (evaluated objects)."""
     from drope.metrics.wosac import WosacConfig, compute_features, prepare_scene
-    from drope.sim.metrics import event_steps, log_rollouts
+    from drope.sim.events import event_steps, log_rollouts
 
     sc = womd_scene
     c = WosacConfig()

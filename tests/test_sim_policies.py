@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from drope.sim.dynamics import build_dynamics
-from drope.sim.metrics import agent_metrics, scenario_summary
+from drope.sim.events import agent_metrics, scenario_summary
 from drope.sim.policies import POLICIES, ConstantVelocity, IDMPolicy, LearnedPolicy, LogReplay, controlled_mask
 from drope.sim.policies.learned import LearnedConfig, plan_headings, smooth_plan
 from drope.sim.policies.predictors import LogFuturePredictor, TorchScenePredictor

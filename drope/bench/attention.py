@@ -40,7 +40,7 @@ def estimate_gb(encoding: str, n: int) -> float:
     return 40 * n * DIM * 4 / 1e9 + 0.2
 
 
-def _child(encoding: str, n: int, repeats: int) -> dict:
+def measure_encoding(encoding: str, n: int, repeats: int) -> dict:
     import math
     import resource
     import statistics
@@ -78,7 +78,7 @@ BACKEND_NOTE = (
 )
 
 
-def _backend_child(backend: str, n: int, spread: float, backward: bool, repeats: int) -> dict:
+def measure_backend(backend: str, n: int, spread: float, backward: bool, repeats: int) -> dict:
     import resource
     import statistics
     import time
@@ -325,13 +325,13 @@ def invariance_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "--child":
-        print(json.dumps(_child(argv[1], int(argv[2]), int(argv[3]))))
+        print(json.dumps(measure_encoding(argv[1], int(argv[2]), int(argv[3]))))
         return 0
     if argv and argv[0] == "--model-child":
         print(json.dumps(_model_child(argv[1], int(argv[2]), int(argv[3]), float(argv[4]), int(argv[5]))))
         return 0
     if argv and argv[0] == "--backend-child":
-        print(json.dumps(_backend_child(argv[1], int(argv[2]), float(argv[3]), bool(int(argv[4])), int(argv[5]))))
+        print(json.dumps(measure_backend(argv[1], int(argv[2]), float(argv[3]), bool(int(argv[4])), int(argv[5]))))
         return 0
     p = argparse.ArgumentParser(prog="drope-bench attention", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -15,7 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train-data": ("drope.bench.train_data", "streaming loader scenes/s, drope-train RSS/first step vs dataset size"),
     "generate": ("drope.bench.generate", "scenario generator throughput (scenes/s)"),
     "inference": ("drope.bench.inference", "torch eager vs ONNX Runtime fp32/fp16/int8 latency"),
-    "sim": ("drope.sim.bench", "simulator engine and closed-loop throughput"),
+    "sim": ("drope.bench.sim", "simulator engine and closed-loop throughput"),
     "score": ("drope.bench.score", "seconds per WOSAC / motion scenario"),
 }
 

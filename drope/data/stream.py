@@ -138,7 +138,8 @@ class SceneStreamDataset(Dataset):
         self._pid = os.getpid()
         self._last: tuple[int, object] | None = None  # repeated reads of one item decode once
 
-    def _index(self) -> np.ndarray:
+    def file_starts(self) -> np.ndarray:
+        """int64 ``[files + 1]``: the first scene index of each file (built lazily from the index)."""
         if self._starts is None:
             counts, self._records, self.index_corrupt = shard_index.count_files(self.files)
             if not counts.sum():
@@ -147,11 +148,17 @@ class SceneStreamDataset(Dataset):
         return self._starts
 
     def __len__(self) -> int:
-        return int(self._index()[-1])
+        return int(self.file_starts()[-1])
+
+    def record_offsets(self, fi: int) -> np.ndarray | None:
+        """``[records, 2]`` (byte offset, length) of file ``fi``'s TFRecords (memory-mapped from
+        ``drope-index.json``'s table when one is current), or None for caches and AV2 scenarios."""
+        self.file_starts()
+        return self._records[fi]
 
     def locate(self, i: int) -> tuple[int, int, int, int]:
         """``(file, record in file, byte offset, length)`` of scene ``i`` (offset/length -1 unless TFRecord)."""
-        starts = self._index()
+        starts = self.file_starts()
         fi = int(np.searchsorted(starts, i, side="right")) - 1
         rec = i - int(starts[fi])
         recs = self._records[fi]

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from drope.data.stream import as_dataset
     from drope.eval.evaluate import ReadStats, Scorer, iter_predictions
     from drope.eval.metric_sets import WOMD
-    from drope.eval.metrics import format_table
+    from drope.eval.displacement import format_table
     from drope.eval.submission import SubmissionSink
     from drope.metrics.submission import SubmissionMetadata
     from drope.model.checkpoint import load_model

@@ -24,7 +24,7 @@ from drope.data.scene import Scene
 from drope.data.stream import CollateSkipNone, SceneCollate, as_dataset, make_loader
 from drope.eval.baselines import constant_turn_rate, constant_velocity
 from drope.eval.metric_sets import MetricSet, metric_set_for
-from drope.eval.metrics import DenseMetricSums
+from drope.eval.displacement import DenseMetricSums
 
 Tensor = torch.Tensor
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def predict_scenes(model, scenes, batch_size: int = 8, max_agents: int | None = 
 class Scorer:
     """Accumulates :class:`ScenePredictions` into ``{method: {type | "ALL": {horizon: row}}}``.
 
-    Dense rows: sums and counts (:class:`~drope.eval.metrics.DenseMetricSums`), fed ``merge_every``
+    Dense rows: sums and counts (:class:`~drope.eval.displacement.DenseMetricSums`), fed ``merge_every``
     scenes at a time (per-call overhead, not memory, is what a scene-by-scene feed costs). Official rows: the
     metric set of the scenes' source (:func:`~drope.eval.metric_sets.metric_set_for`); its per-scene
     records are merged every ``merge_every`` scenes so their overhead stays small. The official keys

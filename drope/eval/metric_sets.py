@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from drope.data.scene import Scene
-from drope.eval.metrics import OFFICIAL_KEYS, add_official_metrics, format_official_table, horizon_name
+from drope.eval.displacement import OFFICIAL_KEYS, add_official_metrics, format_official_table, horizon_name
 from drope.metrics.av2 import AV2_METRIC_KEYS, av2_track_metrics, summarize_av2
 from drope.metrics.motion import MotionMetricsConfig, MotionRecords, aggregate_motion_metrics, scene_motion_records
 from drope.registry import Registry
@@ -153,7 +153,7 @@ def place_av2(summary: dict, pooled: dict | None, future: int) -> dict:
 
 
 def format_av2_table(results: dict) -> str:
-    from drope.eval.metrics import _table
+    from drope.eval.displacement import _table
 
     short = {"min_ade_k1": "minADE@1", "min_fde_k1": "minFDE@1", "miss_rate_k1": "MR@1", "min_ade_k6": "minADE@6",
              "min_fde_k6": "minFDE@6", "miss_rate_k6": "MR@6", "brier_min_fde_k6": "brier-minFDE@6"}

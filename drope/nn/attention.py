@@ -73,7 +73,7 @@ def _export_bias(pose_q: Tensor, pose_k: Tensor, key_mask: Tensor | None, attn_m
     return bias[:, None], bias.amax(-1) == 0
 
 
-def _attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout: float) -> Tensor:
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout: float) -> Tensor:
     """Softmax attention ``[B, H, Nq, Dh]``; ``mask`` broadcastable to ``[B, H, Nq, Nk]``.
 
     Eager: the fused kernel with the boolean mask (every row must keep ≥ 1 key). Under export
@@ -111,7 +111,7 @@ class PoseAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.dropout = dropout
 
-    def _heads(self, x: Tensor) -> Tensor:  # [B, N, D] -> [B, H, N, Dh]
+    def split_heads(self, x: Tensor) -> Tensor:  # [B, N, D] -> [B, H, N, Dh]
         B, N, _ = x.shape
         return x.view(B, N, self.num_heads, self.head_dim).transpose(1, 2)
 
@@ -133,7 +133,7 @@ class PoseAttention(nn.Module):
         Nk = x_k.shape[1]
         enc = self.encoding
         xq, xk = enc.tokens(x_q, pose_q), enc.tokens(x_k, pose_k)
-        q, k, v = self._heads(self.q(xq)), self._heads(self.k(xk)), self._heads(self.v(xk))
+        q, k, v = self.split_heads(self.q(xq)), self.split_heads(self.k(xk)), self.split_heads(self.v(xk))
         if attn_mask is None and radius is None:
             # key padding only: a [B, 1, 1, Nk] mask keeps memory O(N) (no [Nq, Nk] tensor at all)
             km = torch.ones(B, Nk, dtype=torch.bool, device=x_q.device) if key_mask is None else key_mask
@@ -161,7 +161,7 @@ class PoseAttention(nn.Module):
                 q, k = enc.rotate_pair(q, k, pose_q)
             elif enc.rotary:
                 q, k = enc.rotate(q, pose_q), enc.rotate(k, pose_k)
-            o = _attend(q, k, v, safe, p)
+            o = attend(q, k, v, safe, p)
         o = o.transpose(1, 2).reshape(B, Nq, self.dim)
         # zero after the projection too: a row without keys must not even carry the output bias
         return self.out(o) * has_key[..., None].to(o.dtype)
@@ -190,7 +190,7 @@ class PoseAttention(nn.Module):
         Nk = x_k.shape[1]
         enc = self.encoding
         xq, xk = enc.tokens(x_q, pose_q), enc.tokens(x_k, pose_k)
-        q, k, v = self._heads(self.q(xq)), self._heads(self.k(xk)), self._heads(self.v(xk))  # [B, H, N, Dh]
+        q, k, v = self.split_heads(self.q(xq)), self.split_heads(self.k(xk)), self.split_heads(self.v(xk))  # [B, H, N, Dh]
         if enc.rotary:
             q, k = enc.rotate(q, pose_q), enc.rotate(k, pose_k)
         H, Dh = self.num_heads, self.head_dim

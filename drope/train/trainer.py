@@ -380,7 +380,7 @@ class Trainer:
     @torch.no_grad()
     def validate(self, scenes: Sequence[Scene] | None = None) -> dict:
         """minADE@6 on the validation set (or ``scenes``), in fp32 whatever ``precision`` trains with."""
-        from drope.eval.metrics import displacement_metrics
+        from drope.eval.displacement import displacement_metrics
 
         self.model.eval()
         if scenes is not None:

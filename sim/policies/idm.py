@@ -24,7 +24,7 @@ import torch
 
 from drope.data.scene import Scene
 from drope.data.types import ObjectType
-from drope.sim.metrics import STOP_STATES
+from drope.sim.events import STOP_STATES
 from drope.sim.policies.base import POLICIES
 from drope.sim.state import Actions, SimState
 from drope.sim.traffic import FAR, PARAMS_BY_TYPE, IDMParams, LaneGraph, idm_acceleration
@@ -151,7 +151,7 @@ class IDMReference:
                 if lane_all[a] < 0:  # off the lane graph: straight along the heading
                     target_pos[b, a] = pos[a] + v_new * dt * torch.stack([torch.cos(h[a]), torch.sin(h[a])])
                     continue
-                xy, hh = self._along_route(route, float(s[a]) + v_new * dt)
+                xy, hh = self.along_route(route, float(s[a]) + v_new * dt)
                 normal = np.array([-np.sin(hh), np.cos(hh)])
                 target_pos[b, a] = torch.tensor(xy + normal * lat[a] * self.cfg.lateral_decay, dtype=torch.float32)
                 target_h[b, a] = float(hh)
@@ -169,8 +169,8 @@ class IDMReference:
         reach = max(c.curve_window, speed * c.curve_preview + speed * speed / (2 * b_comf))
         best = np.inf
         for d in np.linspace(0.0, reach, c.curve_samples):
-            _, h0 = self._along_route(route, s + d)
-            _, h1 = self._along_route(route, s + d + c.curve_window)
+            _, h0 = self.along_route(route, s + d)
+            _, h1 = self.along_route(route, s + d + c.curve_window)
             kappa = abs(wrap_angle(h1 - h0)) / c.curve_window
             v_curve2 = c.max_lateral_accel / max(kappa, 1e-4)
             best = min(best, v_curve2 + 2 * b_comf * d)
@@ -187,7 +187,7 @@ class IDMReference:
         self.routes[b][a] = new
         return new
 
-    def _along_route(self, route: list[int], s: float) -> tuple[np.ndarray, float]:
+    def along_route(self, route: list[int], s: float) -> tuple[np.ndarray, float]:
         """Pose at arc length ``s`` along the route; past the route's end (the map's edge) the last
         lane is extended straight, so agents drive on instead of braking at the end of the data."""
         for k, lane in enumerate(route):

@@ -31,7 +31,7 @@ import torch
 
 from drope.data.scene import Scene
 from drope.data.types import ObjectType
-from drope.sim.metrics import STOP_STATES
+from drope.sim.events import STOP_STATES
 from drope.sim.policies.base import POLICIES
 from drope.sim.policies.idm import _DRIVERS, IDMPolicyConfig
 from drope.sim.state import Actions, SimState
@@ -182,7 +182,7 @@ class SceneTables:
 
     def along_route(self, route: np.ndarray, n: np.ndarray, s: np.ndarray, heading_only: bool = False):
         """Pose at arc length ``s [M]`` along routes ``route [M, K]`` (``n [M]`` lanes each), past
-        the route's end extended straight (the reference's ``_along_route``, same subtractions)."""
+        the route's end extended straight (the reference's ``along_route``, same subtractions)."""
         M, K = route.shape
         local = np.array(s, np.float64, copy=True)
         pick = np.full(M, -1, np.int64)

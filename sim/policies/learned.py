@@ -111,7 +111,8 @@ class LearnedPolicy:
         self.plan_step = state.step
         self.num_predictions = 0
 
-    def _observe(self, state: SimState) -> None:
+    def observe(self, state: SimState) -> None:
+        """Record the current state into the rolling history the next replan reads."""
         t = state.step
         self.h_xy[:, :, t], self.h_heading[:, :, t], self.h_vel[:, :, t] = state.pos, state.heading, state.vel
         self.h_valid[:, :, t] = state.valid
@@ -186,7 +187,7 @@ class LearnedPolicy:
         self.num_predictions += 1
 
     def act(self, state: SimState, rng: torch.Generator) -> Actions:
-        self._observe(state)
+        self.observe(state)
         if self.plan_xy is None or (state.step - self.start) % self.cfg.replan_every == 0:
             self._replan(state, rng)
         j = min(state.step - self.plan_step, self.plan_xy.shape[2] - 1)  # plan index of step t + 1

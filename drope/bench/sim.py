@@ -12,7 +12,7 @@
    ``idm_32_rollouts_steps_per_s``: 32 rollouts of the WOMD sample stepped together, world-steps/s;
 5b. ``learned_32_rollouts_s`` / ``learned_32_rollouts_s_sequential``: 32 learned rollouts of the
    WOMD sample, batched (one ONNX Runtime call per replan for all of them) and one at a time
-   (:mod:`drope.sim.bench_learned`; ``--model``, else an untrained export, named in ``learned_model``);
+   (:mod:`drope.bench.sim_learned`; ``--model``, else an untrained export, named in ``learned_model``);
 6. ``--scale N`` (off by default, it takes minutes): N generated scenes × ``--scale-rollouts``
    (32) rollouts of IDM end to end — simulate, package each scene as an official
    ``ScenarioRollouts`` (validated), write the sharded submission (``submission.binproto-*`` +
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from drope.data.womd import read_scenarios
     from drope.sim.dynamics import build_dynamics
-    from drope.sim.metrics import agent_metrics
+    from drope.sim.events import agent_metrics
     from drope.sim.policies import ConstantVelocity, LogReplay, controlled_mask
     from drope.sim.rollout import run_rollouts
 
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         res["onnx"] = "skipped (pass --model PATH.onnx)"
     res.update(idm_keys(big, scene, dyn, args.seconds, args.reference_steps))
     if args.learned_rollouts:
-        from drope.sim.bench_learned import learned_keys
+        from drope.bench.sim_learned import learned_keys
 
         res.update(learned_keys(scene, args.model, args.learned_rollouts))
     if args.scale:
