@@ -21,6 +21,13 @@ def wrap_angle(a: torch.Tensor | np.ndarray):
     return (a + math.pi) % (2 * math.pi) - math.pi
 
 
+def wrap_angle_smooth(a: Tensor) -> Tensor:
+    """Wrap tensor angles to (-π, π] as ``atan2(sin a, cos a)``: differentiable everywhere and exported
+    to ONNX as plain trig ops, which is why the model, the loss and the baselines use it rather
+    than the modulo of :func:`wrap_angle` (that one maps π to -π; they agree elsewhere)."""
+    return torch.atan2(torch.sin(a), torch.cos(a))
+
+
 def wrap_angle_f32(a: np.ndarray) -> np.ndarray:
     """Wrap (in float64) and cast to float32 so the result is in [-π32, π32) *after* rounding.
 

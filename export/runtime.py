@@ -140,6 +140,7 @@ class OnnxPredictor:
             local[k] = ((np.asarray(inputs[k], np.float64) - o) @ rot.T).astype(np.float32)
         local["agent_vel"] = (np.asarray(inputs["agent_vel"], np.float64) @ rot.T).astype(np.float32)
         h = np.asarray(inputs["agent_heading"], np.float64) - origin_heading
+        # drope.geometry.wrap_angle's rule, written out: the runtime must not import torch (tested)
         local["agent_heading"] = ((h + math.pi) % (2 * math.pi) - math.pi).astype(np.float32)
         pred = self.predict(local)
         xy = pred.traj[..., :2].astype(np.float64) @ rot + o

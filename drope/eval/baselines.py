@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from drope.data.batch import SceneBatch
+from drope.geometry import wrap_angle_smooth
 
 Tensor = torch.Tensor
 
@@ -21,7 +22,7 @@ def constant_turn_rate(batch: SceneBatch, future: int = 80, dt: float = 0.1) -> 
     valid = batch.agent_valid
     lag = min(10, h.shape[2] - 1)
     ok = valid[:, :, -1] & valid[:, :, -1 - lag]
-    dh = torch.atan2(torch.sin(h[:, :, -1] - h[:, :, -1 - lag]), torch.cos(h[:, :, -1] - h[:, :, -1 - lag]))
+    dh = wrap_angle_smooth(h[:, :, -1] - h[:, :, -1 - lag])
     omega = torch.where(ok, dh / (lag * dt), torch.zeros_like(dh)).clamp(-1.0, 1.0)  # [B, A]
     speed = batch.agent_vel[:, :, -1].norm(dim=-1)
     t = torch.arange(1, future + 1, dtype=h.dtype) * dt

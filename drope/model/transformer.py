@@ -24,7 +24,7 @@ from torch import nn
 
 from drope.data.graph import expected_pair_share, padded_radius_edges
 from drope.data.types import MapType, ObjectType, SignalState
-from drope.geometry import rotate_into_frame
+from drope.geometry import rotate_into_frame, wrap_angle_smooth
 from drope.model.config import ModelConfig
 from drope.model.local_map import LocalMapEncoder
 from drope.nn import EncodingConfig, PoseTransformerLayer
@@ -65,7 +65,7 @@ def to_scene_frame(traj: Tensor, pos_now: Tensor, heading_now: Tensor) -> Tensor
     x, y = traj[..., 0], traj[..., 1]
     xs = c * x - s * y + pos_now[:, :, None, None, 0]
     ys = s * x + c * y + pos_now[:, :, None, None, 1]
-    h = torch.atan2(torch.sin(traj[..., 2] + heading_now[:, :, None, None]), torch.cos(traj[..., 2] + heading_now[:, :, None, None]))
+    h = wrap_angle_smooth(traj[..., 2] + heading_now[:, :, None, None])
     return torch.stack([xs, ys, h], dim=-1)
 
 

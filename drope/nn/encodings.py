@@ -24,6 +24,7 @@ from torch import nn
 
 from drope.nn.rotary import (apply_rotary, head_cos_sin, metric_frequencies, pose_angles, rotate_heads, schedule_cos_sum,
                              spread_directions)
+from drope.geometry import wrap_angle_smooth
 from drope.registry import Registry
 
 Tensor = torch.Tensor
@@ -276,7 +277,7 @@ def relative_pose(pose_q: Tensor, pose_k: Tensor) -> Tensor:
     d = pose_k[..., :2] - pose_q[..., :2]
     c, s = torch.cos(pose_q[..., 2]), torch.sin(pose_q[..., 2])
     lx, ly = c * d[..., 0] + s * d[..., 1], -s * d[..., 0] + c * d[..., 1]
-    dth = torch.atan2(torch.sin(pose_k[..., 2] - pose_q[..., 2]), torch.cos(pose_k[..., 2] - pose_q[..., 2]))
+    dth = wrap_angle_smooth(pose_k[..., 2] - pose_q[..., 2])
     return torch.stack([lx, ly, dth, torch.sqrt(lx * lx + ly * ly + 1e-12)], dim=-1)
 
 

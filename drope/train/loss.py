@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from drope.geometry import rotate_into_frame
+from drope.geometry import rotate_into_frame, wrap_angle_smooth
 
 Tensor = torch.Tensor
 
@@ -23,7 +23,7 @@ def targets_in_agent_frame(future_pos: Tensor, future_heading: Tensor, pos_now: 
     c, s = torch.cos(heading_now)[..., None], torch.sin(heading_now)[..., None]
     xy = rotate_into_frame(future_pos - pos_now[:, :, None], c, s)
     dh = future_heading - heading_now[..., None]
-    return xy, torch.atan2(torch.sin(dh), torch.cos(dh))
+    return xy, wrap_angle_smooth(dh)
 
 
 def wta_loss(traj: Tensor, scale: Tensor, logits: Tensor, gt_xy: Tensor, gt_h: Tensor, valid: Tensor,
