@@ -15,11 +15,14 @@ Mapping to Scene:
   * AV2 has no box sizes or z for agents: sizes are per-type defaults, z is 0.
   * map: lane centerlines → lanes (is_intersection → lane_interpolating; predecessors/successors/
     neighbours → lane_links), lane boundaries → road lines (shared boundaries once, subtype from the
-    mark type), pedestrian crossings → crosswalk polygons (edge1 + reversed edge2), drivable-area
-    boundaries → road edges. AV2 has no signals or stop signs.
+    mark type), pedestrian crossings → crosswalk polygons (edge1 + reversed edge2), the boundary of
+    the union of the drivable areas → road edges, oriented with the road on their left as WOSAC's
+    off-road sign expects (:mod:`drope.data.drivable_area`). AV2 has no signals or stop signs.
 
 The writer emits the official schema; since AV2 has no free-standing road lines, the Scene's road
-lines are not written: lane boundaries are synthesized 1.75 m either side of each centerline.
+lines are not written: lane boundaries are synthesized 1.75 m either side of each centerline. The
+Scene's road edges become the drivable-area polygons they bound (kerbs joined end to end, closed
+across each road where the map ends), counter-clockwise.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from drope.data.drivable_area import drivable_areas_from_road_edges, road_edges_from_drivable_areas
 from drope.data.frames import wrap_angle
 from drope.data.scene import Scene, scene_from_world
 from drope.data.types import LaneLink, LaneType, MapType, ObjectType, RoadEdgeType, RoadLineType
@@ -349,12 +353,17 @@ def _read_map(map_path: Path) -> dict[str, np.ndarray]:
         subtypes.append(0)
         polys.append(np.concatenate([e1, e2[::-1]]))
         interp.append(False)
-    for d in areas:
-        p = _pts(d["area_boundary"], f"{map_path}: drivable_areas[{d.get('id')}].area_boundary")
-        if len(p) > 2 and not np.allclose(p[0], p[-1]):
-            p = np.concatenate([p, p[:1]])  # road edges are polylines: close the ring
-        ids.append(int(d.get("id", next_id)))
-        next_id += 1
+    # road edges = boundary of the union of the drivable areas, road on the left (WOSAC's sign
+    # convention; AV2 fixes no winding): see drope.data.drivable_area
+    rings = [_pts(d["area_boundary"], f"{map_path}: drivable_areas[{d.get('id')}].area_boundary") for d in areas]
+    first_piece: set[int] = set()
+    for k, p in road_edges_from_drivable_areas(rings):
+        if k in first_piece or "id" not in areas[k]:
+            ids.append(next_id)  # further pieces of an area split by a neighbouring area
+            next_id += 1
+        else:
+            ids.append(int(areas[k]["id"]))
+            first_piece.add(k)
         types.append(MapType.road_edge)
         subtypes.append(RoadEdgeType.TYPE_ROAD_EDGE_BOUNDARY)
         polys.append(p)
@@ -468,12 +477,20 @@ def write_av2_scenario(
     object_types: Sequence[str] | None = None,
     city: str = "drope",
     lane_half_width: float = 1.75,
+    road_end_margin: float = 10.0,
 ) -> Path:
     """Write ``scene`` as an AV2 scenario directory ``out_dir/<scenario_id>/`` (parquet + map JSON).
 
     The SDC is written as track ``"AV"``; tracks_to_predict[0] as the focal track (category 3), the
     other tracks to predict as scored (2), everyone else unscored (1). ``observed`` marks steps up to
     and including the current index. Returns the scenario directory.
+
+    The road edges are written as the drivable-area polygons they bound
+    (:func:`drope.data.drivable_area.drivable_areas_from_road_edges`). Where a road leaves the map
+    the polygon is closed across it ``road_end_margin`` metres beyond the kerbs' ends: a real AV2
+    map reaches past the tracks of its scenario, while a generated scene's kerbs stop where its
+    lanes stop, which is where its tracks enter and leave (closed at the kerb ends, 39 of 94
+    vehicles of 8 generated scenes would touch the closing line).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -526,6 +543,7 @@ def write_av2_scenario(
     for lid, other, kind, *_ in scene.lane_links.tolist():
         links.setdefault(lid, {}).setdefault(kind, []).append(other)
     lanes, crossings, areas = {}, {}, {}
+    edges: list[np.ndarray] = []
     for f, (fid, kind, sub) in enumerate(zip(scene.map_id.tolist(), scene.map_type.tolist(), scene.map_subtype.tolist())):
         pts = world[off[f] : off[f + 1]]
         if kind == MapType.lane:
@@ -547,8 +565,12 @@ def write_av2_scenario(
         elif kind == MapType.crosswalk and len(pts) >= 4:
             crossings[str(fid)] = {"id": fid, "edge1": _plist(pts[[0, 1]]), "edge2": _plist(pts[[3, 2]])}
         elif kind == MapType.road_edge:
-            ring = pts[:-1] if len(pts) > 2 and np.allclose(pts[0], pts[-1]) else pts
-            areas[str(fid)] = {"id": fid, "area_boundary": _plist(ring)}
+            edges.append(pts)
+    # AV2 stores drivable areas, not kerbs: the polygons the road edges bound (new ids: an area
+    # is made of several edges)
+    next_id = max(scene.map_id.tolist(), default=0) + 1
+    for k, ring in enumerate(drivable_areas_from_road_edges(edges, extend=road_end_margin)):
+        areas[str(next_id + k)] = {"id": next_id + k, "area_boundary": _plist(ring)}
     (d / f"log_map_archive_{sid}.json").write_text(
         json.dumps({"pedestrian_crossings": crossings, "lane_segments": lanes, "drivable_areas": areas})
     )
