@@ -160,3 +160,74 @@ def test_learned_keys_name_the_model_and_refuse_a_missing_file(gen_scenes, onnx_
     from drope.bench.sim import main
 
     assert main(["--model", str(tmp_path / "missing.onnx")]) == 2
+
+
+def test_distinct_worlds_finds_the_first_world_of_each_input_set():
+    from drope.sim.policies.predictors import distinct_worlds
+
+    a = torch.tensor([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [1.0, 2.0], [3.0, 4.0]])
+    m = torch.tensor([[True], [True], [True], [False], [True]])  # world 3 differs in a second input only
+    rows, inverse = distinct_worlds({"x": a, "mask": m})
+    assert rows.tolist() == [0, 1, 3] and inverse.tolist() == [0, 1, 0, 2, 1]
+    rows, inverse = distinct_worlds({"x": a[:1]})
+    assert rows.tolist() == [0] and inverse.tolist() == [0]
+
+
+@pytest.mark.parametrize("mode, rows_per_replan", [("max", [1, 1, 1]), ("sample", [1, 4, 4])])
+def test_worlds_with_identical_inputs_share_one_model_row(gen_scenes, onnx_model, mode, rows_per_replan):
+    """Every world starts from the log, so the first replan has one distinct input set; a
+    deterministic policy keeps the worlds identical, sampled modes make them diverge. The
+    rollouts are those of each world run alone (sharing a row changes nothing but the work)."""
+    scene = gen_scenes[0]
+    dyn = build_dynamics("bicycle")
+    pred = OnnxScenePredictor(onnx_model, threads=1)
+    calls = []
+    run = pred._run
+
+    def counting(inputs):
+        calls.append(next(iter(inputs.values())).shape[0])
+        return run(inputs)
+
+    pred._run = counting
+    policy = LearnedPolicy(dyn, pred, LearnedConfig(mode=mode, replan_every=10))
+    mask = controlled_mask(scene, "all")
+
+    def go(ids):
+        return run_rollouts(scene, policy, LogReplay(dyn), mask, dyn, len(ids), seed=3, steps=21, rollout_ids=ids)
+
+    batched = go([0, 1, 2, 3])
+    assert calls == rows_per_replan and pred.rows_run == sum(rows_per_replan)
+    for r in range(4):
+        alone = go([r])
+        assert torch.equal(alone.xy[0], batched.xy[r]) and torch.equal(alone.heading[0], batched.heading[r])
+
+
+def test_call_profile_attributes_kernel_time_to_model_modules(onnx_model, tmp_path):
+    """ONNX Runtime's per-node kernel times, grouped by the exporter's name_scopes metadata (here
+    written onto the hand-built graph's nodes: the first three as map layers, the rest as the head)."""
+    import onnx
+
+    from drope.bench.sim_learned import call_profile, module_of
+
+    assert module_of("['', 'model', 'model.map_layers.0', 'model.map_layers.0.attn', 'linear']") == "map_layers"
+    assert module_of("['', 'model', 'model.local_map', 'where_']") == "local_map"
+    assert module_of("['', 'model', 'slice_14']") == "model"
+    assert module_of("['', 'atan2_1']") == "wrapper" and module_of("not a list") == "wrapper"
+    m = onnx.load(str(onnx_model))
+    for i, n in enumerate(m.graph.node):
+        n.name = f"node_{i}"  # the profile names kernels by node name; the hand-built nodes have none
+        p = n.metadata_props.add()
+        p.key = "pkg.torch.onnx.name_scopes"
+        p.value = str(["", "model", "model.map_layers.0" if i < 3 else "model.head_traj", n.op_type.lower()])
+    path = tmp_path / "scoped.onnx"
+    onnx.save(m, str(path))
+    rng = np.random.default_rng(0)
+    inputs = {"agent_pos": rng.normal(size=(2, 4, 11, 2)), "agent_heading": rng.normal(size=(2, 4, 11)),
+              "agent_vel": rng.normal(size=(2, 4, 11, 2)), "agent_size": np.ones((2, 4, 3)),
+              "agent_type": np.ones((2, 4), np.int64), "agent_valid": np.ones((2, 4, 11), bool),
+              "map_points": rng.normal(size=(2, 3, 8, 2)), "map_type": np.ones((2, 3), np.int64),
+              "map_signal": np.zeros((2, 3), np.int64), "map_mask": np.ones((2, 3), bool)}
+    inputs = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in inputs.items()}
+    shares = call_profile(path, inputs, runs=3)
+    assert set(shares) == {"map_layers", "head_traj"} and abs(sum(shares.values()) - 1) < 1e-9
+    assert all(v > 0 for v in shares.values())

@@ -9,10 +9,21 @@ Without a model file (``drope-bench sim`` without ``--model``) :func:`learned_ke
 small *untrained* DRoPE transformer to a temporary ONNX file (a few seconds) so the keys are
 always reported; ``learned_model`` then says ``untrained``: the timings are the runtime's and the
 simulator's cost at that model size, the trajectories are meaningless.
+
+Where a replan's time goes (:func:`call_keys`): one ONNX Runtime call for one world of the scene
+(``learned_call_ms``), the same call for all R worlds per world (``learned_call_ms_per_world_batched``),
+and ONNX Runtime's kernel time per model module (``learned_call_profile``, from the exporter's
+``name_scopes`` node metadata), of which ``learned_map_encoding_share`` is the map encoder's
+(``DRoPETransformer.MAP_ENCODER``: the part that depends on the map alone).
 """
 from __future__ import annotations
 
+import ast
+import json
+import statistics
+import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 
@@ -39,13 +50,17 @@ def learned_rollout_timings(scene, onnx_path: str | Path, rollouts: int = 32, mo
             return run_rollouts(scene, policy, replay, mask, dyn, len(ids), seed=seed, rollout_ids=ids)
 
         go([0])  # warm-up: ONNX Runtime's first call allocates its arenas
+        pred = policy.predictor
+        rows0 = pred.rows_run
         t0 = time.perf_counter()
         batched = go(list(range(rollouts)))
         batched_s = time.perf_counter() - t0
         predictions = policy.num_predictions
+        rows1 = pred.rows_run
         t0 = time.perf_counter()
         alone = [go([r]) for r in range(rollouts)]
         sequential_s = time.perf_counter() - t0
+        rows2 = pred.rows_run
     finally:
         torch.set_num_threads(threads)
     xy = torch.cat([ro.xy for ro in alone])
@@ -54,7 +69,97 @@ def learned_rollout_timings(scene, onnx_path: str | Path, rollouts: int = 32, mo
             "learned_batched_speedup": sequential_s / batched_s,
             "learned_batched_vs_sequential_max_abs_m": float((batched.xy - xy)[ok].abs().max()) if ok.any() else 0.0,
             "learned_controlled_agents": int(mask.sum()), "learned_predictions_per_rollout": predictions,
+            "learned_model_rows_batched": rows1 - rows0, "learned_model_rows_sequential": rows2 - rows1,
             "learned_mode": mode, "threads": 1}
+
+
+def world_inputs(scene, predictor, worlds: int) -> dict:
+    """The model inputs (numpy) of ``worlds`` copies of ``scene`` at its current step, in the frame
+    the learned policy predicts in, built by the policy's own collation."""
+    import torch
+
+    from drope.sim.dynamics import build_dynamics
+    from drope.sim.policies import LearnedPolicy
+    from drope.sim.policies.predictors import collate_worlds
+    from drope.sim.state import SimState
+
+    state = SimState.from_scene(scene, scene.current_index, batch=worlds)
+    policy = LearnedPolicy(build_dynamics("bicycle"), predictor)
+    policy.reset(scene, state, torch.Generator())
+    policy.observe(state)
+    built = collate_worlds(scene, (policy.h_xy, policy.h_heading, policy.h_vel, policy.h_valid, state.size, state.step),
+                           policy.frames(state), predictor.collate_kw, predictor.segments(scene))
+    if built is None:
+        raise ValueError(f"scenario {scene.scenario_id}: the batched collation does not apply at step {state.step}")
+    return {k: v.numpy() for k, v in built[0].items()}
+
+
+def module_of(scopes: str) -> str:
+    """The model's top-level submodule a node belongs to, from the exporter's ``name_scopes`` node
+    metadata (``"['', 'model', 'model.map_layers.0', ...]"``): ``map_layers``; ``model`` for the model's
+    own ops (``forward``'s feature engineering), ``wrapper`` for the export wrapper's."""
+    try:
+        names = ast.literal_eval(scopes)
+    except (ValueError, SyntaxError):
+        return "wrapper"
+    if len(names) < 2 or names[1] != "model":
+        return "wrapper"
+    if len(names) < 4:  # ['', 'model', 'op'] — an op in DRoPETransformer's own code
+        return "model"
+    return names[2].split(".")[1]
+
+
+def call_profile(onnx_path: str | Path, inputs: dict, runs: int = 5) -> dict[str, float]:
+    """Share of ONNX Runtime's kernel time per model module (:func:`module_of`) over ``runs`` calls
+    on ``inputs``, one thread, largest first."""
+    import onnx
+    import onnxruntime as ort
+
+    scope = {n.name: p.value for n in onnx.load(str(onnx_path), load_external_data=False).graph.node
+             for p in n.metadata_props if p.key == "pkg.torch.onnx.name_scopes"}
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+        opts.enable_profiling, opts.profile_file_prefix = True, str(Path(tmp) / "ort")
+        session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        session.run(None, inputs)  # warm-up (arena allocation); its kernels are dropped below
+        for _ in range(runs):
+            session.run(None, inputs)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    kernels = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    kernels = kernels[len(kernels) // (runs + 1):]  # every call runs the same nodes: drop the warm-up's
+    time_of: Counter = Counter()
+    for e in kernels:
+        time_of[module_of(scope.get(e["name"][: -len("_kernel_time")], ""))] += e["dur"]
+    total = sum(time_of.values()) or 1
+    return {k: v / total for k, v in time_of.most_common()}
+
+
+def call_keys(scene, onnx_path: str | Path, worlds: int = 32, runs: int = 5) -> dict:
+    """Per-call timings and profile of the learned policy's model on ``scene`` (module docstring)."""
+    import numpy as np
+
+    from drope.model.transformer import DRoPETransformer
+    from drope.sim.policies.predictors import OnnxScenePredictor
+
+    pred = OnnxScenePredictor(onnx_path, threads=1)
+    many = world_inputs(scene, pred, worlds)
+    one = {k: v[:1] for k, v in many.items()}
+
+    def median_s(feed, n):
+        pred.runtime.predict(feed)
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            pred.runtime.predict(feed)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    profile = call_profile(onnx_path, one, runs)
+    return {"learned_call_ms": 1e3 * median_s(one, runs),
+            "learned_call_ms_per_world_batched": 1e3 * median_s(many, 2) / worlds,
+            "learned_map_encoding_share": float(np.sum([profile.get(m, 0.0) for m in DRoPETransformer.MAP_ENCODER])),
+            "learned_call_profile": {k: round(v, 4) for k, v in profile.items()}}
 
 
 UNTRAINED_CONFIG = {"dim": 64, "num_heads": 4, "num_blocks": 2, "num_modes": 6}  # ModelConfig's defaults, stated
@@ -78,16 +183,15 @@ def untrained_onnx(path: str | Path, seed: int = 0) -> Path:
 
 
 def learned_keys(scene, model: str | Path | None, rollouts: int = 32, seed: int = 0) -> dict:
-    """``learned_{rollouts}_rollouts_s`` / ``..._sequential`` and their agreement on ``scene``
-    with ``model`` (an ONNX file), or with an untrained export when ``model`` is None."""
-    import tempfile
-
+    """``learned_{rollouts}_rollouts_s`` / ``..._sequential``, their agreement and the per-call
+    profile on ``scene`` with ``model`` (an ONNX file), or with an untrained export when ``model`` is None."""
     if model is not None:
         if not Path(model).is_file():
             raise FileNotFoundError(f"--model: no such ONNX file: {model}")
-        return {**learned_rollout_timings(scene, model, rollouts, seed=seed), "learned_model": str(model)}
+        return {**learned_rollout_timings(scene, model, rollouts, seed=seed), **call_keys(scene, model, rollouts),
+                "learned_model": str(model)}
     with tempfile.TemporaryDirectory() as tmp:
         path = untrained_onnx(Path(tmp) / "untrained.onnx", seed)
-        res = learned_rollout_timings(scene, path, rollouts, seed=seed)
+        res = {**learned_rollout_timings(scene, path, rollouts, seed=seed), **call_keys(scene, path, rollouts)}
     return {**res, "learned_model": f"untrained (ModelConfig {UNTRAINED_CONFIG}, exported for this run: "
                                     "timings only, trajectories meaningless)"}

@@ -74,6 +74,10 @@ def _mlp(i: int, h: int, o: int) -> nn.Sequential:
 
 
 class DRoPETransformer(nn.Module):
+    # the submodules ``encode_map`` runs: their work depends on the map inputs alone, not on agents
+    # (profiles attribute a call's time to map encoding by these names: drope.bench.sim_learned)
+    MAP_ENCODER = ("map_point_mlp", "map_type", "map_signal", "map_layers")
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg

@@ -9,7 +9,8 @@
 The ONNX and torch adapters also answer ``predict_worlds``: the B worlds of one scene collated at
 once (:func:`collate_worlds`: the map split once per scene, every world's frame change one array
 operation) instead of B snapshot Scenes collated one by one — the same inputs to float32
-rounding, and most of a batched replan's host time.
+rounding, and most of a batched replan's host time. Worlds whose inputs are identical
+(:func:`distinct_worlds`) share one model row. ``rows_run`` counts the model rows evaluated.
 """
 from __future__ import annotations
 
@@ -93,14 +94,36 @@ def collate_worlds(scene: Scene, worlds, frames: Tensor, collate_kw: dict, seg: 
     return {k: out[k] for k in INPUT_NAMES}, torch.cat([idx, idx.new_full((A - n,), -1)])
 
 
+def distinct_worlds(inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """``(rows [U], inverse [B])``: the first world of each distinct set of model inputs among the B
+    worlds of ``inputs`` (``{name: [B, ...]}``), and which of those rows world b reads.
+
+    Why: worlds of one scene that have not diverged have identical inputs — all of them at the
+    first replan (every world starts from the log), and for the whole run under a deterministic
+    policy (``mode="max"``) — so one model row serves them all. Exact: identical inputs, one output.
+    """
+    B = next(iter(inputs.values())).shape[0]
+    arrays = [v.reshape(B, -1).contiguous().numpy() for v in inputs.values()]
+    row_of: dict[bytes, int] = {}
+    rows, inverse = [], []
+    for b in range(B):
+        key = b"".join(a[b].tobytes() for a in arrays)
+        if key not in row_of:
+            row_of[key] = len(rows)
+            rows.append(b)
+        inverse.append(row_of[key])
+    return torch.tensor(rows), torch.tensor(inverse)
+
+
 class _WorldCollation:
     """``predict_worlds`` for adapters with ``collate_kw`` and ``_run(inputs) -> (traj, prob)``; the
     map split is kept for the scene it was made for."""
 
     collate_kw: dict
     _seg: tuple | None = None
+    rows_run: int = 0  # model rows evaluated so far (worlds with identical inputs count once)
 
-    def _segments(self, scene: Scene) -> MapSegments:
+    def segments(self, scene: Scene) -> MapSegments:
         if self._seg is None or self._seg[0] is not scene:
             kw = self.collate_kw
             self._seg = (scene, split_polylines(scene, kw.get("segment_len", 20.0), kw.get("segment_points", 8)))
@@ -108,11 +131,16 @@ class _WorldCollation:
 
     def predict_worlds(self, scene: Scene, worlds, frames: Tensor):
         """Predictions ``(traj [B, A, K, F, C], prob [B, A, K])`` of every world, or None (use ``predict``)."""
-        built = collate_worlds(scene, worlds, frames, self.collate_kw, self._segments(scene))
+        built = collate_worlds(scene, worlds, frames, self.collate_kw, self.segments(scene))
         if built is None:
             return None
         inputs, agent_index = built
-        traj, prob = self._run(inputs)
+        rows, inverse = distinct_worlds(inputs)
+        if len(rows) < len(inverse):
+            traj, prob = self._run({k: v[rows] for k, v in inputs.items()})
+            traj, prob = traj[inverse.numpy()], prob[inverse.numpy()]
+        else:
+            traj, prob = self._run(inputs)
         B = traj.shape[0]
         out_t = np.zeros((B, scene.num_agents, *traj.shape[2:]), np.float32)
         out_p = np.zeros((B, scene.num_agents, prob.shape[2]), np.float32)
@@ -138,6 +166,7 @@ class OnnxScenePredictor(_WorldCollation):
 
     def _run(self, inputs: dict) -> tuple[np.ndarray, np.ndarray]:
         pred = self.runtime.predict({k: v.numpy() for k, v in inputs.items()})
+        self.rows_run += pred.traj.shape[0]
         return pred.traj, pred.prob
 
 
@@ -158,6 +187,7 @@ class TorchScenePredictor(_WorldCollation):
     @torch.no_grad()
     def _run(self, inputs: dict) -> tuple[np.ndarray, np.ndarray]:
         traj, prob = self.wrapper(**inputs)
+        self.rows_run += traj.shape[0]
         return traj.numpy(), prob.numpy()
 
 
