@@ -1,0 +1,478 @@
+"""Compiled (numba) per-agent loops of the vectorised IDM policy (:mod:`drope.sim.policies.idm_vectorised`).
+
+A step of the policy is three calls here (``project``, ``project_fresh`` only where a KD-tree
+query was needed, ``drive``) instead of hundreds of small numpy/torch calls: per-call overhead,
+not arithmetic, set the numpy version's speed (docs/experiments/sim_scale.md).
+
+Every formula is the per-agent reference's (:mod:`drope.sim.policies.idm`, ``LaneGraph``) in the
+reference's dtype and operation order, so the results are the reference's bits:
+
+* float64 geometry; ``sqrt`` and ``cos``/``sin`` (libm, as numpy's) computed here; ``atan2``
+  is taken from tables numpy built (numpy's SIMD ``arctan2`` rounds differently from libm);
+* Python's ``x ** 2`` and ``x ** delta`` are libm ``pow`` (not ``x * x``): the exponents come in
+  through ``cfg`` so the compiler cannot fold ``pow(x, 2.0)`` into a multiplication;
+* the corridor and red-light gaps in float32 (every constant a float32, as torch casts Python
+  scalars); their ``cos``/``sin`` come from torch (its SIMD kernels round differently from libm).
+
+Lane projection (``LaneGraph.project``: least cost over the 64 segments with the nearest
+midpoints) reuses what is provably the reference's answer, else asks for a KD-tree query
+(``project`` returns those agents; the caller queries scipy's tree, ``project_fresh`` finishes):
+
+1. the disk proof: with ``U`` the cost of the previous winner at the new pose, every segment that
+   can cost ``<= U`` has its midpoint within ``r = U + half_max``; when at most 64 midpoints lie
+   within ``r`` (counted on a uniform grid) they are all among the 64 nearest, and the answer is
+   the least cost among them;
+2. the cached-candidate proof (the 64 candidates of the last KD query and its 65th distance):
+   the set is unchanged (the 64/65 margin exceeds twice the distance moved) or every segment the
+   cache lacks is too far to beat ``U``.
+
+Ties of cost resolve as the reference's KD order does: the nearer midpoint first (an exact tie of
+both cost and midpoint distance between two segments would take the lower segment index).
+
+``@njit(cache=True)``: compiled code is cached next to this file or, where that is read-only,
+in numba's user cache (``NUMBA_CACHE_DIR`` overrides); where no cache location works the
+functions compile per process instead of failing.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# cfg vector layout (IDMPolicyConfig and constants, float64; see ``config_vector``)
+C_OFF_LANE, C_LOOKAHEAD, C_DECAY, C_MAX_LAT, C_PREVIEW, C_WINDOW, C_SAMPLES, C_CORRIDOR, C_DT, C_TWO, C_FAR, \
+    C_HALF_MAX = range(12)
+NUM_CFG = 12
+K_NEAR = 64  # LaneGraph.candidates
+CACHE_K = 256  # KD candidates cached per agent (a superset of the 64 the reference takes)
+
+
+def _jit(fn):
+    """``njit(cache=True)``, or uncached where numba finds no writable cache location."""
+    try:
+        return njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return njit(nogil=True)(fn)
+
+
+# ---- lane geometry (LaneGraph.pose_at, IDMReference.along_route, LaneGraph.project's cost) -------------
+@_jit
+def pose_at(points, s_pt, offsets, pt_h, lane, s):
+    """``LaneGraph.pose_at(lane, s)`` for one point: (x, y, heading)."""
+    a, b = offsets[lane], offsets[lane + 1]
+    sk = min(max(s, 0.0), s_pt[b - 1])
+    lo, hi = a, b  # searchsorted(side="right") on the lane's arc lengths
+    while lo < hi:
+        m = (lo + hi) >> 1
+        if s_pt[m] <= sk:
+            lo = m + 1
+        else:
+            hi = m
+    i = min(max(lo - 1 - a, 0), b - a - 2) + a
+    t = (sk - s_pt[i]) / max(s_pt[i + 1] - s_pt[i], 1e-9)
+    return (points[i, 0] + t * (points[i + 1, 0] - points[i, 0]),
+            points[i, 1] + t * (points[i + 1, 1] - points[i, 1]), pt_h[i])
+
+
+@_jit
+def along_route(points, s_pt, offsets, pt_h, lane_len, route, k0, n, s):
+    """``IDMReference.along_route(route[k0:n], s)``: pose at arc length ``s`` along the route,
+    extended straight past its end."""
+    for k in range(k0, n):
+        length = lane_len[route[k]]
+        if s <= length or k == n - 1:
+            x, y, h = pose_at(points, s_pt, offsets, pt_h, route[k], min(s, length))
+            beyond = max(0.0, s - length)
+            return x + beyond * math.cos(h), y + beyond * math.sin(h), h
+        s -= length
+    return 0.0, 0.0, 0.0  # unreachable: the last lane always returns
+
+
+@_jit
+def segment_cost(points, s_pt, pt_h, seg_start, g, x, y, h):
+    """``LaneGraph.project``'s cost of segment ``g`` for pose (x, y, h) and the arc length there."""
+    st = seg_start[g]
+    px, py = points[st, 0], points[st, 1]
+    dx, dy = points[st + 1, 0] - px, points[st + 1, 1] - py
+    L2 = max(dx * dx + dy * dy, 1e-12)
+    rx, ry = x - px, y - py
+    t = min(max((rx * dx + ry * dy) / L2, 0.0), 1.0)
+    ex, ey = rx - t * dx, ry - t * dy
+    cost = math.sqrt(ex * ex + ey * ey) + 4.0 * (1.0 - math.cos(h - pt_h[st]))
+    return cost, s_pt[st] + t * math.sqrt(L2)
+
+
+@_jit
+def poses_at(points, s_pt, offsets, pt_h, lanes, s):
+    """:func:`pose_at` over arrays: xy ``[N, 2]``, heading ``[N]``."""
+    xy, h = np.empty((len(lanes), 2)), np.empty(len(lanes))
+    for i in range(len(lanes)):
+        xy[i, 0], xy[i, 1], h[i] = pose_at(points, s_pt, offsets, pt_h, lanes[i], s[i])
+    return xy, h
+
+
+@_jit
+def poses_along_routes(points, s_pt, offsets, pt_h, lane_len, routes, n, s):
+    """:func:`along_route` over routes ``[M, K]`` with ``n [M]`` lanes each."""
+    xy, h = np.empty((len(s), 2)), np.empty(len(s))
+    for i in range(len(s)):
+        xy[i, 0], xy[i, 1], h[i] = along_route(points, s_pt, offsets, pt_h, lane_len, routes[i], 0, n[i], s[i])
+    return xy, h
+
+
+# ---- lane projection -------------------------------------------------------------------------------------
+@_jit
+def _better(cost, dm, g, best_cost, best_dm, best_g):
+    return cost < best_cost or (cost == best_cost and (dm < best_dm or (dm == best_dm and g < best_g)))
+
+
+@_jit
+def _disk_proof(points, s_pt, pt_h, seg_start, mid, grid, cells, cell_seg, ne_cells, ne_box, k, x, y, h, r):
+    """Least-cost segment among the midpoints within ``r`` of (x, y) when there are at most ``k``
+    of them (then they are all among the ``k`` nearest): (segment, s), or (-1, 0) when not."""
+    x0, y0, size, nx, ny = grid[0], grid[1], grid[2], int(grid[3]), int(grid[4])
+    ix0 = int(min(max((x - r - x0) / size, 0.0), nx - 1.0))
+    ix1 = int(min(max((x + r - x0) / size, 0.0), nx - 1.0))
+    iy0 = int(min(max((y - r - y0) / size, 0.0), ny - 1.0))
+    iy1 = int(min(max((y + r - y0) / size, 0.0), ny - 1.0))
+    best_g, best_cost, best_dm, best_s, count = -1, np.inf, np.inf, 0.0, 0
+    neighbourhood = (ix1 - ix0 + 1) * (iy1 - iy0 + 1) <= len(ne_cells)
+    n_scan = (ix1 - ix0 + 1) * (iy1 - iy0 + 1) if neighbourhood else len(ne_cells)
+    for q in range(n_scan):
+        if neighbourhood:
+            c = (ix0 + q // (iy1 - iy0 + 1)) * ny + iy0 + q % (iy1 - iy0 + 1)
+        else:  # far from the map: every occupied cell whose box comes within r
+            e = ne_cells[q]
+            bx = max(ne_box[q, 0] - x, 0.0, x - ne_box[q, 2])
+            by = max(ne_box[q, 1] - y, 0.0, y - ne_box[q, 3])
+            if bx * bx + by * by > r * r:
+                continue
+            c = e
+        for p in range(cells[c], cells[c + 1]):
+            g = cell_seg[p]
+            dx, dy = mid[g, 0] - x, mid[g, 1] - y
+            dm = math.sqrt(dx * dx + dy * dy)
+            if dm > r:
+                continue
+            count += 1
+            if count > k:
+                return -1, 0.0
+            cost, s = segment_cost(points, s_pt, pt_h, seg_start, g, x, y, h)
+            if _better(cost, dm, g, best_cost, best_dm, best_g):
+                best_g, best_cost, best_dm, best_s = g, cost, dm, s
+    return best_g, best_s
+
+
+@_jit
+def _cache_proof(points, s_pt, pt_h, seg_start, mid, half, half_max, k, cand, cdist, beyond, centre, last, x, y, h,
+                 dm):
+    """The reference's answer from the cached KD candidates where provable: (segment, s, column),
+    or (-1, 0, 0). ``cand [C]`` are the C >= k nearest midpoints at ``centre`` in KD order,
+    ``cdist [C]`` their distances there, ``beyond`` the (C+1)-th (inf: the cache holds every
+    segment); ``dm [C]`` is scratch."""
+    C = len(cand)
+    mx, my = x - centre[0], y - centre[1]
+    moved = math.sqrt(mx * mx + my * my)
+    dmin, jmin = np.inf, 0
+    for j in range(k):
+        dx, dy = mid[cand[j], 0] - x, mid[cand[j], 1] - y
+        dm[j] = math.sqrt(dx * dx + dy * dy)
+        if dm[j] < dmin:
+            dmin, jmin = dm[j], j
+    U, _ = segment_cost(points, s_pt, pt_h, seg_start, cand[jmin], x, y, h)
+    if last < k:
+        u1, _ = segment_cost(points, s_pt, pt_h, seg_start, cand[last], x, y, h)
+        U = min(U, u1)
+    k_next = cdist[k] if C > k else beyond  # the (k+1)-th distance at the centre
+    # (a) the first k are still the k nearest, or (b) no segment outside them can cost <= U
+    if k_next - cdist[k - 1] > 2 * moved + 1e-6 or U + half_max + 1e-6 < cdist[k - 1] - moved:
+        n_set = k
+    elif C > k:
+        # (c) the k nearest now, selected from the cache: every uncached midpoint is >= beyond - moved away
+        for j in range(k, C):
+            dx, dy = mid[cand[j], 0] - x, mid[cand[j], 1] - y
+            dm[j] = math.sqrt(dx * dx + dy * dy)
+        part = np.partition(dm[:C], k)
+        d_k, d_next = part[:k].max(), part[k]  # the k-th and (k+1)-th least distance now
+        if not (d_k < d_next and d_k + 1e-6 < beyond - moved):
+            return -1, 0.0, 0
+        n_set = C
+        dmin, jmin = np.inf, 0
+        for j in range(C):
+            if dm[j] <= d_k and dm[j] < dmin:
+                dmin, jmin = dm[j], j
+        U, _ = segment_cost(points, s_pt, pt_h, seg_start, cand[jmin], x, y, h)
+        for j in range(C):  # outside the k nearest: excluded through the lower bound
+            if dm[j] > d_k:
+                dm[j] = np.inf
+    else:
+        return -1, 0.0, 0
+    best_g, best_cost, best_dm, best_s, best_j = -1, np.inf, np.inf, 0.0, 0
+    for j in range(n_set):
+        g = cand[j]
+        if dm[j] - half[g] > U:  # lower bound of the cost above an attained cost: cannot win
+            continue
+        cost, s = segment_cost(points, s_pt, pt_h, seg_start, g, x, y, h)
+        if _better(cost, dm[j], g, best_cost, best_dm, best_g):
+            best_g, best_cost, best_dm, best_s, best_j = g, cost, dm[j], s, j
+    return best_g, best_s, best_j
+
+
+@_jit
+def project(points, s_pt, pt_h, seg_start, seg_lane, mid, half, grid, cells, cell_seg, ne_cells, ne_box, cfg,
+            pos, heading, todo, cand, cdist, beyond, centre, last_col, last_seg, have, lane_out, s_out):
+    """``LaneGraph.project`` (lane, s) of the agents ``todo [B, A]`` from what is proven without a
+    KD query (see the module docstring); returns the flat indices of the agents still to query."""
+    B, A = todo.shape
+    half_max = cfg[C_HALF_MAX]
+    k = min(K_NEAR, len(seg_start))
+    redo = np.empty(B * A, np.int64)
+    n_redo = 0
+    dm = np.empty(cand.shape[2])
+    for b in range(B):
+        for a in range(A):
+            if not todo[b, a]:
+                continue
+            x, y, h = float(pos[b, a, 0]), float(pos[b, a, 1]), float(heading[b, a])
+            g, s, r = -1, 0.0, np.inf
+            if last_seg[b, a] >= 0:
+                u, _ = segment_cost(points, s_pt, pt_h, seg_start, last_seg[b, a], x, y, h)
+                r = u + half_max + 1e-6
+                if r < 4 * grid[2]:  # near the lanes: a few grid cells, cheaper than the cache
+                    g, s = _disk_proof(points, s_pt, pt_h, seg_start, mid, grid, cells, cell_seg, ne_cells, ne_box, k,
+                                       x, y, h, r)
+            if g < 0 and have[b, a]:
+                g, s, j = _cache_proof(points, s_pt, pt_h, seg_start, mid, half, half_max, k, cand[b, a], cdist[b, a],
+                                       beyond[b, a], centre[b, a], last_col[b, a], x, y, h, dm)
+                if g >= 0:
+                    last_col[b, a] = j
+            if g < 0 and last_seg[b, a] >= 0 and np.isfinite(r) and r >= 4 * grid[2]:
+                g, s = _disk_proof(points, s_pt, pt_h, seg_start, mid, grid, cells, cell_seg, ne_cells, ne_box, k, x, y, h, r)
+            if g < 0:
+                redo[n_redo] = b * A + a
+                n_redo += 1
+                continue
+            last_seg[b, a] = g
+            lane_out[b, a], s_out[b, a] = seg_lane[g], s
+    return redo[:n_redo]
+
+
+@_jit
+def project_fresh(points, s_pt, pt_h, seg_start, seg_lane, pos, heading, redo, kd_cand, kd_dist, cand, cdist, beyond,
+                  centre, last_col, last_seg, have, lane_out, s_out):
+    """``LaneGraph.project`` of agents ``redo`` (flat indices) from a fresh KD query (``kd_cand``,
+    ``kd_dist [N, Q]``, Q = the cache size + 1 where the map has that many segments): the
+    reference's answer (first least cost over the first k in KD order); the candidates are cached
+    for :func:`project`."""
+    A = pos.shape[1]
+    C = cand.shape[2]
+    k = min(K_NEAR, C)
+    for i in range(len(redo)):
+        b, a = redo[i] // A, redo[i] % A
+        x, y, h = float(pos[b, a, 0]), float(pos[b, a, 1]), float(heading[b, a])
+        best_j, best_cost, best_s = 0, np.inf, 0.0
+        for j in range(k):
+            cost, s = segment_cost(points, s_pt, pt_h, seg_start, kd_cand[i, j], x, y, h)
+            if cost < best_cost:
+                best_j, best_cost, best_s = j, cost, s
+        cand[b, a, :] = kd_cand[i, :C]
+        cdist[b, a, :] = kd_dist[i, :C]
+        beyond[b, a] = kd_dist[i, C] if kd_dist.shape[1] > C else np.inf
+        centre[b, a, 0], centre[b, a, 1] = x, y
+        have[b, a] = True
+        last_col[b, a] = best_j
+        last_seg[b, a] = kd_cand[i, best_j]
+        lane_out[b, a], s_out[b, a] = seg_lane[kd_cand[i, best_j]], best_s
+
+
+# ---- the policy's step for every driver -------------------------------------------------------------------
+@_jit
+def _curve_speed(points, s_pt, offsets, pt_h, lane_len, route, k0, n, s, speed, b_comf, cfg):
+    """``IDMReference._curve_speed``: numpy's ``linspace`` preview points, ``wrap_angle`` as floored modulo."""
+    window = cfg[C_WINDOW]
+    reach = max(window, speed * cfg[C_PREVIEW] + speed * speed / (2 * b_comf))
+    n_s = int(cfg[C_SAMPLES])
+    step = reach / (n_s - 1)
+    best = np.inf
+    for i in range(n_s):
+        d = reach if i == n_s - 1 else i * step + 0.0
+        _, _, h0 = along_route(points, s_pt, offsets, pt_h, lane_len, route, k0, n, s + d)
+        _, _, h1 = along_route(points, s_pt, offsets, pt_h, lane_len, route, k0, n, s + d + window)
+        kappa = abs((h1 - h0 + math.pi) % (2 * math.pi) - math.pi) / window
+        v_curve2 = cfg[C_MAX_LAT] / max(kappa, 1e-4)
+        best = min(best, v_curve2 + 2 * b_comf * d)
+    return math.sqrt(best)
+
+
+@_jit
+def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, cfg,
+          pos, heading, vel, size, valid, drivers, cos_h, sin_h, cos_h0, sin_h0, speed, lane, s_proj,
+          stops, aligned, route, route_len, v_des, params, target_pos, target_h):
+    """One IDM step of every driver (``drivers [B, A]``): targets written into ``target_pos [B, A, 2]``
+    and ``target_h [B, A]`` (float32), routes re-anchored in place. ``lane``/``s_proj`` hold
+    :func:`project`'s answer for every valid agent of a rollout with a driver.
+
+    ``cos_h``/``sin_h``: torch's row-wise cos/sin of ``heading`` (the corridor), ``cos_h0``/``sin_h0``
+    its scalar kernel's (off-lane targets); ``aligned [B, A, S]``: torch's ``cos(heading - stop
+    lane heading) > 0.7``; ``params [A, 7]``: a_max, b_comf, b_max, s0, time_headway, delta,
+    sqrt(a_max·b_comf)."""
+    B, A = valid.shape
+    L = len(lane_len)
+    S = len(stops)
+    K = route.shape[2]
+    far32 = np.float32(cfg[C_FAR])
+    margin32 = np.float32(cfg[C_CORRIDOR])
+    half32, minus_half32, two32 = np.float32(0.5), np.float32(-0.5), np.float32(2.0)
+    dt = cfg[C_DT]
+    two = cfg[C_TWO]
+    s_all = np.zeros(A)
+    lat = np.zeros(A)
+    lane_all = np.full(A, -1, np.int64)
+    count = np.zeros(L + 1, np.int64)
+    members = np.empty(A, np.int64)
+    for b in range(B):
+        any_driver = False
+        for a in range(A):
+            any_driver |= drivers[b, a]
+        if not any_driver:
+            continue
+        lmax = 0.0
+        for a in range(A):
+            lmax = max(lmax, float(size[b, a, 0]))
+        # offsets in the lane's frame at the projection; lane_all: -1 off the lane graph
+        for a in range(A):
+            lane_all[a] = -1
+            if not valid[b, a]:
+                continue
+            fx, fy, fh = pose_at(points, s_pt, offsets, pt_h, lane[b, a], s_proj[b, a])
+            rx, ry = float(pos[b, a, 0]) - fx, float(pos[b, a, 1]) - fy
+            along = rx * math.cos(fh) + ry * math.sin(fh)
+            lat[a] = -rx * math.sin(fh) + ry * math.cos(fh)
+            s_all[a] = s_proj[b, a] + max(along, 0.0)
+            if abs(lat[a]) < cfg[C_OFF_LANE]:
+                lane_all[a] = lane[b, a]
+        # agents on the graph by lane, ascending agent index (counting sort)
+        count[:] = 0
+        for a in range(A):
+            if lane_all[a] >= 0:
+                count[lane_all[a] + 1] += 1
+        for l in range(L):
+            count[l + 1] += count[l]
+        fill = count[:L].copy()
+        for a in range(A):
+            if lane_all[a] >= 0:
+                members[fill[lane_all[a]]] = a
+                fill[lane_all[a]] += 1
+        for a in range(A):
+            if not drivers[b, a]:
+                continue
+            # ---- corridor gap (float32): first least gap over all agents ----
+            ci, si = cos_h[b, a], sin_h[b, a]
+            hw_i = size[b, a, 1] / two32
+            best_gap32, jc = far32, 0
+            for j in range(A):
+                rx32, ry32 = pos[b, j, 0] - pos[b, a, 0], pos[b, j, 1] - pos[b, a, 1]
+                x32 = rx32 * ci + ry32 * si
+                y32 = -rx32 * si + ry32 * ci
+                g32 = far32
+                if (x32 > 0 and abs(y32) < hw_i + size[b, j, 1] / two32 + margin32 and valid[b, j] and j != a):
+                    g32 = x32 - (size[b, a, 0] + size[b, j, 0]) / two32
+                if j == 0 or g32 < best_gap32:
+                    best_gap32, jc = g32, j
+            dv32 = (vel[b, a, 0] * ci + vel[b, a, 1] * si) - (vel[b, jc, 0] * ci + vel[b, jc, 1] * si)
+            # ---- red lights (float32) ----
+            red32 = far32
+            for q in range(S):
+                rx32, ry32 = stops[q, 0] - pos[b, a, 0], stops[q, 1] - pos[b, a, 1]
+                x32 = rx32 * ci + ry32 * si
+                y32 = -rx32 * si + ry32 * ci
+                g32 = x32 - size[b, a, 0] / two32
+                if g32 > minus_half32 and abs(y32) < two32 and aligned[b, a, q]:
+                    red32 = min(red32, g32)
+            # ---- route from the projected lane (re-anchored when the agent left its drawn route) ----
+            q_lane = lane[b, a]
+            p0 = -1
+            for k in range(route_len[b, a]):
+                if route[b, a, k] == q_lane:
+                    p0 = k
+                    break
+            if p0 < 0:
+                route[b, a, :] = default_route[q_lane]
+                route_len[b, a] = default_len[q_lane]
+                p0 = 0
+            rt, n = route[b, a], route_len[b, a]
+            spd = float(speed[b, a])
+            gap, dv = float(best_gap32), float(dv32)
+            on = lane_all[a] >= 0
+            q_s = s_all[a]
+            if on:  # ---- LaneGraph.leader along the route ----
+                q_half = float(size[b, a, 0]) / 2
+                lead_gap, lead = cfg[C_FAR], -1
+                off = 0.0
+                for k in range(p0, n):
+                    l = rt[k]
+                    seen = False
+                    for k2 in range(p0, k):
+                        seen |= rt[k2] == l
+                    if seen:
+                        break
+                    for m in range(count[l], count[l + 1]):
+                        j = members[m]
+                        ahead = s_all[j] + off
+                        if j == a or (k == p0 and not ahead > q_s):
+                            continue
+                        gj = ahead - q_s - q_half - float(size[b, j, 0]) / 2
+                        if gj < lead_gap:
+                            lead_gap, lead = gj, j
+                    nxt_off = off + lane_len[l]
+                    if nxt_off - q_s > cfg[C_LOOKAHEAD] or nxt_off - q_s - q_half - lmax / 2 > lead_gap:
+                        break
+                    off = nxt_off
+                if lead >= 0 and lead_gap < gap:
+                    gap, dv = lead_gap, float(speed[b, a] - speed[b, lead])
+            if float(red32) < gap:
+                gap, dv = float(red32), spd
+            vd = v_des[a]
+            if on and vd > 0:
+                vd = min(vd, _curve_speed(points, s_pt, offsets, pt_h, lane_len, rt, p0, n, q_s, spd, params[a, 1],
+                                          cfg))
+            # ---- idm_acceleration (the scalar formula) ----
+            a_max, b_max, s0, th, delta, sqrt_ab = params[a, 0], params[a, 2], params[a, 3], params[a, 4], \
+                params[a, 5], params[a, 6]
+            s_star = s0 + max(spd * th + spd * dv / (2.0 * sqrt_ab), 0.0)
+            free = 1.0 - (spd / max(vd, 0.1)) ** delta
+            acc = a_max * (free - (s_star / max(gap, 0.01)) ** two)
+            acc = min(max(acc, -b_max), a_max)
+            v_new = max(0.0, spd + acc * dt)
+            # ---- target one step ahead ----
+            if not on:  # straight along the heading (float32, as the reference's tensors)
+                step32 = np.float32(v_new * dt)
+                target_pos[b, a, 0] = pos[b, a, 0] + step32 * cos_h0[b, a]
+                target_pos[b, a, 1] = pos[b, a, 1] + step32 * sin_h0[b, a]
+                continue
+            x, y, hh = along_route(points, s_pt, offsets, pt_h, lane_len, rt, p0, n, q_s + v_new * dt)
+            target_pos[b, a, 0] = np.float32(x + -math.sin(hh) * lat[a] * cfg[C_DECAY])
+            target_pos[b, a, 1] = np.float32(y + math.cos(hh) * lat[a] * cfg[C_DECAY])
+            target_h[b, a] = np.float32(hh)
+
+
+def build_grid(mid: np.ndarray, cell: float):
+    """Uniform grid over segment midpoints ``mid [G, 2]``: ``grid`` (x0, y0, cell, nx, ny),
+    ``cells [nx*ny + 1]`` (cell c holds ``cell_seg[cells[c]:cells[c + 1]]``), ``cell_seg [G]``,
+    the occupied cells ``[E]`` and their midpoints' bounding boxes ``[E, 4]`` (x0, y0, x1, y1)."""
+    lo = mid.min(0) if len(mid) else np.zeros(2)
+    n_xy = (np.floor((mid.max(0) - lo) / cell).astype(np.int64) + 1) if len(mid) else np.ones(2, np.int64)
+    ix = np.minimum(np.floor((mid - lo) / cell).astype(np.int64), n_xy - 1)
+    cid = ix[:, 0] * n_xy[1] + ix[:, 1]
+    order = np.argsort(cid, kind="stable")
+    cells = np.zeros(n_xy[0] * n_xy[1] + 1, np.int64)
+    np.add.at(cells, cid + 1, 1)
+    cells = np.cumsum(cells)
+    ne = np.unique(cid)
+    box = np.empty((len(ne), 4))
+    for k, c in enumerate(ne):
+        pts = mid[order[cells[c] : cells[c + 1]]]
+        box[k] = (*pts.min(0), *pts.max(0))
+    grid = np.array([lo[0], lo[1], cell, n_xy[0], n_xy[1]], np.float64)
+    return grid, cells, order.astype(np.int64), ne.astype(np.int64), box
