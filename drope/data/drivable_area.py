@@ -85,16 +85,64 @@ def _straightest_start(ring: np.ndarray) -> np.ndarray:
     return np.roll(ring, -int(np.argmax(cos)), axis=0)
 
 
+def _split_points(r: np.ndarray, o: np.ndarray) -> list[list[float]]:
+    """Per segment of ring ``r``: the parameters t in (0, 1) where ring ``o``'s boundary crosses it
+    or touches it with a vertex (so each piece lies wholly inside, outside or on ``o``)."""
+    a, b = r[:, :2], np.roll(r, -1, axis=0)[:, :2]
+    c, d = o[:, :2], np.roll(o, -1, axis=0)[:, :2]
+    ab, cd = b - a, d - c
+    L = np.linalg.norm(ab, axis=1)
+    tol = _EPS / np.maximum(L, 1e-300)
+    ac = c[None] - a[:, None]  # [S, So, 2]
+    den = ab[:, None, 0] * cd[None, :, 1] - ab[:, None, 1] * cd[None, :, 0]
+    ok = np.abs(den) > 1e-12
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (ac[..., 0] * cd[None, :, 1] - ac[..., 1] * cd[None, :, 0]) / den
+        u = (ac[..., 0] * ab[:, None, 1] - ac[..., 1] * ab[:, None, 0]) / den
+    lo, hi = tol[:, None], 1 - tol[:, None]
+    cross = ok & (t > lo) & (t < hi) & (u >= -1e-9) & (u <= 1 + 1e-9)
+    # vertices of o on the segment (collinear overlaps, T-junctions)
+    tv = (ac * ab[:, None]).sum(-1) / np.maximum(L**2, 1e-300)[:, None]
+    off = np.abs(ac[..., 0] * ab[:, None, 1] - ac[..., 1] * ab[:, None, 0]) / np.maximum(L, 1e-300)[:, None]
+    touch = (off <= _EPS) & (tv > lo) & (tv < hi)
+    out = []
+    for k in range(len(r)):
+        out.append(list(t[k][cross[k]]) + list(tv[k][touch[k]]))
+    return out
+
+
+def _refine(r: np.ndarray, others: Sequence[np.ndarray]) -> np.ndarray:
+    """Ring ``r`` with vertices added where other rings' boundaries cross or touch it."""
+    splits: list[list[float]] = [[] for _ in range(len(r))]
+    lo_r, hi_r = r[:, :2].min(0) - _EPS, r[:, :2].max(0) + _EPS
+    for o in others:
+        if (o[:, :2].min(0) > hi_r).any() or (o[:, :2].max(0) < lo_r).any():
+            continue
+        for k, ts in enumerate(_split_points(r, o)):
+            splits[k].extend(ts)
+    if not any(splits):
+        return r
+    nxt = np.roll(r, -1, axis=0)
+    pts = []
+    for k in range(len(r)):
+        pts.append(r[k][None])
+        ts = np.unique(np.round(np.asarray(splits[k], np.float64), 12))
+        if len(ts):
+            pts.append(r[k][None] + ts[:, None] * (nxt[k] - r[k])[None])
+    return _clean_ring(np.concatenate(pts))
+
+
 def road_edges_from_drivable_areas(areas: Sequence[np.ndarray]) -> list[tuple[int, np.ndarray]]:
     """Road-edge polylines ``[n, 3]`` (road on the left) of drivable-area polygons ``[N, 3]``, each
     with the index of the area it comes from.
 
-    Each ring is made counter-clockwise. A boundary segment inside another drivable area, or lying
-    on another area's boundary in the opposite direction (two areas that abut), is interior to the
-    drivable surface and dropped; of segments shared in the same direction (duplicated boundary)
-    the first area's copy is kept. A ring left whole is returned closed (first vertex repeated,
-    starting at its straightest vertex); a ring with dropped segments becomes its remaining runs.
-    Rings with fewer than three distinct vertices or no area bound nothing and are skipped.
+    Each ring is made counter-clockwise and cut where another area's boundary crosses or touches
+    it. A piece inside another drivable area, or lying on another area's boundary in the opposite
+    direction (two areas that abut), is interior to the drivable surface and dropped; of pieces
+    shared in the same direction (a duplicated boundary) the first area's copy is kept. A ring left
+    whole is returned closed (first vertex repeated, starting at its straightest vertex); a ring
+    with dropped pieces becomes its remaining runs. Rings with fewer than three distinct vertices
+    or no area bound nothing and are skipped.
     """
     rings, source = [], []
     for n, a in enumerate(areas):
@@ -103,7 +151,9 @@ def road_edges_from_drivable_areas(areas: Sequence[np.ndarray]) -> list[tuple[in
             rings.append(_ccw(r))
             source.append(n)
     out: list[tuple[int, np.ndarray]] = []
-    for i, r in enumerate(rings):
+    for i, r0 in enumerate(rings):
+        others = rings[:i] + rings[i + 1 :]
+        r = _refine(r0, others)
         a, b = r, np.roll(r, -1, axis=0)
         mid = (a[:, :2] + b[:, :2]) / 2
         keep = np.ones(len(r), bool)
@@ -119,12 +169,12 @@ def road_edges_from_drivable_areas(areas: Sequence[np.ndarray]) -> list[tuple[in
             inside = ~near & points_in_polygon(mid, o)
             keep &= ~(on_boundary_dropped | inside)
         if keep.all():
-            s = _straightest_start(r)
+            s = _straightest_start(r0)  # nothing cut away: the area's own vertices
             out.append((source[i], np.concatenate([s, s[:1]])))
             continue
         if not keep.any():
             continue
-        # runs of kept segments, starting after a dropped one so that no run wraps around
+        # runs of kept pieces, starting after a dropped one so that no run wraps around
         start = int(np.argmin(keep))
         order = np.roll(np.arange(len(r)), -start)
         run: list[int] = []
