@@ -231,3 +231,21 @@ def test_call_profile_attributes_kernel_time_to_model_modules(onnx_model, tmp_pa
     shares = call_profile(path, inputs, runs=3)
     assert set(shares) == {"map_layers", "head_traj"} and abs(sum(shares.values()) - 1) < 1e-9
     assert all(v > 0 for v in shares.values())
+
+
+def test_rows_per_call_splits_a_replan_into_runtime_calls(gen_scenes, onnx_model):
+    scene = gen_scenes[0]
+    dyn = build_dynamics("bicycle")
+    mask = controlled_mask(scene, "all")
+    runs = {}
+    for n, want in [(1, [1] * 9), (3, [1, 3, 1, 3, 1]), (None, [1, 4, 4])]:
+        pred = OnnxScenePredictor(onnx_model, threads=1, rows_per_call=n)
+        calls = []
+        predict = pred.runtime.predict
+        pred.runtime.predict = lambda feed, predict=predict, calls=calls: (calls.append(len(feed["agent_pos"])), predict(feed))[1]
+        policy = LearnedPolicy(dyn, pred, LearnedConfig(mode="sample"))
+        runs[n] = run_rollouts(scene, policy, LogReplay(dyn), mask, dyn, 4, seed=3, steps=21)
+        assert calls == want, n  # 3 replans; the first one's 4 identical worlds are one row
+    assert torch.equal(runs[1].xy, runs[None].xy) and torch.equal(runs[3].xy, runs[None].xy)
+    with pytest.raises(ValueError, match="rows_per_call must be >= 1 or None, got 0"):
+        OnnxScenePredictor(onnx_model, rows_per_call=0)

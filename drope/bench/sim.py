@@ -11,8 +11,8 @@
    ``idm_steps_per_s_reference`` (the per-agent ``idm_reference``, ``--reference-steps`` steps);
    ``idm_32_rollouts_steps_per_s``: 32 rollouts of the WOMD sample stepped together, world-steps/s;
 5b. ``learned_32_rollouts_s`` / ``learned_32_rollouts_s_sequential``: 32 learned rollouts of the
-   WOMD sample, batched (one ONNX Runtime call per replan for all of them) and one at a time
-   (:mod:`drope.bench.sim_learned`; ``--model``, else an untrained export, named in ``learned_model``);
+   WOMD sample, batched (one engine of 32 worlds) and one at a time, and where a model call's time
+   goes (:mod:`drope.bench.sim_learned`; ``--model``, else an untrained export, named in ``learned_model``);
 6. ``--scale N`` (off by default, it takes minutes): N generated scenes × ``--scale-rollouts``
    (32) rollouts of IDM end to end — simulate, package each scene as an official
    ``ScenarioRollouts`` (validated), write the sharded submission (``submission.binproto-*`` +
@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--reference-steps", type=int, default=10, help="steps timed for idm_steps_per_s_reference")
     p.add_argument("--learned-rollouts", type=int, default=32, metavar="R",
-                   help="learned_R_rollouts_s (batched: one ONNX Runtime call per replan for all R rollouts of "
-                        "the WOMD scene) and learned_R_rollouts_s_sequential; 0 skips them. Without --model an "
+                   help="learned_R_rollouts_s (batched: one engine of R worlds of the WOMD scene) and "
+                        "learned_R_rollouts_s_sequential, and the per-call profile; 0 skips them. Without --model an "
                         "untrained model is exported for the timings (labelled in learned_model)")
     p.add_argument("--scale", type=int, default=0, metavar="N",
                    help="also run N generated scenes x --scale-rollouts IDM rollouts end to end (simulate, "

@@ -1,7 +1,8 @@
 """Predictor adapters for :class:`sim.policies.learned.LearnedPolicy` (see its ``Predictor`` protocol).
 
 * :class:`OnnxScenePredictor`: the exported ONNX file through ``export.runtime.OnnxPredictor``
-  (the exact file users deploy), all worlds of a replan in one batched call.
+  (the exact file users deploy), all worlds of a replan collated at once and run ``rows_per_call``
+  worlds per ONNX Runtime call.
 * :class:`TorchScenePredictor`: the torch model (same inputs and outputs as the export).
 * :class:`LogFuturePredictor`: an oracle that predicts each agent's logged future (tests, and an
   upper bound); a second, ``offset``-shifted mode lets tests exercise mode sampling.
@@ -151,9 +152,22 @@ class _WorldCollation:
 
 
 class OnnxScenePredictor(_WorldCollation):
-    def __init__(self, path: str | Path, threads: int = 1) -> None:
+    """``rows_per_call``: at most this many worlds per ONNX Runtime call (None: all in one call).
+
+    Default 1, measured (docs/experiments/learned_batching.md): on one thread the model's cost per
+    world does not fall with the batch, and its largest intermediates grow with it (the map
+    self-attention scores ``[B, heads, M, M]``, 7 MB per world on the WOMD sample) until they
+    leave the cache: 32 WOMD worlds in one call cost 1.3× as much as 32 calls of one. And a
+    world's prediction is then the same bits whichever worlds run beside it (kernels round
+    differently at other batch sizes), so rollout r of a batched run equals rollout r run alone.
+    """
+
+    def __init__(self, path: str | Path, threads: int = 1, rows_per_call: int | None = 1) -> None:
         from drope.export.runtime import OnnxPredictor
 
+        if rows_per_call is not None and rows_per_call < 1:
+            raise ValueError(f"rows_per_call must be >= 1 or None, got {rows_per_call}")
+        self.rows_per_call = rows_per_call
         self.runtime = OnnxPredictor(path, threads=threads)
         spec = self.runtime.spec
         self.collate_kw = dict(history=int(spec["history"]), future=int(spec["future"]),
@@ -165,9 +179,14 @@ class OnnxScenePredictor(_WorldCollation):
         return scatter_to_agents(batch, traj, prob, scenes[0].num_agents)
 
     def _run(self, inputs: dict) -> tuple[np.ndarray, np.ndarray]:
-        pred = self.runtime.predict({k: v.numpy() for k, v in inputs.items()})
-        self.rows_run += pred.traj.shape[0]
-        return pred.traj, pred.prob
+        feed = {k: v.numpy() for k, v in inputs.items()}
+        B = next(iter(feed.values())).shape[0]
+        n = B if self.rows_per_call is None else self.rows_per_call
+        preds = [self.runtime.predict({k: v[i : i + n] for k, v in feed.items()}) for i in range(0, B, n)]
+        self.rows_run += B
+        if len(preds) == 1:
+            return preds[0].traj, preds[0].prob
+        return np.concatenate([p.traj for p in preds]), np.concatenate([p.prob for p in preds])
 
 
 class TorchScenePredictor(_WorldCollation):
