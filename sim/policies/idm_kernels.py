@@ -46,6 +46,7 @@ C_OFF_LANE, C_LOOKAHEAD, C_DECAY, C_MAX_LAT, C_PREVIEW, C_WINDOW, C_SAMPLES, C_C
 NUM_CFG = 12
 K_NEAR = 64  # LaneGraph.candidates
 CACHE_K = 256  # KD candidates cached per agent (a superset of the 64 the reference takes)
+DISK_K = 256  # segments the far disk cache holds per agent
 
 
 def _jit(fn):
@@ -128,39 +129,56 @@ def _better(cost, dm, g, best_cost, best_dm, best_g):
 
 
 @_jit
-def _disk_proof(points, s_pt, pt_h, seg_start, mid, grid, cells, cell_seg, ne_cells, ne_box, k, x, y, h, r):
-    """Least-cost segment among the midpoints within ``r`` of (x, y) when there are at most ``k``
-    of them (then they are all among the ``k`` nearest): (segment, s), or (-1, 0) when not."""
+def _collect(mid, grid, cells, cell_seg, ne_cells, ne_box, x, y, R, out):
+    """Segments whose midpoint lies within ``R`` of (x, y), written to ``out``: their number, or
+    -1 when there are more than ``len(out)``."""
     x0, y0, size, nx, ny = grid[0], grid[1], grid[2], int(grid[3]), int(grid[4])
-    ix0 = int(min(max((x - r - x0) / size, 0.0), nx - 1.0))
-    ix1 = int(min(max((x + r - x0) / size, 0.0), nx - 1.0))
-    iy0 = int(min(max((y - r - y0) / size, 0.0), ny - 1.0))
-    iy1 = int(min(max((y + r - y0) / size, 0.0), ny - 1.0))
-    best_g, best_cost, best_dm, best_s, count = -1, np.inf, np.inf, 0.0, 0
-    neighbourhood = (ix1 - ix0 + 1) * (iy1 - iy0 + 1) <= len(ne_cells)
-    n_scan = (ix1 - ix0 + 1) * (iy1 - iy0 + 1) if neighbourhood else len(ne_cells)
+    ix0 = int(min(max((x - R - x0) / size, 0.0), nx - 1.0))
+    ix1 = int(min(max((x + R - x0) / size, 0.0), nx - 1.0))
+    iy0 = int(min(max((y - R - y0) / size, 0.0), ny - 1.0))
+    iy1 = int(min(max((y + R - y0) / size, 0.0), ny - 1.0))
+    n_y = iy1 - iy0 + 1
+    neighbourhood = (ix1 - ix0 + 1) * n_y <= len(ne_cells)
+    n_scan = (ix1 - ix0 + 1) * n_y if neighbourhood else len(ne_cells)
+    n = 0
     for q in range(n_scan):
         if neighbourhood:
-            c = (ix0 + q // (iy1 - iy0 + 1)) * ny + iy0 + q % (iy1 - iy0 + 1)
-        else:  # far from the map: every occupied cell whose box comes within r
-            e = ne_cells[q]
+            c = (ix0 + q // n_y) * ny + iy0 + q % n_y
+        else:  # far from the map: every occupied cell whose box comes within R
             bx = max(ne_box[q, 0] - x, 0.0, x - ne_box[q, 2])
             by = max(ne_box[q, 1] - y, 0.0, y - ne_box[q, 3])
-            if bx * bx + by * by > r * r:
+            if bx * bx + by * by > R * R:
                 continue
-            c = e
+            c = ne_cells[q]
         for p in range(cells[c], cells[c + 1]):
             g = cell_seg[p]
             dx, dy = mid[g, 0] - x, mid[g, 1] - y
-            dm = math.sqrt(dx * dx + dy * dy)
-            if dm > r:
-                continue
-            count += 1
-            if count > k:
-                return -1, 0.0
-            cost, s = segment_cost(points, s_pt, pt_h, seg_start, g, x, y, h)
-            if _better(cost, dm, g, best_cost, best_dm, best_g):
-                best_g, best_cost, best_dm, best_s = g, cost, dm, s
+            if math.sqrt(dx * dx + dy * dy) <= R:
+                if n == len(out):
+                    return -1
+                out[n] = g
+                n += 1
+    return n
+
+
+@_jit
+def _disk_answer(points, s_pt, pt_h, seg_start, mid, segs, n, k, x, y, h, r):
+    """The disk proof over ``segs[:n]`` (every midpoint within ``r`` of (x, y) is among them): the
+    least-cost segment among those within ``r`` when there are at most ``k`` (then they are all
+    among the ``k`` nearest), as (segment, s); (-1, 0) when not."""
+    best_g, best_cost, best_dm, best_s, count = -1, np.inf, np.inf, 0.0, 0
+    for i in range(n):
+        g = segs[i]
+        dx, dy = mid[g, 0] - x, mid[g, 1] - y
+        dm = math.sqrt(dx * dx + dy * dy)
+        if dm > r:
+            continue
+        count += 1
+        if count > k:
+            return -1, 0.0
+        cost, s = segment_cost(points, s_pt, pt_h, seg_start, g, x, y, h)
+        if _better(cost, dm, g, best_cost, best_dm, best_g):
+            best_g, best_cost, best_dm, best_s = g, cost, dm, s
     return best_g, best_s
 
 
@@ -189,23 +207,41 @@ def _cache_proof(points, s_pt, pt_h, seg_start, mid, half, half_max, k, cand, cd
     if k_next - cdist[k - 1] > 2 * moved + 1e-6 or U + half_max + 1e-6 < cdist[k - 1] - moved:
         n_set = k
     elif C > k:
-        # (c) the k nearest now, selected from the cache: every uncached midpoint is >= beyond - moved away
+        # every uncached midpoint is >= beyond - moved away; all C distances now
         for j in range(k, C):
             dx, dy = mid[cand[j], 0] - x, mid[cand[j], 1] - y
             dm[j] = math.sqrt(dx * dx + dy * dy)
-        part = np.partition(dm[:C], k)
-        d_k, d_next = part[:k].max(), part[k]  # the k-th and (k+1)-th least distance now
-        if not (d_k < d_next and d_k + 1e-6 < beyond - moved):
-            return -1, 0.0, 0
-        n_set = C
-        dmin, jmin = np.inf, 0
-        for j in range(C):
-            if dm[j] <= d_k and dm[j] < dmin:
+            if dm[j] < dmin:
                 dmin, jmin = dm[j], j
-        U, _ = segment_cost(points, s_pt, pt_h, seg_start, cand[jmin], x, y, h)
-        for j in range(C):  # outside the k nearest: excluded through the lower bound
-            if dm[j] > d_k:
-                dm[j] = np.inf
+        u0, _ = segment_cost(points, s_pt, pt_h, seg_start, cand[jmin], x, y, h)
+        U = min(U, u0)
+        # (c) the disk proof on the cache: at most k midpoints within U + half_max are all among the k nearest
+        r = U + half_max + 1e-6
+        n_in = 0
+        if r < beyond - moved:
+            for j in range(C):
+                if dm[j] <= r:
+                    n_in += 1
+        if 0 < n_in <= k:
+            n_set = C
+            for j in range(C):
+                if dm[j] > r:
+                    dm[j] = np.inf
+        else:
+            # (d) the k nearest now, selected from the cache
+            part = np.partition(dm[:C], k)
+            d_k, d_next = part[:k].max(), part[k]  # the k-th and (k+1)-th least distance now
+            if not (d_k < d_next and d_k + 1e-6 < beyond - moved):
+                return -1, 0.0, 0
+            n_set = C
+            dmin, jmin = np.inf, 0
+            for j in range(C):
+                if dm[j] <= d_k and dm[j] < dmin:
+                    dmin, jmin = dm[j], j
+            U, _ = segment_cost(points, s_pt, pt_h, seg_start, cand[jmin], x, y, h)
+            for j in range(C):  # outside the k nearest: excluded through the lower bound
+                if dm[j] > d_k:
+                    dm[j] = np.inf
     else:
         return -1, 0.0, 0
     best_g, best_cost, best_dm, best_s, best_j = -1, np.inf, np.inf, 0.0, 0
@@ -221,34 +257,67 @@ def _cache_proof(points, s_pt, pt_h, seg_start, mid, half, half_max, k, cand, cd
 
 @_jit
 def project(points, s_pt, pt_h, seg_start, seg_lane, mid, half, grid, cells, cell_seg, ne_cells, ne_box, cfg,
-            pos, heading, todo, cand, cdist, beyond, centre, last_col, last_seg, have, lane_out, s_out):
-    """``LaneGraph.project`` (lane, s) of the agents ``todo [B, A]`` from what is proven without a
-    KD query (see the module docstring); returns the flat indices of the agents still to query."""
-    B, A = todo.shape
+            pos, heading, valid, drivers, cand, cdist, beyond, centre, last_col, last_seg, last_pose, have, disk,
+            disk_n, disk_centre, disk_r, prefer_disk, lane_out, s_out):
+    """``LaneGraph.project`` (lane, s) of the valid agents of rollouts with a driver (the ones the
+    reference projects) from what is proven without a KD query (see the module docstring);
+    returns the flat indices of the agents still to query.
+
+    Per agent: ``cand``/``cdist``/``beyond``/``centre``/``last_col``/``have``: the KD cache;
+    ``disk [C']``/``disk_n``/``disk_centre``/``disk_r``: every segment within ``disk_r`` of
+    ``disk_centre`` (-1: none), the disk proof's cache for agents far from the lanes;
+    ``last_seg``: the last winner, at ``last_pose`` (x, y, heading; float32); ``prefer_disk``:
+    which proof held last time (tried first)."""
+    B, A = valid.shape
     half_max = cfg[C_HALF_MAX]
+    near = 4 * grid[2]  # disk radius up to which a fresh grid scan beats the caches
+    slack = grid[2]  # the far disk cache covers this much more than the proof needs
     k = min(K_NEAR, len(seg_start))
     redo = np.empty(B * A, np.int64)
     n_redo = 0
     dm = np.empty(cand.shape[2])
+    near_segs = np.empty(k, np.int64)
     for b in range(B):
+        row = False
         for a in range(A):
-            if not todo[b, a]:
+            row |= drivers[b, a]
+        for a in range(A):
+            if not (row and valid[b, a]):
                 continue
+            if (last_seg[b, a] >= 0 and pos[b, a, 0] == last_pose[b, a, 0] and pos[b, a, 1] == last_pose[b, a, 1]
+                    and heading[b, a] == last_pose[b, a, 2]):
+                continue  # standing still: lane_out and s_out hold the answer
+            last_pose[b, a, 0], last_pose[b, a, 1], last_pose[b, a, 2] = pos[b, a, 0], pos[b, a, 1], heading[b, a]
             x, y, h = float(pos[b, a, 0]), float(pos[b, a, 1]), float(heading[b, a])
             g, s, r = -1, 0.0, np.inf
             if last_seg[b, a] >= 0:
                 u, _ = segment_cost(points, s_pt, pt_h, seg_start, last_seg[b, a], x, y, h)
                 r = u + half_max + 1e-6
-                if r < 4 * grid[2]:  # near the lanes: a few grid cells, cheaper than the cache
-                    g, s = _disk_proof(points, s_pt, pt_h, seg_start, mid, grid, cells, cell_seg, ne_cells, ne_box, k,
-                                       x, y, h, r)
-            if g < 0 and have[b, a]:
-                g, s, j = _cache_proof(points, s_pt, pt_h, seg_start, mid, half, half_max, k, cand[b, a], cdist[b, a],
-                                       beyond[b, a], centre[b, a], last_col[b, a], x, y, h, dm)
+                if r < near:
+                    n = _collect(mid, grid, cells, cell_seg, ne_cells, ne_box, x, y, r, near_segs)
+                    if n > 0:
+                        g, s = _disk_answer(points, s_pt, pt_h, seg_start, mid, near_segs, n, k, x, y, h, r)
+            for attempt in range(2):
                 if g >= 0:
-                    last_col[b, a] = j
-            if g < 0 and last_seg[b, a] >= 0 and np.isfinite(r) and r >= 4 * grid[2]:
-                g, s = _disk_proof(points, s_pt, pt_h, seg_start, mid, grid, cells, cell_seg, ne_cells, ne_box, k, x, y, h, r)
+                    break
+                if (attempt == 0) == prefer_disk[b, a]:
+                    if r < near or not np.isfinite(r):
+                        continue
+                    mx, my = x - disk_centre[b, a, 0], y - disk_centre[b, a, 1]
+                    if not r + math.sqrt(mx * mx + my * my) <= disk_r[b, a]:  # refill the far disk cache
+                        disk_n[b, a] = _collect(mid, grid, cells, cell_seg, ne_cells, ne_box, x, y, r + slack,
+                                                disk[b, a])
+                        disk_r[b, a] = r + slack if disk_n[b, a] > 0 else -1.0
+                        disk_centre[b, a, 0], disk_centre[b, a, 1] = x, y
+                    if disk_r[b, a] > 0:
+                        g, s = _disk_answer(points, s_pt, pt_h, seg_start, mid, disk[b, a], disk_n[b, a], k, x, y, h, r)
+                        prefer_disk[b, a] = g >= 0
+                elif have[b, a]:
+                    g, s, j = _cache_proof(points, s_pt, pt_h, seg_start, mid, half, half_max, k, cand[b, a],
+                                           cdist[b, a], beyond[b, a], centre[b, a], last_col[b, a], x, y, h, dm)
+                    if g >= 0:
+                        last_col[b, a] = j
+                        prefer_disk[b, a] = False
             if g < 0:
                 redo[n_redo] = b * A + a
                 n_redo += 1
@@ -331,6 +400,8 @@ def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, cfg
     lane_all = np.full(A, -1, np.int64)
     count = np.zeros(L + 1, np.int64)
     members = np.empty(A, np.int64)
+    hw = np.empty(A, np.float32)
+    inf32 = np.float32(np.inf)
     for b in range(B):
         any_driver = False
         for a in range(A):
@@ -340,6 +411,7 @@ def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, cfg
         lmax = 0.0
         for a in range(A):
             lmax = max(lmax, float(size[b, a, 0]))
+            hw[a] = size[b, a, 1] / two32
         # offsets in the lane's frame at the projection; lane_all: -1 off the lane graph
         for a in range(A):
             lane_all[a] = -1
@@ -367,18 +439,19 @@ def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, cfg
         for a in range(A):
             if not drivers[b, a]:
                 continue
-            # ---- corridor gap (float32): first least gap over all agents ----
+            # ---- corridor gap (float32): first least gap over all agents (torch's min) ----
             ci, si = cos_h[b, a], sin_h[b, a]
-            hw_i = size[b, a, 1] / two32
-            best_gap32, jc = far32, 0
+            pxa, pya, hw_a, len_a = pos[b, a, 0], pos[b, a, 1], hw[a], size[b, a, 0]
+            best_gap32, jc = inf32, -1
             for j in range(A):
-                rx32, ry32 = pos[b, j, 0] - pos[b, a, 0], pos[b, j, 1] - pos[b, a, 1]
+                rx32, ry32 = pos[b, j, 0] - pxa, pos[b, j, 1] - pya
                 x32 = rx32 * ci + ry32 * si
-                y32 = -rx32 * si + ry32 * ci
                 g32 = far32
-                if (x32 > 0 and abs(y32) < hw_i + size[b, j, 1] / two32 + margin32 and valid[b, j] and j != a):
-                    g32 = x32 - (size[b, a, 0] + size[b, j, 0]) / two32
-                if j == 0 or g32 < best_gap32:
+                if x32 > 0 and valid[b, j] and j != a:
+                    y32 = -rx32 * si + ry32 * ci
+                    if abs(y32) < hw_a + hw[j] + margin32:
+                        g32 = x32 - (len_a + size[b, j, 0]) / two32
+                if g32 < best_gap32:
                     best_gap32, jc = g32, j
             dv32 = (vel[b, a, 0] * ci + vel[b, a, 1] * si) - (vel[b, jc, 0] * ci + vel[b, jc, 1] * si)
             # ---- red lights (float32) ----

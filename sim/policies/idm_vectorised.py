@@ -135,7 +135,7 @@ class VectorisedIDM:
         if self.tables is None or self.tables.scene is not scene:
             self.tables = SceneTables(scene)
         T, g, c = self.tables, self.tables.graph, self.cfg
-        self.scene = scene
+        self.scene, self._num_steps = scene, scene.num_steps
         self._pose = torch.cat([scene.agent_pos, scene.agent_heading[..., None], scene.agent_vel], -1)
         nrng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=rng)))
         B, A = state.batch, state.num_agents
@@ -169,14 +169,28 @@ class VectorisedIDM:
         C = min(kernels.CACHE_K, len(T.seg_start))
         self._cache = dict(cand=np.zeros((B, A, C), np.int64), cdist=np.zeros((B, A, C)), beyond=np.zeros((B, A)),
                            centre=np.zeros((B, A, 2)), last_col=np.zeros((B, A), np.int64),
-                           last_seg=np.full((B, A), -1, np.int64), have=np.zeros((B, A), bool))
+                           last_seg=np.full((B, A), -1, np.int64), last_pose=np.zeros((B, A, 3), np.float32),
+                           have=np.zeros((B, A), bool),
+                           disk=np.zeros((B, A, kernels.DISK_K), np.int64), disk_n=np.zeros((B, A), np.int64),
+                           disk_centre=np.zeros((B, A, 2)), disk_r=np.full((B, A), -1.0),
+                           prefer_disk=np.zeros((B, A), bool))
         self._lane, self._s = np.zeros((B, A), np.int64), np.zeros((B, A))
         self.kd_queries = 0  # agents projected through a fresh KD-tree query (diagnostics)
+        # the kernels' arguments that stay fixed over the rollout (around the per-step state)
+        points, s_pt, offsets, pt_h = T.geometry()
+        self._project_args = ((points, s_pt, pt_h, T.seg_start, T.seg_lane, T.mid, T.half, T.grid, T.cells, T.cell_seg,
+                               T.ne_cells, T.ne_box, cfg),
+                              tuple(self._cache[f] for f in ("cand", "cdist", "beyond", "centre", "last_col", "last_seg",
+                                                             "last_pose", "have", "disk", "disk_n", "disk_centre",
+                                                             "disk_r", "prefer_disk")) + (self._lane, self._s))
+        self._drive_args = ((points, s_pt, offsets, pt_h, T.length, T.default_route, T.default_len, cfg),
+                            (self.route, self.route_len, self.v_des, self.params))
+        self._no_stops = np.zeros((0, 2), np.float32), np.zeros((B, A, 0), bool)
 
     # ---- action -----------------------------------------------------------------------------------------
     def act(self, state: SimState, rng: torch.Generator) -> Actions:
         B, A, dt = state.batch, state.num_agents, self.scene.dt
-        t_next = min(state.step + 1, self.scene.num_steps - 1)
+        t_next = min(state.step + 1, self._num_steps - 1)
         target_pos = (state.pos + state.vel * dt).contiguous()  # non-drivers: constant velocity ...
         target_h = state.heading.clone(memory_format=torch.contiguous_format)
         drive = self.drivers[None] & state.valid  # [B, A]
@@ -191,19 +205,15 @@ class VectorisedIDM:
         T, c = self.tables, self._cache
         B, A = state.batch, state.num_agents
         valid, drive_np = _c(state.valid.numpy()), _c(drive.numpy())
-        todo = valid & drive_np.any(1)[:, None]  # the reference projects the rollouts with a driver
         pos = _c(state.pos.numpy())
         heading = state.heading.contiguous()
         h_np = heading.numpy()
-        geo = T.geometry()
-        redo = kernels.project(geo[0], geo[1], T.pt_h, T.seg_start, T.seg_lane, T.mid, T.half, T.grid, T.cells,
-                               T.cell_seg, T.ne_cells, T.ne_box, self._cfg, pos, h_np, todo, c["cand"], c["cdist"],
-                               c["beyond"], c["centre"], c["last_col"], c["last_seg"], c["have"], self._lane, self._s)
+        redo = kernels.project(*self._project_args[0], pos, h_np, valid, drive_np, *self._project_args[1])
         if len(redo):
             q = min(c["cand"].shape[2] + 1, len(T.seg_start))
             dist, cand = T.tree.query(pos.reshape(-1, 2)[redo].astype(np.float64), k=q)
             self.kd_queries += len(redo)
-            kernels.project_fresh(geo[0], geo[1], T.pt_h, T.seg_start, T.seg_lane, pos, h_np, redo,
+            kernels.project_fresh(*self._project_args[0][:5], pos, h_np, redo,
                                   np.asarray(cand, np.int64).reshape(len(redo), q),
                                   np.asarray(dist, np.float64).reshape(len(redo), q), c["cand"], c["cdist"],
                                   c["beyond"], c["centre"], c["last_col"], c["last_seg"], c["have"], self._lane,
@@ -212,15 +222,14 @@ class VectorisedIDM:
         # red lights), the scalar kernel as its 0-d tensors (off-lane targets)
         cos_h, sin_h = _c(_rowwise(torch.cos, heading).numpy()), _c(_rowwise(torch.sin, heading).numpy())
         cos0, sin0 = (_c(x.numpy()).reshape(B, A) for x in _scalar_cos_sin(heading.reshape(-1)))
-        st = T.stops(min(state.step, self.scene.num_steps - 1))
+        st = T.stops(min(state.step, self._num_steps - 1))
         if st is None:
-            stops, aligned = np.zeros((0, 2), np.float32), np.zeros((B, A, 0), bool)
+            stops, aligned = self._no_stops
         else:
             stops, lane_h = st
             dh = (heading[:, :, None] - lane_h[None, None]).reshape(B, -1)
             aligned = _c((_rowwise(torch.cos, dh).reshape(B, A, -1) > 0.7).numpy())
             stops = _c(stops.numpy())
-        kernels.drive(geo[0], geo[1], geo[2], T.pt_h, T.length, T.default_route, T.default_len, self._cfg,
-                      pos, h_np, _c(state.vel.numpy()), _c(state.size.numpy()), valid, drive_np, cos_h, sin_h,
-                      cos0, sin0, _c(state.vel.norm(dim=-1).numpy()), self._lane, self._s, stops, aligned, self.route,
-                      self.route_len, self.v_des, self.params, target_pos.numpy(), target_h.numpy())
+        kernels.drive(*self._drive_args[0], pos, h_np, _c(state.vel.numpy()), _c(state.size.numpy()), valid, drive_np,
+                      cos_h, sin_h, cos0, sin0, _c(state.vel.norm(dim=-1).numpy()), self._lane, self._s, stops,
+                      aligned, *self._drive_args[1], target_pos.numpy(), target_h.numpy())
