@@ -71,6 +71,8 @@ def test_learned_rollout_timings_reports_both_and_their_agreement(gen_scenes, on
     assert res["learned_3_rollouts_s"] > 0 and res["learned_3_rollouts_s_sequential"] > 0
     assert res["learned_batched_vs_sequential_max_abs_m"] == 0.0
     assert res["learned_predictions_per_rollout"] == 8 and res["threads"] == 1
+    # 8 replans x 3 worlds alone; batched, the first replan's 3 identical worlds are one row
+    assert res["learned_model_rows_sequential"] == 24 and res["learned_model_rows_batched"] <= 22
 
 
 def test_nan_from_the_predictor_is_a_named_error(gen_scenes):

@@ -1,8 +1,10 @@
 """Learned-policy rollouts batched vs one at a time (``drope-bench sim``: ``learned_32_rollouts_s*``).
 
-Batched: one engine of R worlds, so every replan is one ONNX Runtime call for all R rollouts.
-Sequential: R engines of one world each (``rollout_ids=[r]``), the same seeds, so the two runs
-produce the same rollouts (``learned_batched_vs_sequential_max_abs_m`` reports how close).
+Batched: one engine of R worlds, all worlds collated once per replan, worlds with identical inputs
+evaluated once, and the rest fed to ONNX Runtime ``OnnxScenePredictor.rows_per_call`` at a time
+(``learned_model_rows_batched`` counts the rows). Sequential: R engines of one world each
+(``rollout_ids=[r]``), the same seeds, so the two runs produce the same rollouts
+(``learned_batched_vs_sequential_max_abs_m``: 0.0 when each world runs in its own call).
 Both on one thread, all valid agents controlled by the learned policy, sampled modes.
 
 Without a model file (``drope-bench sim`` without ``--model``) :func:`learned_keys` exports a
