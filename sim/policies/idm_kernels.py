@@ -335,24 +335,93 @@ def project_fresh(points, s_pt, pt_h, seg_start, seg_lane, pos, heading, redo, k
     reference's answer (first least cost over the first k in KD order); the candidates are cached
     for :func:`project`."""
     A = pos.shape[1]
+    for i in range(len(redo)):
+        b, a = redo[i] // A, redo[i] % A
+        _fill(points, s_pt, pt_h, seg_start, seg_lane, b, a, float(pos[b, a, 0]), float(pos[b, a, 1]),
+              float(heading[b, a]), kd_cand[i], kd_dist[i], kd_cand.shape[1], cand, cdist, beyond, centre, last_col,
+              last_seg, have, lane_out, s_out)
+
+
+@_jit
+def _fill(points, s_pt, pt_h, seg_start, seg_lane, b, a, x, y, h, segs, dist, n, cand, cdist, beyond, centre, last_col,
+          last_seg, have, lane_out, s_out):
+    """Cache the nearest midpoints ``segs[:n]`` (distances ``dist``, ascending) of agent (b, a) and
+    project it: least cost over the first k, earlier first (the reference's KD order)."""
     C = cand.shape[2]
     k = min(K_NEAR, C)
+    best_j, best_cost, best_s = 0, np.inf, 0.0
+    for j in range(k):
+        cost, s = segment_cost(points, s_pt, pt_h, seg_start, segs[j], x, y, h)
+        if cost < best_cost:
+            best_j, best_cost, best_s = j, cost, s
+    cand[b, a, :] = segs[:C]
+    cdist[b, a, :] = dist[:C]
+    beyond[b, a] = dist[C] if n > C else np.inf
+    centre[b, a, 0], centre[b, a, 1] = x, y
+    have[b, a] = True
+    last_col[b, a] = best_j
+    last_seg[b, a] = segs[best_j]
+    lane_out[b, a], s_out[b, a] = seg_lane[segs[best_j]], best_s
+
+
+@_jit
+def project_nearest(points, s_pt, pt_h, seg_start, seg_lane, mid, grid, cells, cell_seg, ne_cells, ne_box, pos,
+                    heading, redo, cand, cdist, beyond, centre, last_col, last_seg, have, lane_out, s_out):
+    """``LaneGraph.project`` of agents ``redo`` (flat indices) from their nearest midpoints found on
+    the grid (growing disks until they hold the cache's worth), cached for :func:`project`.
+    Returns the agents whose k-th and (k+1)-th nearest midpoints are (nearly) equally far: which
+    of them the reference's KD query takes is its own business (:func:`project_fresh` asks it)."""
+    A = pos.shape[1]
+    C = cand.shape[2]
+    G = len(seg_start)
+    k = min(K_NEAR, C)
+    Q = min(C + 1, G)
+    buf = np.empty(max(16 * Q, 4096), np.int64)
+    x0, y0 = grid[0], grid[1]
+    x1, y1 = x0 + grid[2] * grid[3], y0 + grid[2] * grid[4]
+    ask = np.empty(len(redo), np.int64)
+    n_ask = 0
     for i in range(len(redo)):
         b, a = redo[i] // A, redo[i] % A
         x, y, h = float(pos[b, a, 0]), float(pos[b, a, 1]), float(heading[b, a])
-        best_j, best_cost, best_s = 0, np.inf, 0.0
-        for j in range(k):
-            cost, s = segment_cost(points, s_pt, pt_h, seg_start, kd_cand[i, j], x, y, h)
-            if cost < best_cost:
-                best_j, best_cost, best_s = j, cost, s
-        cand[b, a, :] = kd_cand[i, :C]
-        cdist[b, a, :] = kd_dist[i, :C]
-        beyond[b, a] = kd_dist[i, C] if kd_dist.shape[1] > C else np.inf
-        centre[b, a, 0], centre[b, a, 1] = x, y
-        have[b, a] = True
-        last_col[b, a] = best_j
-        last_seg[b, a] = kd_cand[i, best_j]
-        lane_out[b, a], s_out[b, a] = seg_lane[kd_cand[i, best_j]], best_s
+        ex, ey = max(x0 - x, 0.0, x - x1), max(y0 - y, 0.0, y - y1)
+        R = math.sqrt(ex * ex + ey * ey) + grid[2]
+        if have[b, a]:  # the cached nearest moved at most this far: the disk holding them now
+            mx, my = x - centre[b, a, 0], y - centre[b, a, 1]
+            R = max(R, (cdist[b, a, Q - 1] if Q <= C else beyond[b, a]) + math.sqrt(mx * mx + my * my) + 1e-6)
+        fx, fy = max(abs(x - x0), abs(x - x1)), max(abs(y - y0), abs(y - y1))
+        R_all = math.sqrt(fx * fx + fy * fy) + grid[2]  # holds every midpoint
+        need_kd = True
+        while True:
+            n = _collect(mid, grid, cells, cell_seg, ne_cells, ne_box, x, y, min(R, R_all), buf)
+            if n < 0:
+                break  # too many at once: the KD query does it
+            if n >= Q or R >= R_all:
+                d = np.empty(n)
+                for j in range(n):
+                    dx, dy = mid[buf[j], 0] - x, mid[buf[j], 1] - y
+                    d[j] = math.sqrt(dx * dx + dy * dy)
+                m = min(n, Q)
+                if n > m:  # sort only the m nearest
+                    d_m = np.partition(d, m - 1)[m - 1]
+                    keep = np.flatnonzero(d <= d_m)
+                else:
+                    d_m, keep = np.inf, np.arange(n)
+                if n >= Q and d_m > R and R < R_all:
+                    R += max(grid[2], R / 8)  # the Q-th nearest collected may not be the Q-th nearest
+                    continue
+                order = keep[np.argsort(d[keep])][:m]
+                segs, dist = buf[:n][order], d[order]
+                if not (k < m and dist[k] - dist[k - 1] < 1e-9):  # else a tie at the reference's k-th candidate
+                    _fill(points, s_pt, pt_h, seg_start, seg_lane, b, a, x, y, h, segs, dist, m, cand, cdist, beyond,
+                          centre, last_col, last_seg, have, lane_out, s_out)
+                    need_kd = False
+                break
+            R += max(grid[2], R / 8)
+        if need_kd:
+            ask[n_ask] = redo[i]
+            n_ask += 1
+    return ask[:n_ask]
 
 
 # ---- the policy's step for every driver -------------------------------------------------------------------

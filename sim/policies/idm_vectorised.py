@@ -175,7 +175,7 @@ class VectorisedIDM:
                            disk_centre=np.zeros((B, A, 2)), disk_r=np.full((B, A), -1.0),
                            prefer_disk=np.zeros((B, A), bool))
         self._lane, self._s = np.zeros((B, A), np.int64), np.zeros((B, A))
-        self.kd_queries = 0  # agents projected through a fresh KD-tree query (diagnostics)
+        self.kd_queries = 0  # agents projected through scipy's KD tree (diagnostics)
         # the kernels' arguments that stay fixed over the rollout (around the per-step state)
         points, s_pt, offsets, pt_h = T.geometry()
         self._project_args = ((points, s_pt, pt_h, T.seg_start, T.seg_lane, T.mid, T.half, T.grid, T.cells, T.cell_seg,
@@ -183,6 +183,10 @@ class VectorisedIDM:
                               tuple(self._cache[f] for f in ("cand", "cdist", "beyond", "centre", "last_col", "last_seg",
                                                              "last_pose", "have", "disk", "disk_n", "disk_centre",
                                                              "disk_r", "prefer_disk")) + (self._lane, self._s))
+        self._nearest_args = (points, s_pt, pt_h, T.seg_start, T.seg_lane, T.mid, T.grid, T.cells, T.cell_seg,
+                              T.ne_cells, T.ne_box)
+        self._fresh_args = tuple(self._cache[f] for f in ("cand", "cdist", "beyond", "centre", "last_col", "last_seg",
+                                                          "have")) + (self._lane, self._s)
         self._drive_args = ((points, s_pt, offsets, pt_h, T.length, T.default_route, T.default_len, cfg),
                             (self.route, self.route_len, self.v_des, self.params))
         self._no_stops = np.zeros((0, 2), np.float32), np.zeros((B, A, 0), bool)
@@ -209,15 +213,15 @@ class VectorisedIDM:
         heading = state.heading.contiguous()
         h_np = heading.numpy()
         redo = kernels.project(*self._project_args[0], pos, h_np, valid, drive_np, *self._project_args[1])
+        if len(redo):  # nearest midpoints from the grid, the KD tree only for ties at the k-th
+            redo = kernels.project_nearest(*self._nearest_args, pos, h_np, redo, *self._fresh_args)
+            self.kd_queries += len(redo)
         if len(redo):
             q = min(c["cand"].shape[2] + 1, len(T.seg_start))
             dist, cand = T.tree.query(pos.reshape(-1, 2)[redo].astype(np.float64), k=q)
-            self.kd_queries += len(redo)
             kernels.project_fresh(*self._project_args[0][:5], pos, h_np, redo,
                                   np.asarray(cand, np.int64).reshape(len(redo), q),
-                                  np.asarray(dist, np.float64).reshape(len(redo), q), c["cand"], c["cdist"],
-                                  c["beyond"], c["centre"], c["last_col"], c["last_seg"], c["have"], self._lane,
-                                  self._s)
+                                  np.asarray(dist, np.float64).reshape(len(redo), q), *self._fresh_args)
         # float32 cos/sin from torch: row-wise kernels as the reference's per-rollout tensors (corridor,
         # red lights), the scalar kernel as its 0-d tensors (off-lane targets)
         cos_h, sin_h = _c(_rowwise(torch.cos, heading).numpy()), _c(_rowwise(torch.sin, heading).numpy())
