@@ -8,6 +8,10 @@ keeps 60 future steps, so the files carry AV2's shape and the model sees 11 real
 
     python docs/make_av2_split.py /tmp/av2/train --num-scenes 200 --seed 0
     python docs/make_av2_split.py /tmp/av2/val --num-scenes 64 --seed 1000
+
+``--keep-steps`` writes the scenes' own 91 steps (current index 10) instead: the same steps as
+their WOMD copies (``drope-generate out=DIR num_scenes=N seed=S``), so that ``drope-sim`` on the
+two copies can be compared number for number.
 """
 from __future__ import annotations
 
@@ -38,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", type=Path, help="split root to write scenario directories under")
     p.add_argument("--num-scenes", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep-steps", action="store_true",
+                   help="keep the generated 91 steps / current index 10 (compare with the WOMD copies)")
     args = p.parse_args(argv)
     from drope.data.av2 import write_av2_scenario
     from drope.data.sources import generated_scenes
@@ -45,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     n = 0
     for s in generated_scenes(args.num_scenes, args.seed):
-        write_av2_scenario(av2_layout(s), args.out)
+        write_av2_scenario(s if args.keep_steps else av2_layout(s), args.out)
         n += 1
     print(f"{n} AV2 scenario directories -> {args.out} ({time.perf_counter() - t0:.1f} s)")
     return 0

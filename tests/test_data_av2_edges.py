@@ -149,3 +149,25 @@ def test_generated_scene_as_av2_keeps_log_offroad(tmp_path, index):
     assert 0 < reversed_ < len(kerbs)  # the generator's kerbs are not consistently oriented
     vehicles = (scene.agent_type == 1) & scene.agent_valid[:, scene.current_index]
     assert not bool(av2[vehicles].any())  # logged vehicles stay on the road
+
+
+def test_reader_ignores_the_winding_of_the_map_json(tmp_path):
+    scene = generate_scene(7, 0)[0]  # a T junction
+    d = write_av2_scenario(scene, tmp_path)
+    map_path = next(d.glob("log_map_archive_*.json"))
+    mp = json.loads(map_path.read_text())
+    t = scene.current_index
+    ok = scene.agent_valid[:, t : t + 1]
+    size = scene.agent_size[:, t : t + 1].double()
+
+    def distances():
+        s = read_av2_scenario(d)
+        args = [v[:, t : t + 1].double()[None] for v in (s.agent_pos, s.agent_z, s.agent_heading)]
+        return WF.distance_to_road_edge(*args, size[..., 0], size[..., 1], size[..., 2], ok, scene_map(s).edges)
+
+    ccw = distances()
+    for area in mp["drivable_areas"].values():
+        area["area_boundary"] = np.roll(area["area_boundary"][::-1], 5).tolist()  # clockwise, another start
+    map_path.write_text(json.dumps(mp))
+    torch.testing.assert_close(distances(), ccw, rtol=0, atol=1e-9)
+    assert bool((ccw[0][ok] < 0).any()) and bool((ccw[0][ok] > 0).any())  # on the road and on the sidewalk
