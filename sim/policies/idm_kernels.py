@@ -162,7 +162,7 @@ def _collect(mid, grid, cells, cell_seg, ne_cells, ne_box, x, y, R, out):
 
 
 @_jit
-def _disk_answer(points, s_pt, pt_h, seg_start, mid, segs, n, k, x, y, h, r):
+def _disk_answer(points, s_pt, pt_h, seg_start, mid, half, segs, n, k, x, y, h, r):
     """The disk proof over ``segs[:n]`` (every midpoint within ``r`` of (x, y) is among them): the
     least-cost segment among those within ``r`` when there are at most ``k`` (then they are all
     among the ``k`` nearest), as (segment, s); (-1, 0) when not."""
@@ -176,6 +176,8 @@ def _disk_answer(points, s_pt, pt_h, seg_start, mid, segs, n, k, x, y, h, r):
         count += 1
         if count > k:
             return -1, 0.0
+        if dm - half[g] > best_cost:  # its cost's lower bound: strictly worse than the best so far
+            continue
         cost, s = segment_cost(points, s_pt, pt_h, seg_start, g, x, y, h)
         if _better(cost, dm, g, best_cost, best_dm, best_g):
             best_g, best_cost, best_dm, best_s = g, cost, dm, s
@@ -247,7 +249,7 @@ def _cache_proof(points, s_pt, pt_h, seg_start, mid, half, half_max, k, cand, cd
     best_g, best_cost, best_dm, best_s, best_j = -1, np.inf, np.inf, 0.0, 0
     for j in range(n_set):
         g = cand[j]
-        if dm[j] - half[g] > U:  # lower bound of the cost above an attained cost: cannot win
+        if dm[j] - half[g] > min(U, best_cost):  # lower bound of the cost above an attained cost: cannot win
             continue
         cost, s = segment_cost(points, s_pt, pt_h, seg_start, g, x, y, h)
         if _better(cost, dm[j], g, best_cost, best_dm, best_g):
@@ -296,7 +298,7 @@ def project(points, s_pt, pt_h, seg_start, seg_lane, mid, half, grid, cells, cel
                 if r < near:
                     n = _collect(mid, grid, cells, cell_seg, ne_cells, ne_box, x, y, r, near_segs)
                     if n > 0:
-                        g, s = _disk_answer(points, s_pt, pt_h, seg_start, mid, near_segs, n, k, x, y, h, r)
+                        g, s = _disk_answer(points, s_pt, pt_h, seg_start, mid, half, near_segs, n, k, x, y, h, r)
             for attempt in range(2):
                 if g >= 0:
                     break
@@ -310,7 +312,7 @@ def project(points, s_pt, pt_h, seg_start, seg_lane, mid, half, grid, cells, cel
                         disk_r[b, a] = r + slack if disk_n[b, a] > 0 else -1.0
                         disk_centre[b, a, 0], disk_centre[b, a, 1] = x, y
                     if disk_r[b, a] > 0:
-                        g, s = _disk_answer(points, s_pt, pt_h, seg_start, mid, disk[b, a], disk_n[b, a], k, x, y, h, r)
+                        g, s = _disk_answer(points, s_pt, pt_h, seg_start, mid, half, disk[b, a], disk_n[b, a], k, x, y, h, r)
                         prefer_disk[b, a] = g >= 0
                 elif have[b, a]:
                     g, s, j = _cache_proof(points, s_pt, pt_h, seg_start, mid, half, half_max, k, cand[b, a],
