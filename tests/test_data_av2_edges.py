@@ -77,6 +77,14 @@ def test_abutting_and_overlapping_areas_bound_their_union():
         edges = [p for _, p in road_edges_from_drivable_areas(areas)]
         # the shared side x = 10 is inside the road: distance to the outer boundary, negative
         np.testing.assert_allclose(_signed(edges, q), [-5.0, -5.0, -5.0, 5.0, 2.0], atol=1e-12)
+    # staggered: the shared side is only part of each area's side (cut at the other's corners);
+    # the union's boundary comes back as one closed ring
+    high = np.array([[10, 5, 0], [20, 5, 0], [20, 15, 0], [10, 15, 0]], np.float64)
+    for areas in ([left, high], [high[::-1], left]):
+        pieces = road_edges_from_drivable_areas(areas)
+        assert len(pieces) == 1 and np.allclose(pieces[0][1][0], pieces[0][1][-1])
+        q2 = np.array([[10.0, 7.5, 0], [10.5, 2, 0], [9.5, 12, 0], [10, 12.5, 0], [15, 10, 0]], np.float64)
+        np.testing.assert_allclose(_signed([pieces[0][1]], q2), [-2.5, 0.5, 0.5, 0.0, -5.0], atol=1e-12)
     # overlapping areas: boundary of the union; a duplicated area adds nothing
     wide = np.array([[5, 2, 0], [25, 2, 0], [25, 8, 0], [5, 8, 0]], np.float64)
     edges = [p for _, p in road_edges_from_drivable_areas([left, wide, left.copy()])]

@@ -85,41 +85,44 @@ def _straightest_start(ring: np.ndarray) -> np.ndarray:
     return np.roll(ring, -int(np.argmax(cos)), axis=0)
 
 
-def _split_points(r: np.ndarray, o: np.ndarray) -> list[list[float]]:
-    """Per segment of ring ``r``: the parameters t in (0, 1) where ring ``o``'s boundary crosses it
-    or touches it with a vertex (so each piece lies wholly inside, outside or on ``o``)."""
-    a, b = r[:, :2], np.roll(r, -1, axis=0)[:, :2]
-    c, d = o[:, :2], np.roll(o, -1, axis=0)[:, :2]
+def _split_points(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """``[S, So]`` parameters t along segments ``a→b [S, 2]`` where segments ``c→d [So, 2]`` cross
+    them or touch them with their start vertex (NaN elsewhere): cut there, each piece lies wholly
+    inside, outside or on the other ring."""
     ab, cd = b - a, d - c
     L = np.linalg.norm(ab, axis=1)
-    tol = _EPS / np.maximum(L, 1e-300)
+    lo = (_EPS / np.maximum(L, 1e-300))[:, None]
     ac = c[None] - a[:, None]  # [S, So, 2]
     den = ab[:, None, 0] * cd[None, :, 1] - ab[:, None, 1] * cd[None, :, 0]
-    ok = np.abs(den) > 1e-12
     with np.errstate(divide="ignore", invalid="ignore"):
         t = (ac[..., 0] * cd[None, :, 1] - ac[..., 1] * cd[None, :, 0]) / den
         u = (ac[..., 0] * ab[:, None, 1] - ac[..., 1] * ab[:, None, 0]) / den
-    lo, hi = tol[:, None], 1 - tol[:, None]
-    cross = ok & (t > lo) & (t < hi) & (u >= -1e-9) & (u <= 1 + 1e-9)
-    # vertices of o on the segment (collinear overlaps, T-junctions)
+    cross = (np.abs(den) > 1e-12) & (t > lo) & (t < 1 - lo) & (u >= -1e-9) & (u <= 1 + 1e-9)
+    # start vertices of the other ring on the segment (collinear overlaps, T-junctions)
     tv = (ac * ab[:, None]).sum(-1) / np.maximum(L**2, 1e-300)[:, None]
     off = np.abs(ac[..., 0] * ab[:, None, 1] - ac[..., 1] * ab[:, None, 0]) / np.maximum(L, 1e-300)[:, None]
-    touch = (off <= _EPS) & (tv > lo) & (tv < hi)
-    out = []
-    for k in range(len(r)):
-        out.append(list(t[k][cross[k]]) + list(tv[k][touch[k]]))
-    return out
+    touch = (off <= _EPS) & (tv > lo) & (tv < 1 - lo)
+    return np.concatenate([np.where(cross, t, np.nan), np.where(touch, tv, np.nan)], axis=1)
+
+
+def _near_box(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``[S]`` bool: segments ``a→b`` whose bounding box meets the box ``[lo, hi]`` (widened by eps)."""
+    return (np.minimum(a, b) <= hi + _EPS).all(1) & (np.maximum(a, b) >= lo - _EPS).all(1)
 
 
 def _refine(r: np.ndarray, others: Sequence[np.ndarray]) -> np.ndarray:
     """Ring ``r`` with vertices added where other rings' boundaries cross or touch it."""
+    a, b = r[:, :2], np.roll(r, -1, axis=0)[:, :2]
     splits: list[list[float]] = [[] for _ in range(len(r))]
-    lo_r, hi_r = r[:, :2].min(0) - _EPS, r[:, :2].max(0) + _EPS
     for o in others:
-        if (o[:, :2].min(0) > hi_r).any() or (o[:, :2].max(0) < lo_r).any():
+        c, d = o[:, :2], np.roll(o, -1, axis=0)[:, :2]
+        mine = np.flatnonzero(_near_box(a, b, c.min(0), c.max(0)))
+        theirs = np.flatnonzero(_near_box(c, d, a.min(0), a.max(0)))
+        if not len(mine) or not len(theirs):
             continue
-        for k, ts in enumerate(_split_points(r, o)):
-            splits[k].extend(ts)
+        t = _split_points(a[mine], b[mine], c[theirs], d[theirs])
+        for k, row in zip(mine, t):
+            splits[k].extend(row[~np.isnan(row)].tolist())
     if not any(splits):
         return r
     nxt = np.roll(r, -1, axis=0)
@@ -140,9 +143,9 @@ def road_edges_from_drivable_areas(areas: Sequence[np.ndarray]) -> list[tuple[in
     it. A piece inside another drivable area, or lying on another area's boundary in the opposite
     direction (two areas that abut), is interior to the drivable surface and dropped; of pieces
     shared in the same direction (a duplicated boundary) the first area's copy is kept. A ring left
-    whole is returned closed (first vertex repeated, starting at its straightest vertex); a ring
-    with dropped pieces becomes its remaining runs. Rings with fewer than three distinct vertices
-    or no area bound nothing and are skipped.
+    whole is returned closed (first vertex repeated, starting at its straightest vertex); the
+    remaining runs of the others are joined head to tail across areas (closed where they come
+    round). Rings with fewer than three distinct vertices or no area bound nothing and are skipped.
     """
     rings, source = [], []
     for n, a in enumerate(areas):
@@ -151,6 +154,7 @@ def road_edges_from_drivable_areas(areas: Sequence[np.ndarray]) -> list[tuple[in
             rings.append(_ccw(r))
             source.append(n)
     out: list[tuple[int, np.ndarray]] = []
+    pieces: list[tuple[int, np.ndarray]] = []
     for i, r0 in enumerate(rings):
         others = rings[:i] + rings[i + 1 :]
         r = _refine(r0, others)
@@ -160,14 +164,18 @@ def road_edges_from_drivable_areas(areas: Sequence[np.ndarray]) -> list[tuple[in
         for j, o in enumerate(rings):
             if j == i:
                 continue
+            lo, hi = o[:, :2].min(0) - _EPS, o[:, :2].max(0) + _EPS
+            q = np.flatnonzero(((mid >= lo) & (mid <= hi)).all(1))  # only these can be inside or on o
+            if not len(q):
+                continue
             oa, ob = o[:, :2], np.roll(o, -1, axis=0)[:, :2]
-            d = _distance_to_segments(mid, oa, ob)  # [S, So]
+            d = _distance_to_segments(mid[q], oa, ob)  # [Q, So]
             near = d.min(1) <= _EPS
             k = d.argmin(1)
-            same_dir = ((b[:, :2] - a[:, :2]) * (ob[k] - oa[k])).sum(-1) > 0
+            same_dir = ((b[q, :2] - a[q, :2]) * (ob[k] - oa[k])).sum(-1) > 0
             on_boundary_dropped = near & (~same_dir | (j < i))
-            inside = ~near & points_in_polygon(mid, o)
-            keep &= ~(on_boundary_dropped | inside)
+            inside = ~near & points_in_polygon(mid[q], o)
+            keep[q] &= ~(on_boundary_dropped | inside)
         if keep.all():
             s = _straightest_start(r0)  # nothing cut away: the area's own vertices
             out.append((source[i], np.concatenate([s, s[:1]])))
@@ -184,8 +192,29 @@ def road_edges_from_drivable_areas(areas: Sequence[np.ndarray]) -> list[tuple[in
                 continue
             if run:
                 idx = run + [(run[-1] + 1) % len(r)]
-                out.append((source[i], r[idx]))
+                pieces.append((source[i], r[idx]))
                 run = []
+    return out + _join_pieces(pieces)
+
+
+def _join_pieces(pieces: list[tuple[int, np.ndarray]]) -> list[tuple[int, np.ndarray]]:
+    """Pieces of the union's boundary joined head to tail (same orientation), so that where the
+    pieces of two areas meet the official sign rule sees both segments (it gives a polyline's end
+    segment no neighbour); a chain that comes back to its start is a closed ring."""
+    free = list(range(len(pieces)))
+    out = []
+    while free:
+        src, chain = pieces[free.pop(0)]
+        while np.linalg.norm(chain[-1, :2] - chain[0, :2]) > _EPS:
+            nxt = next((k for k in free if np.linalg.norm(pieces[k][1][0, :2] - chain[-1, :2]) <= _EPS), None)
+            if nxt is None:
+                break
+            free.remove(nxt)
+            chain = np.concatenate([chain, pieces[nxt][1][1:]])
+        if len(chain) > 3 and np.linalg.norm(chain[-1, :2] - chain[0, :2]) <= _EPS:
+            ring = _straightest_start(chain[:-1])
+            chain = np.concatenate([ring, ring[:1]])
+        out.append((src, chain))
     return out
 
 
