@@ -12,7 +12,7 @@ import torch
 
 from drope.sim.dynamics import build_dynamics
 from drope.sim.policies import POLICIES, IDMPolicy, IDMReference, LogReplay, VectorisedIDM, controlled_mask
-from drope.sim.policies.idm_vectorised import SceneTables
+from drope.sim.policies.idm_vectorised import Projection, SceneTables
 from drope.sim.rollout import run_rollouts
 from drope.sim.state import SimState, step
 
@@ -104,6 +104,52 @@ def test_scene_tables_are_built_once_per_scene(gen_scenes):
     assert pol.tables is tables
     pol.reset(gen_scenes[1], SimState.from_scene(gen_scenes[1]), torch.Generator().manual_seed(0))
     assert pol.tables is not tables
+
+
+def test_projection_equals_the_graph_query_step_after_step(womd_scene):
+    """The cached projection (disk and candidate proofs, grid nearest, KD ties) against
+    ``LaneGraph.project`` for points walking near the lanes, 15-40 m off them and 150-300 m
+    off the map, headings drifting, some standing still; two rollouts of their own."""
+    T = SceneTables(womd_scene)
+    g = T.graph
+    rng = np.random.default_rng(1)
+    B, A = 2, 90
+    base = g.points[rng.integers(0, len(g.points), (B, A))]  # [B, A, 2]
+    off = np.where(np.arange(A) < 50, rng.normal(0, 2, A), np.where(np.arange(A) < 70, 15 + 25 * rng.random(A),
+                                                                     150 + 150 * rng.random(A)))
+    ang = rng.random((B, A)) * 2 * np.pi
+    pos = base + off[None, :, None] * np.stack([np.cos(ang), np.sin(ang)], -1)
+    h = rng.uniform(-np.pi, np.pi, (B, A))
+    step = np.where(np.arange(A) % 5 == 0, 0.0, rng.random(A) * 2.0)  # every fifth stands still
+    proj = Projection(T, B, A)
+    valid, drivers = np.ones((B, A), bool), np.ones((B, A), bool)
+    drivers[1] = False
+    drivers[1, 0] = True
+    for _ in range(25):
+        p32, h32 = pos.astype(np.float32), h.astype(np.float32)
+        lane, s = proj(p32, h32, valid, drivers)
+        for b in range(B):
+            want_lane, want_s, _ = g.project(p32[b].astype(np.float64), h32[b].astype(np.float64))
+            assert np.array_equal(lane[b], want_lane) and np.array_equal(s[b], want_s)
+        h = h + rng.normal(0, 0.05, (B, A)) * (step > 0)
+        pos = pos + step[None, :, None] * np.stack([np.cos(h), np.sin(h)], -1)
+    assert proj.kd_queries < B * A  # the proofs, not scipy, answered almost everything
+
+
+def test_kernels_compile_where_no_cache_location_works(monkeypatch):
+    """A read-only install without a writable numba cache directory compiles per process
+    instead of failing at import."""
+    from numba.core import caching
+
+    from drope.sim.policies import idm_kernels
+
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
+
+    def plus_one(x):
+        return x + 1
+
+    f = idm_kernels._jit(plus_one)
+    assert f(1) == 2 and type(f._cache).__name__ == "NullCache"
 
 
 def test_array_lane_poses_equal_the_graph_queries(womd_scene):

@@ -41,9 +41,8 @@ import numpy as np
 from numba import njit
 
 # cfg vector layout (IDMPolicyConfig and constants, float64; see ``config_vector``)
-C_OFF_LANE, C_LOOKAHEAD, C_DECAY, C_MAX_LAT, C_PREVIEW, C_WINDOW, C_SAMPLES, C_CORRIDOR, C_DT, C_TWO, C_FAR, \
-    C_HALF_MAX = range(12)
-NUM_CFG = 12
+C_OFF_LANE, C_LOOKAHEAD, C_DECAY, C_MAX_LAT, C_PREVIEW, C_WINDOW, C_SAMPLES, C_CORRIDOR, C_DT, C_TWO, C_FAR = range(11)
+NUM_CFG = 11
 K_NEAR = 64  # LaneGraph.candidates
 CACHE_K = 256  # KD candidates cached per agent (a superset of the 64 the reference takes)
 DISK_K = 256  # segments the far disk cache holds per agent
@@ -258,7 +257,7 @@ def _cache_proof(points, s_pt, pt_h, seg_start, mid, half, half_max, k, cand, cd
 
 
 @_jit
-def project(points, s_pt, pt_h, seg_start, seg_lane, mid, half, grid, cells, cell_seg, ne_cells, ne_box, cfg,
+def project(points, s_pt, pt_h, seg_start, seg_lane, mid, half, half_max, grid, cells, cell_seg, ne_cells, ne_box,
             pos, heading, valid, drivers, cand, cdist, beyond, centre, last_col, last_seg, last_pose, have, disk,
             disk_n, disk_centre, disk_r, prefer_disk, lane_out, s_out):
     """``LaneGraph.project`` (lane, s) of the valid agents of rollouts with a driver (the ones the
@@ -271,7 +270,6 @@ def project(points, s_pt, pt_h, seg_start, seg_lane, mid, half, grid, cells, cel
     ``last_seg``: the last winner, at ``last_pose`` (x, y, heading; float32); ``prefer_disk``:
     which proof held last time (tried first)."""
     B, A = valid.shape
-    half_max = cfg[C_HALF_MAX]
     near = 4 * grid[2]  # disk radius up to which a fresh grid scan beats the caches
     slack = grid[2]  # the far disk cache covers this much more than the proof needs
     k = min(K_NEAR, len(seg_start))

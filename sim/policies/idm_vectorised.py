@@ -122,6 +122,52 @@ class SceneTables:
         return self._stops[t]
 
 
+class Projection:
+    """``LaneGraph.project(xy, heading)`` (lane, s) of every agent of B rollouts, step after step,
+    with the per-agent caches :func:`kernels.project` proves answers from (module docstring of
+    :mod:`~drope.sim.policies.idm_kernels`); agents without a proof get their nearest midpoints
+    from the grid (:func:`kernels.project_nearest`) or, at a tie for the 64th, scipy's KD tree."""
+
+    def __init__(self, tables: SceneTables, B: int, A: int) -> None:
+        T = self.tables = tables
+        C = min(kernels.CACHE_K, len(T.seg_start))
+        # KD cache: nearest midpoints at ``centre``, their distances, the next one's, the winner's column
+        self.cand, self.cdist, self.beyond = np.zeros((B, A, C), np.int64), np.zeros((B, A, C)), np.zeros((B, A))
+        self.centre, self.last_col, self.have = np.zeros((B, A, 2)), np.zeros((B, A), np.int64), np.zeros((B, A), bool)
+        # the last winner and the pose it was found for
+        self.last_seg, self.last_pose = np.full((B, A), -1, np.int64), np.zeros((B, A, 3), np.float32)
+        # far disk cache: every segment within ``disk_r`` of ``disk_centre``
+        self.disk, self.disk_n = np.zeros((B, A, kernels.DISK_K), np.int64), np.zeros((B, A), np.int64)
+        self.disk_centre, self.disk_r = np.zeros((B, A, 2)), np.full((B, A), -1.0)
+        self.prefer_disk = np.zeros((B, A), bool)
+        self.lane, self.s = np.zeros((B, A), np.int64), np.zeros((B, A))
+        self.kd_queries = 0  # agents projected through scipy's KD tree (diagnostics)
+        g = T.graph
+        head = (g.points, g.s, T.pt_h, T.seg_start, T.seg_lane)
+        grid = (T.mid, T.grid, T.cells, T.cell_seg, T.ne_cells, T.ne_box)
+        self._fresh = (self.cand, self.cdist, self.beyond, self.centre, self.last_col, self.last_seg, self.have,
+                       self.lane, self.s)
+        self._project = ((*head, T.mid, T.half, T.half_max, *grid[1:]),
+                         (self.cand, self.cdist, self.beyond, self.centre, self.last_col, self.last_seg, self.last_pose,
+                          self.have, self.disk, self.disk_n, self.disk_centre, self.disk_r, self.prefer_disk, self.lane,
+                          self.s))
+        self._nearest, self._head = (*head, *grid), head
+
+    def __call__(self, pos: np.ndarray, heading: np.ndarray, valid: np.ndarray, drivers: np.ndarray):
+        """(lane [B, A], s [B, A]) for the valid agents of the rollouts with a driver (``pos [B, A, 2]``,
+        ``heading [B, A]`` float32; the returned arrays are this object's, rewritten each call)."""
+        redo = kernels.project(*self._project[0], pos, heading, valid, drivers, *self._project[1])
+        if len(redo):
+            redo = kernels.project_nearest(*self._nearest, pos, heading, redo, *self._fresh)
+        if len(redo):
+            self.kd_queries += len(redo)
+            q = min(self.cand.shape[2] + 1, len(self.tables.seg_start))
+            dist, cand = self.tables.tree.query(pos.reshape(-1, 2)[redo].astype(np.float64), k=q)
+            kernels.project_fresh(*self._head, pos, heading, redo, np.asarray(cand, np.int64).reshape(len(redo), q),
+                                  np.asarray(dist, np.float64).reshape(len(redo), q), *self._fresh)
+        return self.lane, self.s
+
+
 @POLICIES.register("idm")
 class VectorisedIDM:
     """The IDM policy over all rollouts × agents at once (see the module docstring)."""
@@ -160,33 +206,13 @@ class VectorisedIDM:
                                 for p in params], np.float64).reshape(A, 7)
         cfg = np.zeros(kernels.NUM_CFG)
         cfg[[kernels.C_OFF_LANE, kernels.C_LOOKAHEAD, kernels.C_DECAY, kernels.C_MAX_LAT, kernels.C_PREVIEW,
-             kernels.C_WINDOW, kernels.C_SAMPLES, kernels.C_CORRIDOR, kernels.C_DT, kernels.C_TWO, kernels.C_FAR,
-             kernels.C_HALF_MAX]] = (c.off_lane, c.lookahead, c.lateral_decay, c.max_lateral_accel, c.curve_preview,
-                                     c.curve_window, c.curve_samples, c.corridor_margin, scene.dt, 2.0, FAR, T.half_max)
+             kernels.C_WINDOW, kernels.C_SAMPLES, kernels.C_CORRIDOR, kernels.C_DT, kernels.C_TWO, kernels.C_FAR]] = (
+            c.off_lane, c.lookahead, c.lateral_decay, c.max_lateral_accel, c.curve_preview, c.curve_window,
+            c.curve_samples, c.corridor_margin, scene.dt, 2.0, FAR)
         self._cfg = cfg
-        # projection cache (kernels.project): the last KD query's candidates, where it was made, its
-        # k-th distance and margin to the (k+1)-th, the winner's column and segment
-        C = min(kernels.CACHE_K, len(T.seg_start))
-        self._cache = dict(cand=np.zeros((B, A, C), np.int64), cdist=np.zeros((B, A, C)), beyond=np.zeros((B, A)),
-                           centre=np.zeros((B, A, 2)), last_col=np.zeros((B, A), np.int64),
-                           last_seg=np.full((B, A), -1, np.int64), last_pose=np.zeros((B, A, 3), np.float32),
-                           have=np.zeros((B, A), bool),
-                           disk=np.zeros((B, A, kernels.DISK_K), np.int64), disk_n=np.zeros((B, A), np.int64),
-                           disk_centre=np.zeros((B, A, 2)), disk_r=np.full((B, A), -1.0),
-                           prefer_disk=np.zeros((B, A), bool))
-        self._lane, self._s = np.zeros((B, A), np.int64), np.zeros((B, A))
-        self.kd_queries = 0  # agents projected through scipy's KD tree (diagnostics)
-        # the kernels' arguments that stay fixed over the rollout (around the per-step state)
+        self.projection = Projection(T, B, A)
         points, s_pt, offsets, pt_h = T.geometry()
-        self._project_args = ((points, s_pt, pt_h, T.seg_start, T.seg_lane, T.mid, T.half, T.grid, T.cells, T.cell_seg,
-                               T.ne_cells, T.ne_box, cfg),
-                              tuple(self._cache[f] for f in ("cand", "cdist", "beyond", "centre", "last_col", "last_seg",
-                                                             "last_pose", "have", "disk", "disk_n", "disk_centre",
-                                                             "disk_r", "prefer_disk")) + (self._lane, self._s))
-        self._nearest_args = (points, s_pt, pt_h, T.seg_start, T.seg_lane, T.mid, T.grid, T.cells, T.cell_seg,
-                              T.ne_cells, T.ne_box)
-        self._fresh_args = tuple(self._cache[f] for f in ("cand", "cdist", "beyond", "centre", "last_col", "last_seg",
-                                                          "have")) + (self._lane, self._s)
+        # the drive kernel's arguments that stay fixed over the rollout (around the per-step state)
         self._drive_args = ((points, s_pt, offsets, pt_h, T.length, T.default_route, T.default_len, cfg),
                             (self.route, self.route_len, self.v_des, self.params))
         self._no_stops = np.zeros((0, 2), np.float32), np.zeros((B, A, 0), bool)
@@ -206,22 +232,13 @@ class VectorisedIDM:
                        pose_mask=replay, next_valid=state.valid)
 
     def _drive(self, state: SimState, drive: Tensor, target_pos: Tensor, target_h: Tensor) -> None:
-        T, c = self.tables, self._cache
+        T = self.tables
         B, A = state.batch, state.num_agents
         valid, drive_np = _c(state.valid.numpy()), _c(drive.numpy())
         pos = _c(state.pos.numpy())
         heading = state.heading.contiguous()
         h_np = heading.numpy()
-        redo = kernels.project(*self._project_args[0], pos, h_np, valid, drive_np, *self._project_args[1])
-        if len(redo):  # nearest midpoints from the grid, the KD tree only for ties at the k-th
-            redo = kernels.project_nearest(*self._nearest_args, pos, h_np, redo, *self._fresh_args)
-            self.kd_queries += len(redo)
-        if len(redo):
-            q = min(c["cand"].shape[2] + 1, len(T.seg_start))
-            dist, cand = T.tree.query(pos.reshape(-1, 2)[redo].astype(np.float64), k=q)
-            kernels.project_fresh(*self._project_args[0][:5], pos, h_np, redo,
-                                  np.asarray(cand, np.int64).reshape(len(redo), q),
-                                  np.asarray(dist, np.float64).reshape(len(redo), q), *self._fresh_args)
+        lane, s = self.projection(pos, h_np, valid, drive_np)
         # float32 cos/sin from torch: row-wise kernels as the reference's per-rollout tensors (corridor,
         # red lights), the scalar kernel as its 0-d tensors (off-lane targets)
         cos_h, sin_h = _c(_rowwise(torch.cos, heading).numpy()), _c(_rowwise(torch.sin, heading).numpy())
@@ -235,5 +252,5 @@ class VectorisedIDM:
             aligned = _c((_rowwise(torch.cos, dh).reshape(B, A, -1) > 0.7).numpy())
             stops = _c(stops.numpy())
         kernels.drive(*self._drive_args[0], pos, h_np, _c(state.vel.numpy()), _c(state.size.numpy()), valid, drive_np,
-                      cos_h, sin_h, cos0, sin0, _c(state.vel.norm(dim=-1).numpy()), self._lane, self._s, stops,
+                      cos_h, sin_h, cos0, sin0, _c(state.vel.norm(dim=-1).numpy()), lane, s, stops,
                       aligned, *self._drive_args[1], target_pos.numpy(), target_h.numpy())
