@@ -1,37 +1,45 @@
 """Compiled (numba) per-agent loops of the vectorised IDM policy (:mod:`drope.sim.policies.idm_vectorised`).
 
-A step of the policy is three calls here (``project``, ``project_fresh`` only where a KD-tree
-query was needed, ``drive``) instead of hundreds of small numpy/torch calls: per-call overhead,
-not arithmetic, set the numpy version's speed (docs/experiments/sim_scale.md).
+A step of the policy is a handful of calls here (``project``; ``project_nearest`` and, rarely,
+``project_fresh`` for agents without a proof; ``drive``) instead of ~765 small numpy/torch
+calls: per-call overhead, not arithmetic, set the numpy version's speed
+(docs/experiments/sim_scale.md).
 
 Every formula is the per-agent reference's (:mod:`drope.sim.policies.idm`, ``LaneGraph``) in the
 reference's dtype and operation order, so the results are the reference's bits:
 
 * float64 geometry; ``sqrt`` and ``cos``/``sin`` (libm, as numpy's) computed here; ``atan2``
-  is taken from tables numpy built (numpy's SIMD ``arctan2`` rounds differently from libm);
-* Python's ``x ** 2`` and ``x ** delta`` are libm ``pow`` (not ``x * x``): the exponents come in
-  through ``cfg`` so the compiler cannot fold ``pow(x, 2.0)`` into a multiplication;
+  comes from tables numpy built (numpy's SIMD ``arctan2`` rounds differently from libm);
+* Python's ``x ** 2`` and ``x ** delta`` are libm ``pow`` (not ``x * x``, which differs in the
+  last bit for 0.1 % of inputs): the exponents come in through ``cfg`` so the compiler cannot
+  fold ``pow(x, 2.0)`` into a multiplication;
 * the corridor and red-light gaps in float32 (every constant a float32, as torch casts Python
-  scalars); their ``cos``/``sin`` come from torch (its SIMD kernels round differently from libm).
+  scalars); their ``cos``/``sin`` come from torch (its kernels round differently from libm).
 
-Lane projection (``LaneGraph.project``: least cost over the 64 segments with the nearest
-midpoints) reuses what is provably the reference's answer, else asks for a KD-tree query
-(``project`` returns those agents; the caller queries scipy's tree, ``project_fresh`` finishes):
+Lane projection (``LaneGraph.project``: least cost over the k = 64 segments with the nearest
+midpoints, KD-tree order breaking ties) reuses what is provably the reference's answer:
 
-1. the disk proof: with ``U`` the cost of the previous winner at the new pose, every segment that
-   can cost ``<= U`` has its midpoint within ``r = U + half_max``; when at most 64 midpoints lie
-   within ``r`` (counted on a uniform grid) they are all among the 64 nearest, and the answer is
-   the least cost among them;
-2. the cached-candidate proof (the 64 candidates of the last KD query and its 65th distance):
-   the set is unchanged (the 64/65 margin exceeds twice the distance moved) or every segment the
-   cache lacks is too far to beat ``U``.
+1. disk proof: with ``U`` the cost of the previous winner at the new pose, every segment that can
+   cost ``<= U`` has its midpoint within ``r = U + half_max``; when at most k midpoints lie within
+   ``r`` they are all among the k nearest and the answer is the least cost among them. The
+   midpoints within ``r`` come from a uniform grid (near the lanes) or, for agents far from them,
+   from a per-agent list of every midpoint within ``r + slack`` of where it was filled;
+2. candidate proofs on the agent's cached 256 nearest midpoints (at ``centre``, with the 257th
+   distance): (a) the first k are still the k nearest (their margin to the next exceeds twice the
+   distance moved), (b) no segment outside them can cost ``<= U``, (c) the disk proof over the
+   cache, (d) the k nearest selected from the cache when no uncached midpoint can be among them;
+3. otherwise the nearest midpoints from the grid (``project_nearest``), or scipy's KD query
+   (``project_fresh``, the reference's own candidates) where the k-th and (k+1)-th are equally
+   far (which of them the reference takes is the KD tree's business).
 
 Ties of cost resolve as the reference's KD order does: the nearer midpoint first (an exact tie of
 both cost and midpoint distance between two segments would take the lower segment index).
+Standing agents (same float32 pose as last step) keep their answer.
 
 ``@njit(cache=True)``: compiled code is cached next to this file or, where that is read-only,
 in numba's user cache (``NUMBA_CACHE_DIR`` overrides); where no cache location works the
-functions compile per process instead of failing.
+functions compile in each process instead of failing (about 25 s on one busy core; loading the
+cache takes 0.3 s).
 """
 from __future__ import annotations
 
@@ -310,7 +318,8 @@ def project(points, s_pt, pt_h, seg_start, seg_lane, mid, half, half_max, grid, 
                         disk_r[b, a] = r + slack if disk_n[b, a] > 0 else -1.0
                         disk_centre[b, a, 0], disk_centre[b, a, 1] = x, y
                     if disk_r[b, a] > 0:
-                        g, s = _disk_answer(points, s_pt, pt_h, seg_start, mid, half, disk[b, a], disk_n[b, a], k, x, y, h, r)
+                        g, s = _disk_answer(points, s_pt, pt_h, seg_start, mid, half, disk[b, a], disk_n[b, a], k,
+                                            x, y, h, r)
                         prefer_disk[b, a] = g >= 0
                 elif have[b, a]:
                     g, s, j = _cache_proof(points, s_pt, pt_h, seg_start, mid, half, half_max, k, cand[b, a],

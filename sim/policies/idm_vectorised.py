@@ -1,28 +1,25 @@
-"""IDM lane following as array operations over rollouts × agents (the ``idm`` policy).
+"""IDM lane following for all rollouts × agents at once (the ``idm`` policy).
 
 Same model as the per-agent reference :class:`~drope.sim.policies.idm.IDMReference`
-(``idm_reference``; read its docstring for the behaviour), computed for every driver of every
-rollout at once: lane projection, route bookkeeping (re-anchoring), leader search along the
-route through successor lanes, the corridor and red-light gaps, the curve speed cap, IDM and the
-target pose along the route. Each quantity uses the reference's formula in the reference's dtype
-(float64 numpy for geometry, float32 for the corridor and red lights) so the trajectories
-are the reference's to float rounding; ``tests/test_sim_idm_vectorised.py`` checks this step by
-step. Per-scene structure (lane graph, segment arrays, default routes, red-light stop lanes) is
-built once per scene and reused over rollouts and resets.
+(``idm_reference``; read its docstring for the behaviour): lane projection, route bookkeeping
+(re-anchoring), leader search along the route through successor lanes, the corridor and
+red-light gaps, the curve speed cap, IDM and the target pose along the route. The per-agent
+loops are compiled (numba, :mod:`drope.sim.policies.idm_kernels`); this module holds the
+per-scene tables (lane arrays, midpoint grid, default routes, red-light stop lanes; built once per
+scene and reused over rollouts and resets), the projection caches (:class:`Projection`) and the
+few torch calls whose bits numba cannot reproduce. Every quantity uses the reference's formula
+in the reference's dtype, so the trajectories are the reference's bits;
+``tests/test_sim_idm_vectorised.py`` checks this step by step.
 
 Deliberate differences: none in behaviour. Implementation notes the equality relies on:
 
 * transcendental float32 torch kernels (``cos``/``sin``) give the same bits only when each
   rollout row is its own inner loop, as in the reference's per-rollout call (``_rowwise``), and
-  0-d calls use the scalar kernel (``_scalar_cos_sin``);
-* the corridor and red-light gaps use the reference's float32 elementwise arithmetic in numpy
-  (same rounding as torch: no fused multiply-add), only the drivers' rows, ``cos``/``sin`` still
-  from torch;
+  0-d calls use the scalar kernel (``_scalar_cos_sin``); they are computed here and passed in;
 * route draws at reset consume the rollout generator in the reference's order;
-* the lane projection reuses each agent's cached KD-tree candidates only where bounds prove the
-  reference's answer (:meth:`SceneTables.project_near`), else queries afresh; an exact tie of
-  cost between two different segments could then resolve in the cache's order (not seen on
-  the test scenes).
+* the lane projection reuses cached answers only where bounds prove them the reference's
+  (:mod:`~drope.sim.policies.idm_kernels`); an exact tie of both cost and midpoint distance
+  between two different segments could resolve differently from the KD tree (not seen).
 """
 from __future__ import annotations
 
