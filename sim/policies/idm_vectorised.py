@@ -80,7 +80,7 @@ class SceneTables:
                 r.append(int(g.successors[r[-1]][0]))
             self.default_route[lane, : len(r)] = r
             self.default_len[lane] = len(r)
-        self._stops: dict[int, tuple | None] = {}
+        self._stops: list | None = None  # per step, built on first use
         seg_lane, starts, self.tree = g._segments()
         self.seg_lane, self.seg_start = seg_lane.astype(np.int64), starts.astype(np.int64)
         self.mid = np.ascontiguousarray(self.tree.data)
@@ -106,16 +106,20 @@ class SceneTables:
 
     def stops(self, t: int):
         """(stop points [S, 2], stop lane headings [S] float32) of STOP signals at step ``t``, or None."""
-        if t not in self._stops:
+        if self._stops is None:  # every step at once: one projection call for the whole scene
             sc = self.scene
-            on = sc.signal_valid[t] & torch.isin(sc.signal_state[t], torch.tensor(STOP_STATES))
-            if not bool(on.any()):
-                self._stops[t] = None
-            else:
-                stops = sc.signal_stop_point[t, on, :2]
-                lane, s, _ = self.graph.project(stops.double().numpy())
+            on = sc.signal_valid & torch.isin(sc.signal_state, torch.tensor(STOP_STATES))  # [T, N]
+            steps, _ = on.nonzero(as_tuple=True)
+            points = sc.signal_stop_point[..., :2][on]  # [M, 2] in (step, signal) order
+            lane_h = np.zeros(0)
+            if len(points):  # LaneGraph.project and pose_at answer each row on its own
+                lane, s, _ = self.graph.project(points.double().numpy())
                 _, lane_h = self.graph.pose_at(lane, s)
-                self._stops[t] = (stops, torch.tensor(lane_h, dtype=torch.float32))
+            lane_h = torch.tensor(lane_h, dtype=torch.float32)
+            counts = torch.bincount(steps, minlength=sc.num_steps).tolist()
+            first = np.concatenate([[0], np.cumsum(counts)]).tolist()
+            self._stops = [(points[first[k] : first[k + 1]], lane_h[first[k] : first[k + 1]]) if counts[k] else None
+                           for k in range(sc.num_steps)]
         return self._stops[t]
 
 
