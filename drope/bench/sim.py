@@ -10,6 +10,7 @@
    step (policy + dynamics, after reset): ``idm_steps_per_s`` (the vectorised ``idm``) and
    ``idm_steps_per_s_reference`` (the per-agent ``idm_reference``, ``--reference-steps`` steps);
    ``idm_32_rollouts_steps_per_s``: 32 rollouts of the WOMD sample stepped together, world-steps/s;
+   ``idm_first_step_seconds``: reset + first step of a fresh ``idm`` (numba cache load or compile);
 5b. ``learned_32_rollouts_s`` / ``learned_32_rollouts_s_sequential``: 32 learned rollouts of the
    WOMD sample, batched (one engine of 32 worlds) and one at a time, and where a model call's time
    goes (:mod:`drope.bench.sim_learned`; ``--model``, else an untrained export, named in ``learned_model``);
@@ -84,12 +85,18 @@ def step_rate(policy, scene, dynamics, steps: int, min_seconds: float = 0.0, see
 
 def idm_keys(big, scene, dyn, seconds: float, reference_steps: int) -> dict:
     """``idm_steps_per_s`` (vectorised, after a warm-up rollout) and ``idm_steps_per_s_reference``
-    on ``big``; ``idm_32_rollouts_steps_per_s`` (32 worlds of ``scene`` per step, world-steps/s)."""
+    on ``big``; ``idm_32_rollouts_steps_per_s`` (32 worlds of ``scene`` per step, world-steps/s);
+    ``idm_first_step_seconds``: reset and first step of a fresh policy in this process (loading
+    the numba kernels from their cache, or compiling them where none is cached)."""
     from drope.sim.policies import IDMReference, VectorisedIDM
 
     vec = VectorisedIDM(dyn)
+    # the first step loads the compiled kernels from numba's cache (or compiles them where there is none)
+    t0 = time.perf_counter()
+    step_rate(vec, big, dyn, 1)
+    res = {"idm_first_step_seconds": time.perf_counter() - t0}
     step_rate(vec, big, dyn, 10)  # warm-up: per-scene tables, allocator
-    res = {"idm_steps_per_s": step_rate(vec, big, dyn, 80, seconds)}
+    res["idm_steps_per_s"] = step_rate(vec, big, dyn, 80, seconds)
     res["idm_steps_per_s_reference"] = step_rate(IDMReference(dyn), big, dyn, reference_steps)
     res["idm_speedup_vs_reference"] = res["idm_steps_per_s"] / res["idm_steps_per_s_reference"]
     # CPU time of this process: on a shared, oversubscribed machine wall time mostly measures the others
