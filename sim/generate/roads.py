@@ -180,9 +180,10 @@ def build_intersection(rng: np.random.Generator, arms: int = 4, lanes: int = 1, 
             road_lines.append((_line(u * length + n * i * w, u * stop_r + n * i * w), RoadLineType.TYPE_BROKEN_SINGLE_WHITE))
             road_lines.append((_line(u * stop_r - n * i * w, u * length - n * i * w), RoadLineType.TYPE_BROKEN_SINGLE_WHITE))
         road_lines.append((_line(u * stop_r, u * stop_r + n * half_road), RoadLineType.TYPE_SOLID_SINGLE_WHITE))
-        for side in (1, -1):
-            road_edges.append((_line(u * length + side * n * half_road, u * box + side * n * half_road),
-                               RoadEdgeType.TYPE_ROAD_EDGE_BOUNDARY))
+        # kerbs run with the road on their left (WOSAC's signed road-edge distance is negative on a
+        # polyline's left): the +n kerb runs in towards the box, the -n kerb out from it
+        road_edges.append((_line(u * length + n * half_road, u * box + n * half_road), RoadEdgeType.TYPE_ROAD_EDGE_BOUNDARY))
+        road_edges.append((_line(u * box - n * half_road, u * length - n * half_road), RoadEdgeType.TYPE_ROAD_EDGE_BOUNDARY))
         poly = np.array([u * cw_in + n * (half_road + 0.5), u * cw_out + n * (half_road + 0.5),
                          u * cw_out - n * (half_road + 0.5), u * cw_in - n * (half_road + 0.5)])
         mid = (cw_in + cw_out) / 2
@@ -196,7 +197,8 @@ def build_intersection(rng: np.random.Generator, arms: int = 4, lanes: int = 1, 
             c0 = u * (mid + keep_right) + n * s0 * (half_road + 2.5)
             c1 = u * (mid + keep_right) + n * s1 * (half_road + 2.5)
             paths.append(np.concatenate([_line(far0, c0), _line(c0, c1)[1:], _line(c1, far1)[1:]]))
-    # corner road edges between adjacent arms (outer kerbs)
+    # corner road edges between adjacent arms (outer kerbs), road on their left like the arms' kerbs:
+    # each runs from arm a's +n kerb end to arm b's -n kerb start, so the kerbs chain end to end
     order = list(range(arms))
     for k in order:
         a, b = k, (k + 1) % len(angles)
@@ -315,8 +317,9 @@ def build_road(rng: np.random.Generator, lanes: int = 2, length: float = 220.0, 
     right_edge = _offset(centre, -lanes * w)
     if lane_drop and lanes > 1:  # kerb tapers in over 10 m where the right lane ends
         right_edge = np.concatenate([right_edge[:drop_at], _offset(centre, -(lanes - 1) * w)[drop_at + 10 :]])
+    # road on each kerb's left (WOSAC's sign): the right kerb runs forward, the left kerb backward
     road_edges = [(right_edge, RoadEdgeType.TYPE_ROAD_EDGE_BOUNDARY),
-                  (_offset(centre, lanes * w), RoadEdgeType.TYPE_ROAD_EDGE_BOUNDARY)]
+                  (_offset(centre, lanes * w)[::-1].copy(), RoadEdgeType.TYPE_ROAD_EDGE_BOUNDARY)]
     # opposite directions on one sidewalk keep apart by 1.2 m
     paths = [_offset(centre, lanes * w + 3.1), _offset(centre, lanes * w + 1.9)[::-1].copy(),
              _offset(centre, -(lanes * w + 3.1))[::-1].copy(), _offset(centre, -(lanes * w + 1.9))]
