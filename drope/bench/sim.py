@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -85,7 +86,8 @@ def step_rate(policy, scene, dynamics, steps: int, min_seconds: float = 0.0, see
 
 def idm_keys(big, scene, dyn, seconds: float, reference_steps: int) -> dict:
     """``idm_steps_per_s`` (vectorised, after a warm-up rollout) and ``idm_steps_per_s_reference``
-    on ``big``; ``idm_32_rollouts_steps_per_s`` (32 worlds of ``scene`` per step, world-steps/s);
+    on ``big`` (medians of 3 alternating rounds; wall and CPU time); ``idm_32_rollouts_steps_per_s``
+    (32 worlds of ``scene`` per step, world-steps/s);
     ``idm_first_step_seconds``: reset and first step of a fresh policy in this process (loading
     the numba kernels from their cache, or compiling them where none is cached)."""
     from drope.sim.policies import IDMReference, VectorisedIDM
@@ -96,12 +98,21 @@ def idm_keys(big, scene, dyn, seconds: float, reference_steps: int) -> dict:
     step_rate(vec, big, dyn, 1)
     res = {"idm_first_step_seconds": time.perf_counter() - t0}
     step_rate(vec, big, dyn, 10)  # warm-up: per-scene tables, allocator
-    res["idm_steps_per_s"] = step_rate(vec, big, dyn, 80, seconds)
-    res["idm_steps_per_s_reference"] = step_rate(IDMReference(dyn), big, dyn, reference_steps)
-    res["idm_speedup_vs_reference"] = res["idm_steps_per_s"] / res["idm_steps_per_s_reference"]
-    # CPU time of this process: on a shared, oversubscribed machine wall time mostly measures the others
-    res["idm_steps_per_cpu_s"] = step_rate(vec, big, dyn, 80, seconds, clock=time.process_time)
-    res["idm_steps_per_cpu_s_reference"] = step_rate(IDMReference(dyn), big, dyn, reference_steps, clock=time.process_time)
+    ref = IDMReference(dyn)
+    # rounds alternate the two policies so that both see the same load; each key is the median over
+    # rounds, each speedup the median of the rounds' ratios (wall, and CPU time of this process: on a
+    # shared, oversubscribed machine wall time mostly measures the others)
+    rounds = {k: [] for k in ("vec", "ref", "vec_cpu", "ref_cpu")}
+    for _ in range(3):
+        rounds["vec"].append(step_rate(vec, big, dyn, 80, seconds / 3))
+        rounds["ref"].append(step_rate(ref, big, dyn, reference_steps))
+        rounds["vec_cpu"].append(step_rate(vec, big, dyn, 80, seconds / 3, clock=time.process_time))
+        rounds["ref_cpu"].append(step_rate(ref, big, dyn, reference_steps, clock=time.process_time))
+    med = statistics.median
+    res["idm_steps_per_s"], res["idm_steps_per_s_reference"] = med(rounds["vec"]), med(rounds["ref"])
+    res["idm_speedup_vs_reference"] = med([v / r for v, r in zip(rounds["vec"], rounds["ref"])])
+    res["idm_steps_per_cpu_s"], res["idm_steps_per_cpu_s_reference"] = med(rounds["vec_cpu"]), med(rounds["ref_cpu"])
+    res["idm_speedup_vs_reference_cpu"] = med([v / r for v, r in zip(rounds["vec_cpu"], rounds["ref_cpu"])])
     res["idm_driven_agents"] = int(vec.drivers.sum())
     res["idm_32_rollouts_steps_per_s"] = 32 * step_rate(VectorisedIDM(dyn), scene, dyn, 20, rollouts=32)
     return res
@@ -173,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agents", type=int, default=128)
     p.add_argument("--seconds", type=float, default=2.0, help="minimum timing duration per measurement")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
-    p.add_argument("--reference-steps", type=int, default=10, help="steps timed for idm_steps_per_s_reference")
+    p.add_argument("--reference-steps", type=int, default=20,
+                   help="steps timed per round for idm_steps_per_s_reference (3 rounds)")
     p.add_argument("--learned-rollouts", type=int, default=32, metavar="R",
                    help="learned_R_rollouts_s (batched: one engine of R worlds of the WOMD scene) and "
                         "learned_R_rollouts_s_sequential, and the per-call profile; 0 skips them. Without --model an "
