@@ -455,22 +455,22 @@ def _curve_speed(points, s_pt, offsets, pt_h, lane_len, route, k0, n, s, speed, 
 @_jit
 def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, cfg,
           pos, heading, vel, size, valid, drivers, cos_h, sin_h, cos_h0, sin_h0, speed, lane, s_proj,
-          stops, aligned, route, route_len, v_des, params, target_pos, target_h):
+          stops, cos_stop, route, route_len, v_des, params, target_pos, target_h):
     """One IDM step of every driver (``drivers [B, A]``): targets written into ``target_pos [B, A, 2]``
     and ``target_h [B, A]`` (float32), routes re-anchored in place. ``lane``/``s_proj`` hold
     :func:`project`'s answer for every valid agent of a rollout with a driver.
 
     ``cos_h``/``sin_h``: torch's row-wise cos/sin of ``heading`` (the corridor), ``cos_h0``/``sin_h0``
-    its scalar kernel's (off-lane targets); ``aligned [B, A, S]``: torch's ``cos(heading - stop
-    lane heading) > 0.7``; ``params [A, 7]``: a_max, b_comf, b_max, s0, time_headway, delta,
-    sqrt(a_max·b_comf)."""
+    its scalar kernel's (off-lane targets); ``cos_stop [B, A, S]``: torch's ``cos(heading - stop
+    lane heading)`` (aligned above 0.7, compared in float32 as torch does); ``params [A, 7]``:
+    a_max, b_comf, b_max, s0, time_headway, delta, sqrt(a_max·b_comf)."""
     B, A = valid.shape
     L = len(lane_len)
     S = len(stops)
     K = route.shape[2]
     far32 = np.float32(cfg[C_FAR])
     margin32 = np.float32(cfg[C_CORRIDOR])
-    half32, minus_half32, two32 = np.float32(0.5), np.float32(-0.5), np.float32(2.0)
+    minus_half32, two32, cos_aligned32 = np.float32(-0.5), np.float32(2.0), np.float32(0.7)
     dt = cfg[C_DT]
     two = cfg[C_TWO]
     s_all = np.zeros(A)
@@ -539,7 +539,7 @@ def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, cfg
                 x32 = rx32 * ci + ry32 * si
                 y32 = -rx32 * si + ry32 * ci
                 g32 = x32 - size[b, a, 0] / two32
-                if g32 > minus_half32 and abs(y32) < two32 and aligned[b, a, q]:
+                if g32 > minus_half32 and abs(y32) < two32 and cos_stop[b, a, q] > cos_aligned32:
                     red32 = min(red32, g32)
             # ---- route from the projected lane (re-anchored when the agent left its drawn route) ----
             q_lane = lane[b, a]

@@ -187,6 +187,8 @@ class VectorisedIDM:
         nrng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=rng)))
         B, A = state.batch, state.num_agents
         self.drivers = torch.isin(state.type[0], torch.tensor(_DRIVERS)) & state.valid[0]
+        self._drivers = self.drivers.numpy().copy()
+        self._log_valid = scene.agent_valid.numpy()  # [A, T]
         pos, h = state.pos[0].double().numpy(), state.heading[0].double().numpy()
         lane, _, lat = g.project(pos, h)
         speed0 = state.speed[0].numpy()
@@ -216,7 +218,7 @@ class VectorisedIDM:
         # the drive kernel's arguments that stay fixed over the rollout (around the per-step state)
         self._drive_args = ((points, s_pt, offsets, pt_h, T.length, T.default_route, T.default_len, cfg),
                             (self.route, self.route_len, self.v_des, self.params))
-        self._no_stops = np.zeros((0, 2), np.float32), np.zeros((B, A, 0), bool)
+        self._no_stops = np.zeros((0, 2), np.float32), np.zeros((B, A, 0), np.float32)
 
     # ---- action -----------------------------------------------------------------------------------------
     def act(self, state: SimState, rng: torch.Generator) -> Actions:
@@ -224,34 +226,37 @@ class VectorisedIDM:
         t_next = min(state.step + 1, self._num_steps - 1)
         target_pos = (state.pos + state.vel * dt).contiguous()  # non-drivers: constant velocity ...
         target_h = state.heading.clone(memory_format=torch.contiguous_format)
-        drive = self.drivers[None] & state.valid  # [B, A]
-        if bool(drive.any()):
-            self._drive(state, drive, target_pos, target_h)
+        valid = _c(state.valid.numpy())
+        drive = self._drivers[None] & valid  # [B, A]
+        if drive.any():
+            self._drive(state, valid, drive, target_pos, target_h)
         ctrl = self.dynamics.track(state, target_pos, target_h, dt)
-        replay = ~drive & self.scene.agent_valid[None, :, t_next] & state.valid
-        return Actions(ctrl=ctrl, ctrl_mask=state.valid & ~replay, pose=self._pose[:, t_next].expand(B, A, 5),
-                       pose_mask=replay, next_valid=state.valid)
+        replay = ~drive & self._log_valid[None, :, t_next] & valid
+        return Actions(ctrl=ctrl, ctrl_mask=torch.from_numpy(valid & ~replay),
+                       pose=self._pose[:, t_next].expand(B, A, 5), pose_mask=torch.from_numpy(replay),
+                       next_valid=state.valid)
 
-    def _drive(self, state: SimState, drive: Tensor, target_pos: Tensor, target_h: Tensor) -> None:
+    def _drive(self, state: SimState, valid: np.ndarray, drive: np.ndarray, target_pos: Tensor,
+               target_h: Tensor) -> None:
         T = self.tables
         B, A = state.batch, state.num_agents
-        valid, drive_np = _c(state.valid.numpy()), _c(drive.numpy())
         pos = _c(state.pos.numpy())
         heading = state.heading.contiguous()
         h_np = heading.numpy()
-        lane, s = self.projection(pos, h_np, valid, drive_np)
+        lane, s = self.projection(pos, h_np, valid, drive)
         # float32 cos/sin from torch: row-wise kernels as the reference's per-rollout tensors (corridor,
         # red lights), the scalar kernel as its 0-d tensors (off-lane targets)
         cos_h, sin_h = _c(_rowwise(torch.cos, heading).numpy()), _c(_rowwise(torch.sin, heading).numpy())
-        cos0, sin0 = (_c(x.numpy()).reshape(B, A) for x in _scalar_cos_sin(heading.reshape(-1)))
+        cos0, sin0 = _scalar_cos_sin(heading.reshape(-1))
         st = T.stops(min(state.step, self._num_steps - 1))
         if st is None:
-            stops, aligned = self._no_stops
+            stops, cos_stop = self._no_stops
         else:
             stops, lane_h = st
             dh = (heading[:, :, None] - lane_h[None, None]).reshape(B, -1)
-            aligned = _c((_rowwise(torch.cos, dh).reshape(B, A, -1) > 0.7).numpy())
+            cos_stop = _c(_rowwise(torch.cos, dh).numpy()).reshape(B, A, -1)
             stops = _c(stops.numpy())
-        kernels.drive(*self._drive_args[0], pos, h_np, _c(state.vel.numpy()), _c(state.size.numpy()), valid, drive_np,
-                      cos_h, sin_h, cos0, sin0, _c(state.vel.norm(dim=-1).numpy()), lane, s, stops,
-                      aligned, *self._drive_args[1], target_pos.numpy(), target_h.numpy())
+        kernels.drive(*self._drive_args[0], pos, h_np, _c(state.vel.numpy()), _c(state.size.numpy()), valid, drive,
+                      cos_h, sin_h, _c(cos0.numpy()).reshape(B, A), _c(sin0.numpy()).reshape(B, A),
+                      _c(state.vel.norm(dim=-1).numpy()), lane, s, stops, cos_stop, *self._drive_args[1],
+                      target_pos.numpy(), target_h.numpy())
