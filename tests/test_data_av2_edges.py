@@ -134,8 +134,7 @@ def test_generated_scene_as_av2_keeps_log_offroad(tmp_path, index):
                     back.agent_size[..., 0].double(), back.agent_size[..., 1].double()).numpy()  # [A, T, 4, 2]
     outside = ~points_in_polygon(c.reshape(-1, 2), ring).reshape(c.shape[:3])
     assert av2.tolist() == torch.from_numpy((outside.any(-1) & back.agent_valid.numpy()).any(-1)).tolist()
-    # the generator's own kerbs, each turned to have the road on its left, give the same flags:
-    # the AV2 copy differs from the WOMD copy only where a generated kerb has the road on its right
+    # the generator's own kerbs, each turned to have the road on its left where it is not, give the same flags
     pts, off = scene.map_points.double(), scene.map_offsets.tolist()
     kerbs, reversed_ = [], 0
     for f in np.flatnonzero((scene.map_type == MapType.road_edge).numpy()):
@@ -154,7 +153,8 @@ def test_generated_scene_as_av2_keeps_log_offroad(tmp_path, index):
                                     scene.agent_heading[None].double(), size[..., 0], size[..., 1], size[..., 2],
                                     scene.agent_valid, oriented)[0]
     assert av2.tolist() == ((dist > 0) & scene.agent_valid).any(-1).tolist()
-    assert 0 < reversed_ < len(kerbs)  # the generator's kerbs are not consistently oriented
+    assert reversed_ == 0  # every generated kerb has the road on its left (WOSAC's sign)...
+    assert av2.tolist() == _log_offroad(scene).tolist()  # ...so the AV2 copy flags what the WOMD copy flags
     vehicles = (scene.agent_type == 1) & scene.agent_valid[:, scene.current_index]
     assert not bool(av2[vehicles].any())  # logged vehicles stay on the road
 
