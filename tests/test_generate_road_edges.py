@@ -59,7 +59,7 @@ def test_every_road_edge_has_the_road_on_its_left():
         mid, left, which = np.concatenate(mid), np.concatenate(left), np.concatenate(which)
         on_road = _on_road(net, np.concatenate([mid + PROBE_M * left, mid - PROBE_M * left])).reshape(2, -1)
         wrong = sorted(set(which[~on_road[0] | on_road[1]].tolist()))
-        assert not wrong, f"{name}: road edges {wrong} (of {len(net.road_edges)}) have the road on their right"
+        assert not wrong, f"{name}: road edges {wrong} (of {len(net.road_edges)}) do not have the road on their left only"
         # every lane outside the junction box lies on the road, half a lane from the kerb or more
         lanes = np.concatenate([ln.points for ln in net.lanes.values() if not ln.connector])
         assert _signed(edges, lanes).max() <= -1.6, name
