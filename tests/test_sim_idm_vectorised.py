@@ -59,6 +59,16 @@ def test_generated_scenes_equal_the_reference_step_by_step(gen_scenes, index):
     assert routes_equal(ref, vec)
 
 
+def test_float64_where_the_reference_widens_float32(gen_scenes):
+    """A generated scene where a driver follows a leader at step 1 of its second rollout: the
+    approach rate ``speed - speed_leader`` is float32, and IDM multiplies it by the float64 speed
+    (numba's ``float()`` keeps a float32 a float32; the kernels widen explicitly)."""
+    from drope.sim.generate.scenario import generate_scene
+
+    worst, ref, vec = lockstep(generate_scene(0, 14)[0], rollouts=2, steps=3, seed=14)
+    assert worst == 0.0
+
+
 def test_womd_scene_equals_the_reference_step_by_step(womd_scene):
     worst, ref, vec = lockstep(womd_scene, rollouts=1, steps=15)
     assert worst == 0.0

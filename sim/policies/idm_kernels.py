@@ -52,6 +52,7 @@ from numba import njit
 C_OFF_LANE, C_LOOKAHEAD, C_DECAY, C_MAX_LAT, C_PREVIEW, C_WINDOW, C_SAMPLES, C_CORRIDOR, C_DT, C_TWO, C_FAR = range(11)
 NUM_CFG = 11
 K_NEAR = 64  # LaneGraph.candidates
+f64 = np.float64  # numba's float() keeps a float32 a float32: widen explicitly
 CACHE_K = 256  # KD candidates cached per agent (a superset of the 64 the reference takes)
 DISK_K = 256  # segments the far disk cache holds per agent
 
@@ -296,7 +297,7 @@ def project(points, s_pt, pt_h, seg_start, seg_lane, mid, half, half_max, grid, 
                     and heading[b, a] == last_pose[b, a, 2]):
                 continue  # standing still: lane_out and s_out hold the answer
             last_pose[b, a, 0], last_pose[b, a, 1], last_pose[b, a, 2] = pos[b, a, 0], pos[b, a, 1], heading[b, a]
-            x, y, h = float(pos[b, a, 0]), float(pos[b, a, 1]), float(heading[b, a])
+            x, y, h = f64(pos[b, a, 0]), f64(pos[b, a, 1]), f64(heading[b, a])
             g, s, r = -1, 0.0, np.inf
             if last_seg[b, a] >= 0:
                 u, _ = segment_cost(points, s_pt, pt_h, seg_start, last_seg[b, a], x, y, h)
@@ -346,8 +347,8 @@ def project_fresh(points, s_pt, pt_h, seg_start, seg_lane, pos, heading, redo, k
     A = pos.shape[1]
     for i in range(len(redo)):
         b, a = redo[i] // A, redo[i] % A
-        _fill(points, s_pt, pt_h, seg_start, seg_lane, b, a, float(pos[b, a, 0]), float(pos[b, a, 1]),
-              float(heading[b, a]), kd_cand[i], kd_dist[i], kd_cand.shape[1], cand, cdist, beyond, centre, last_col,
+        _fill(points, s_pt, pt_h, seg_start, seg_lane, b, a, f64(pos[b, a, 0]), f64(pos[b, a, 1]),
+              f64(heading[b, a]), kd_cand[i], kd_dist[i], kd_cand.shape[1], cand, cdist, beyond, centre, last_col,
               last_seg, have, lane_out, s_out)
 
 
@@ -392,7 +393,7 @@ def project_nearest(points, s_pt, pt_h, seg_start, seg_lane, mid, grid, cells, c
     n_ask = 0
     for i in range(len(redo)):
         b, a = redo[i] // A, redo[i] % A
-        x, y, h = float(pos[b, a, 0]), float(pos[b, a, 1]), float(heading[b, a])
+        x, y, h = f64(pos[b, a, 0]), f64(pos[b, a, 1]), f64(heading[b, a])
         ex, ey = max(x0 - x, 0.0, x - x1), max(y0 - y, 0.0, y - y1)
         R = math.sqrt(ex * ex + ey * ey) + grid[2]
         if have[b, a]:  # the cached nearest moved at most this far: the disk holding them now
@@ -488,7 +489,7 @@ def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, cfg
             continue
         lmax = 0.0
         for a in range(A):
-            lmax = max(lmax, float(size[b, a, 0]))
+            lmax = max(lmax, f64(size[b, a, 0]))
             hw[a] = size[b, a, 1] / two32
         # offsets in the lane's frame at the projection; lane_all: -1 off the lane graph
         for a in range(A):
@@ -496,7 +497,7 @@ def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, cfg
             if not valid[b, a]:
                 continue
             fx, fy, fh = pose_at(points, s_pt, offsets, pt_h, lane[b, a], s_proj[b, a])
-            rx, ry = float(pos[b, a, 0]) - fx, float(pos[b, a, 1]) - fy
+            rx, ry = f64(pos[b, a, 0]) - fx, f64(pos[b, a, 1]) - fy
             along = rx * math.cos(fh) + ry * math.sin(fh)
             lat[a] = -rx * math.sin(fh) + ry * math.cos(fh)
             s_all[a] = s_proj[b, a] + max(along, 0.0)
@@ -553,12 +554,12 @@ def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, cfg
                 route_len[b, a] = default_len[q_lane]
                 p0 = 0
             rt, n = route[b, a], route_len[b, a]
-            spd = float(speed[b, a])
-            gap, dv = float(best_gap32), float(dv32)
+            spd = f64(speed[b, a])
+            gap, dv = f64(best_gap32), f64(dv32)
             on = lane_all[a] >= 0
             q_s = s_all[a]
             if on:  # ---- LaneGraph.leader along the route ----
-                q_half = float(size[b, a, 0]) / 2
+                q_half = f64(size[b, a, 0]) / 2
                 lead_gap, lead = cfg[C_FAR], -1
                 off = 0.0
                 for k in range(p0, n):
@@ -573,7 +574,7 @@ def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, cfg
                         ahead = s_all[j] + off
                         if j == a or (k == p0 and not ahead > q_s):
                             continue
-                        gj = ahead - q_s - q_half - float(size[b, j, 0]) / 2
+                        gj = ahead - q_s - q_half - f64(size[b, j, 0]) / 2
                         if gj < lead_gap:
                             lead_gap, lead = gj, j
                     nxt_off = off + lane_len[l]
@@ -581,9 +582,9 @@ def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, cfg
                         break
                     off = nxt_off
                 if lead >= 0 and lead_gap < gap:
-                    gap, dv = lead_gap, float(speed[b, a] - speed[b, lead])
-            if float(red32) < gap:
-                gap, dv = float(red32), spd
+                    gap, dv = lead_gap, f64(speed[b, a] - speed[b, lead])
+            if f64(red32) < gap:
+                gap, dv = f64(red32), spd
             vd = v_des[a]
             if on and vd > 0:
                 vd = min(vd, _curve_speed(points, s_pt, offsets, pt_h, lane_len, rt, p0, n, q_s, spd, params[a, 1],
