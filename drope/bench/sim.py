@@ -84,12 +84,48 @@ def step_rate(policy, scene, dynamics, steps: int, min_seconds: float = 0.0, see
     return n / total
 
 
+def step_split(policy, scene, dynamics, rollouts: int = 2) -> dict:
+    """CPU µs per step of ``policy`` driving every valid agent of ``scene``, split into the policy
+    (``act`` without the tracking controller), ``dynamics.track`` and ``state.step`` (forward
+    dynamics and bookkeeping); ``rollouts`` 80-step rollouts, one world each."""
+    from drope.sim.state import SimState, step
+
+    clock, spent = time.process_time, {"policy": 0.0, "track": 0.0, "step": 0.0}
+    steps = scene.num_steps - 1 - scene.current_index
+    track = dynamics.track
+
+    def timed_track(*a):
+        t0 = clock()
+        out = track(*a)
+        spent["track"] += clock() - t0
+        return out
+
+    dynamics.track = timed_track  # an instance attribute shadowing the method, removed below
+    try:
+        for seed in range(rollouts):
+            rng = torch.Generator().manual_seed(seed)
+            state = SimState.from_scene(scene, scene.current_index)
+            policy.reset(scene, state, rng)
+            for _ in range(steps):
+                t0 = clock()
+                act = policy.act(state, rng)
+                t1 = clock()
+                state = step(state, act, dynamics, scene.dt)
+                spent["policy"] += t1 - t0
+                spent["step"] += clock() - t1
+    finally:
+        del dynamics.track
+    spent["policy"] -= spent["track"]
+    return {k: v / (rollouts * steps) * 1e6 for k, v in spent.items()}
+
+
 def idm_keys(big, scene, dyn, seconds: float, reference_steps: int) -> dict:
     """``idm_steps_per_s`` (vectorised, after a warm-up rollout) and ``idm_steps_per_s_reference``
     on ``big`` (medians of 3 alternating rounds; wall and CPU time); ``idm_32_rollouts_steps_per_s``
     (32 worlds of ``scene`` per step, world-steps/s);
     ``idm_first_step_seconds``: reset and first step of a fresh policy in this process (loading
-    the numba kernels from their cache, or compiling them where none is cached)."""
+    the numba kernels from their cache, or compiling them where none is cached);
+    ``idm_step_cpu_us_{policy,track,step}``: where a vectorised step's CPU time goes."""
     from drope.sim.policies import IDMReference, VectorisedIDM
 
     vec = VectorisedIDM(dyn)
@@ -113,6 +149,8 @@ def idm_keys(big, scene, dyn, seconds: float, reference_steps: int) -> dict:
     res["idm_speedup_vs_reference"] = med([v / r for v, r in zip(rounds["vec"], rounds["ref"])])
     res["idm_steps_per_cpu_s"], res["idm_steps_per_cpu_s_reference"] = med(rounds["vec_cpu"]), med(rounds["ref_cpu"])
     res["idm_speedup_vs_reference_cpu"] = med([v / r for v, r in zip(rounds["vec_cpu"], rounds["ref_cpu"])])
+    split = step_split(vec, big, dyn)
+    res.update({f"idm_step_cpu_us_{k}": v for k, v in split.items()})
     res["idm_driven_agents"] = int(vec.drivers.sum())
     res["idm_32_rollouts_steps_per_s"] = 32 * step_rate(VectorisedIDM(dyn), scene, dyn, 20, rollouts=32)
     return res
