@@ -135,8 +135,8 @@ class Projection:
         # KD cache: nearest midpoints at ``centre``, their distances, the next one's, the winner's column
         self.cand, self.cdist, self.beyond = np.zeros((B, A, C), np.int64), np.zeros((B, A, C)), np.zeros((B, A))
         self.centre, self.last_col, self.have = np.zeros((B, A, 2)), np.zeros((B, A), np.int64), np.zeros((B, A), bool)
-        # the last winner and the pose it was found for
-        self.last_seg, self.last_pose = np.full((B, A), -1, np.int64), np.zeros((B, A, 3), np.float32)
+        # the last winner and the pose it was found for (NaN: none, never equal to a pose)
+        self.last_seg, self.last_pose = np.full((B, A), -1, np.int64), np.full((B, A, 3), np.nan, np.float32)
         # far disk cache: every segment within ``disk_r`` of ``disk_centre``
         self.disk, self.disk_n = np.zeros((B, A, kernels.DISK_K), np.int64), np.zeros((B, A), np.int64)
         self.disk_centre, self.disk_r = np.zeros((B, A, 2)), np.full((B, A), -1.0)
@@ -153,6 +153,17 @@ class Projection:
                           self.have, self.disk, self.disk_n, self.disk_centre, self.disk_r, self.prefer_disk, self.lane,
                           self.s))
         self._nearest, self._head = (*head, *grid), head
+
+    def seed(self, lane: np.ndarray, s: np.ndarray) -> None:
+        """Start every rollout's disk proof from the segment at (``lane [A]``, ``s [A]``) (the reset
+        pose's projection) instead of a nearest-midpoint search: any segment's cost bounds the
+        answer's, so a stale or approximate seed costs speed, never correctness."""
+        g = self.tables.graph
+        lane = np.asarray(lane, np.int64)
+        first, last = g.offsets[lane], g.offsets[lane + 1] - 2  # the lane's first and last segment's start
+        i = np.array([np.searchsorted(g.s[f : l + 2], x, side="right") - 1 for f, l, x in zip(first, last, s)],
+                     np.int64)
+        self.last_seg[:] = (np.clip(first + i, first, last) - lane)[None]  # segment index = start point - lane
 
     def __call__(self, pos: np.ndarray, heading: np.ndarray, valid: np.ndarray, drivers: np.ndarray):
         """(lane [B, A], s [B, A]) for the valid agents of the rollouts with a driver (``pos [B, A, 2]``,
@@ -190,7 +201,7 @@ class VectorisedIDM:
         self._drivers = self.drivers.numpy().copy()
         self._log_valid = scene.agent_valid.numpy()  # [A, T]
         pos, h = state.pos[0].double().numpy(), state.heading[0].double().numpy()
-        lane, _, lat = g.project(pos, h)
+        lane, s0, lat = g.project(pos, h)
         speed0 = state.speed[0].numpy()
         self.route = np.full((B, A, MAX_ROUTE), -1, np.int64)
         self.route_len = np.zeros((B, A), np.int64)
@@ -214,6 +225,7 @@ class VectorisedIDM:
             c.curve_samples, c.corridor_margin, scene.dt, 2.0, FAR)
         self._cfg = cfg
         self.projection = Projection(T, B, A)
+        self.projection.seed(lane, s0)
         points, s_pt, offsets, pt_h = T.geometry()
         # the drive kernel's arguments that stay fixed over the rollout (around the per-step state)
         self._drive_args = ((points, s_pt, offsets, pt_h, T.length, T.default_route, T.default_len, cfg),
