@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from drope.sim.dynamics import build_dynamics
-from drope.sim.policies import POLICIES, IDMPolicy, IDMReference, LogReplay, VectorisedIDM, controlled_mask
+from drope.sim.policies import POLICIES, IDMPolicy, IDMReference, VectorisedIDM, controlled_mask
 from drope.sim.policies.idm_vectorised import Projection, SceneTables
 from drope.sim.rollout import run_rollouts
 from drope.sim.state import SimState, step

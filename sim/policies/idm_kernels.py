@@ -468,7 +468,6 @@ def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, cfg
     B, A = valid.shape
     L = len(lane_len)
     S = len(stops)
-    K = route.shape[2]
     far32 = np.float32(cfg[C_FAR])
     margin32 = np.float32(cfg[C_CORRIDOR])
     minus_half32, two32, cos_aligned32 = np.float32(-0.5), np.float32(2.0), np.float32(0.7)
