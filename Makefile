@@ -11,7 +11,7 @@ PYTEST_ARGS ?= -n 2
 .PHONY: install test demo bench clean
 
 install:
-	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q $(TORCH_SPEC)
 	# official WOMD protos only; its declared deps pin TensorFlow 2.13 / numpy 1.23, never install them
 	$(PIP) install -q --no-deps waymo-open-dataset-tf-2-12-0==1.6.7
 	$(PIP) install -q -e ".[dev]"
