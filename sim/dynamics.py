@@ -1,6 +1,7 @@
 """Dynamics models: forward integration and inverses that recover expert controls from a log.
 
-Both models are pure functions of a :class:`~sim.state.SimState` and controls ``[B, A, D]``.
+Both models are pure functions of a :class:`~sim.state.SimState` and controls ``[B, A, D]``;
+``forward`` returns the next (pos, heading wrapped to [-π, π), vel).
 
 * ``delta``: controls (dx, dy, dθ) in the agent's own frame at the start of the step. Exactly
   invertible (any trajectory is reproduced up to float rounding).
@@ -8,7 +9,8 @@ Both models are pure functions of a :class:`~sim.state.SimState` and controls ``
   curvature 1/m; curvature = tan(steer angle) / wheelbase). Semi-implicit update: speed first,
   ``v' = v + a·dt``, travelled distance ``d = v'·dt``, heading ``θ' = θ + κ·d``, the step moves
   along the mean heading ``(θ + θ')/2``. Speed is the signed speed along the heading, so reversing
-  is a negative speed. Limits clip acceleration, curvature and speed.
+  is a negative speed. Limits clip acceleration, curvature and speed. Its per-agent arithmetic is
+  compiled (:mod:`drope.sim.dynamics_kernels`): in torch it was a quarter of an IDM step.
 
 ``track(state, target_pos, target_heading, dt)`` is each model's one-step inverse from the
 *current simulated* state to a desired next pose: the expert inverse (applied step by step from
@@ -19,9 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from drope.registry import Registry
+from drope.sim import dynamics_kernels as kernels
 from drope.sim.state import SimState, wrap
 
 Tensor = torch.Tensor
@@ -74,6 +78,11 @@ class BicycleDynamics:
 
     def __init__(self, cfg: BicycleConfig = BicycleConfig()) -> None:
         self.cfg = cfg
+        self._cfg = np.zeros(kernels.NUM_CFG)
+        self._cfg[[kernels.MAX_ACCEL, kernels.MAX_DECEL, kernels.MAX_CURVATURE, kernels.MAX_SPEED, kernels.MAX_REVERSE,
+                   kernels.MIN_TRAVEL, kernels.POSITION_WEIGHT]] = (
+            cfg.max_accel, cfg.max_decel, cfg.max_curvature, cfg.max_speed, cfg.max_reverse, cfg.min_travel,
+            self.position_weight)
 
     def signed_speed(self, state: SimState) -> Tensor:
         """Speed along the heading ``[B, A]`` (negative when moving backwards)."""
@@ -81,38 +90,29 @@ class BicycleDynamics:
         return (state.vel * fwd).sum(-1)
 
     def forward(self, state: SimState, ctrl: Tensor, dt: float) -> tuple[Tensor, Tensor, Tensor]:
-        c = self.cfg
-        a = ctrl[..., 0].clamp(-c.max_decel, c.max_accel)
-        k = ctrl[..., 1].clamp(-c.max_curvature, c.max_curvature)
-        v = (self.signed_speed(state) + a * dt).clamp(-c.max_reverse, c.max_speed)  # [B, A]
-        dist = v * dt
-        heading = state.heading + k * dist
-        mid = state.heading + 0.5 * k * dist
-        step_vec = torch.stack([torch.cos(mid), torch.sin(mid)], dim=-1) * dist[..., None]  # [B, A, 2]
-        vel = torch.stack([torch.cos(heading), torch.sin(heading)], dim=-1) * v[..., None]
-        return state.pos + step_vec, heading, vel
+        B, A = state.batch, state.num_agents
+        pos, heading, vel = np.empty((B, A, 2), np.float32), np.empty((B, A), np.float32), np.empty((B, A, 2), np.float32)
+        kernels.forward(_f32(state.pos), _f32(state.heading), _f32(state.vel), _f32(ctrl.expand(B, A, 2)), float(dt), self._cfg,
+                        pos, heading, vel)
+        return torch.from_numpy(pos), torch.from_numpy(heading), torch.from_numpy(vel)
 
     def track(self, state: SimState, target_pos: Tensor, target_heading: Tensor, dt: float) -> Tensor:
         """Controls that reach ``target_heading`` exactly and the target's distance along the mean
         heading (within the limits). The lateral remainder is not reachable in one step; it stays
-        bounded because the next step starts from the simulated, not the logged, pose."""
-        c = self.cfg
-        d = target_pos - state.pos  # [B, A, 2]
-        dh_heading = wrap(target_heading - state.heading)  # [B, A] reaches the target heading
-        # mean heading pointing at the target reaches the position; blending the two damps the
-        # heading oscillation of the pure position solution and the lateral drift of the pure heading one
-        along = d[..., 0] * torch.cos(state.heading) + d[..., 1] * torch.sin(state.heading)
-        aim = torch.atan2(d[..., 1], d[..., 0]) + torch.where(along < 0, torch.pi, 0.0)  # reversing aims backwards
-        dh_pos = 2 * wrap(aim - state.heading)
-        far = d.norm(dim=-1) > c.min_travel
-        dh = torch.where(far, dh_heading + self.position_weight * (dh_pos - dh_heading), dh_heading)
-        mid = state.heading + 0.5 * dh
-        dist = d[..., 0] * torch.cos(mid) + d[..., 1] * torch.sin(mid)  # signed travel along mean heading
-        v_new = dist / dt
-        a = (v_new - self.signed_speed(state)) / dt
-        moving = dist.abs() > c.min_travel
-        k = torch.where(moving, dh / torch.where(moving, dist, torch.ones_like(dist)), torch.zeros_like(dh))
-        return torch.stack([a.clamp(-c.max_decel, c.max_accel), k.clamp(-c.max_curvature, c.max_curvature)], dim=-1)
+        bounded because the next step starts from the simulated, not the logged, pose. The heading
+        change blends the one reaching the target heading with twice the bearing of the target
+        (the mean heading pointing at it): this damps the heading oscillation of the pure position
+        solution and the lateral drift of the pure heading one; reversing aims backwards."""
+        B, A = state.batch, state.num_agents
+        out = np.empty((B, A, 2), np.float32)
+        kernels.track(_f32(state.pos), _f32(state.heading), _f32(state.vel), _f32(target_pos.expand(B, A, 2)),
+                      _f32(target_heading.expand(B, A)), float(dt), self._cfg, out)
+        return torch.from_numpy(out)
+
+
+def _f32(x: Tensor) -> np.ndarray:
+    """A C-contiguous float32 numpy view (or copy) of a CPU tensor: what the kernels are compiled for."""
+    return np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
 
 
 def build_dynamics(name: str, **kw):

@@ -122,3 +122,57 @@ def test_state_validation_and_from_scene_errors(womd_scene):
         SimState.from_scene(womd_scene, 500)
     with pytest.raises(KeyError, match="unknown dynamics 'unicycle'"):
         build_dynamics("unicycle")
+
+
+def _bicycle_reference(cfg, w, pos, heading, vel, ctrl, target_pos, target_heading, dt):
+    """The bicycle's formulas as float64 tensor operations (the slow reference of the compiled loops)."""
+    pos, heading, vel = pos.double(), heading.double(), vel.double()
+    fwd = torch.stack([torch.cos(heading), torch.sin(heading)], -1)
+    v0 = (vel * fwd).sum(-1)
+    a = ctrl[..., 0].double().clamp(-cfg.max_decel, cfg.max_accel)
+    k = ctrl[..., 1].double().clamp(-cfg.max_curvature, cfg.max_curvature)
+    v = (v0 + a * dt).clamp(-cfg.max_reverse, cfg.max_speed)
+    h1, mid = heading + k * v * dt, heading + 0.5 * k * v * dt
+    nxt = (pos + torch.stack([torch.cos(mid), torch.sin(mid)], -1) * (v * dt)[..., None], wrap(h1),
+           torch.stack([torch.cos(h1), torch.sin(h1)], -1) * v[..., None])
+    d = target_pos.double() - pos
+    dh_heading = wrap(target_heading.double() - heading)
+    along = (d * fwd).sum(-1)
+    dh_pos = 2 * wrap(torch.atan2(d[..., 1], d[..., 0]) + torch.where(along < 0, math.pi, 0.0) - heading)
+    dh = torch.where(d.norm(dim=-1) > cfg.min_travel, dh_heading + w * (dh_pos - dh_heading), dh_heading)
+    m = heading + 0.5 * dh
+    dist = d[..., 0] * torch.cos(m) + d[..., 1] * torch.sin(m)
+    moving = dist.abs() > cfg.min_travel
+    kk = torch.where(moving, dh / torch.where(moving, dist, torch.ones_like(dist)), torch.zeros_like(dh))
+    ctrl_back = torch.stack([((dist / dt - v0) / dt).clamp(-cfg.max_decel, cfg.max_accel),
+                             kk.clamp(-cfg.max_curvature, cfg.max_curvature)], -1)
+    return nxt, ctrl_back
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), batch=st.integers(1, 3))
+def test_compiled_bicycle_equals_its_formulas(seed, batch):
+    """forward and track (compiled loops) against the formulas in float64 torch: forward, reversing,
+    standing and beyond-the-limit controls, targets behind, beside and on the agent."""
+    cfg = BicycleConfig()
+    dyn = BicycleDynamics(cfg)
+    g = torch.Generator().manual_seed(seed)
+    n = 40
+    s = _state(n, seed)
+    s = s.replace(pos=s.pos.expand(batch, n, 2).clone(), heading=s.heading.expand(batch, n).clone(),
+                  vel=(s.vel * (torch.rand(batch, n, 1, generator=g) * 2 - 0.5)),  # some reversing
+                  size=s.size.expand(batch, n, 3), type=s.type.expand(batch, n), valid=s.valid.expand(batch, n))
+    ctrl = torch.randn(batch, n, 2, generator=g) * torch.tensor([8.0, 0.4])
+    target = s.pos + torch.randn(batch, n, 2, generator=g) * torch.rand(batch, n, 1, generator=g) * 3
+    target[:, :4] = s.pos[:, :4]  # on the agent: no travel, no curvature
+    target_h = s.heading + torch.randn(batch, n, generator=g) * 0.3
+    (pos, heading, vel), ctrl_back = _bicycle_reference(cfg, dyn.position_weight, s.pos, s.heading, s.vel, ctrl,
+                                                        target, target_h, 0.1)
+    got = dyn.forward(s, ctrl, 0.1)
+    assert all(x.dtype == torch.float32 for x in got)
+    torch.testing.assert_close(got[0].double(), pos, atol=1e-4, rtol=0)
+    assert float(wrap(got[1].double() - heading).abs().max()) < 1e-6
+    assert bool((got[1] >= -math.pi).all() and (got[1] < math.pi).all())
+    torch.testing.assert_close(got[2].double(), vel, atol=1e-4, rtol=0)
+    torch.testing.assert_close(dyn.track(s, target, target_h, 0.1).double(), ctrl_back, atol=1e-3, rtol=1e-5)
+    assert bool((dyn.track(s, target, target_h, 0.1)[:, :4, 1] == 0).all())

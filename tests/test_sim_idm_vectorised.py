@@ -151,14 +151,14 @@ def test_kernels_compile_where_no_cache_location_works(monkeypatch):
     instead of failing at import."""
     from numba.core import caching
 
-    from drope.sim.policies import idm_kernels
+    from drope.sim.jit import jit
 
     monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
 
     def plus_one(x):
         return x + 1
 
-    f = idm_kernels._jit(plus_one)
+    f = jit(plus_one)
     assert f(1) == 2 and type(f._cache).__name__ == "NullCache"
 
 

@@ -36,7 +36,7 @@ Ties of cost resolve as the reference's KD order does: the nearer midpoint first
 both cost and midpoint distance between two segments would take the lower segment index).
 Standing agents (same float32 pose as last step) keep their answer.
 
-``@njit(cache=True)``: compiled code is cached next to this file or, where that is read-only,
+``@njit(cache=True)`` (:mod:`drope.sim.jit`): compiled code is cached next to this file or, where that is read-only,
 in numba's user cache (``NUMBA_CACHE_DIR`` overrides); where no cache location works the
 functions compile in each process instead of failing (about 25 s on one busy core; loading the
 cache takes 0.3 s).
@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from drope.sim.jit import jit as _jit
 
 # cfg vector layout (IDMPolicyConfig and constants, float64; see ``config_vector``)
 C_OFF_LANE, C_LOOKAHEAD, C_DECAY, C_MAX_LAT, C_PREVIEW, C_WINDOW, C_SAMPLES, C_CORRIDOR, C_DT, C_TWO, C_FAR = range(11)
@@ -55,14 +55,6 @@ K_NEAR = 64  # LaneGraph.candidates
 f64 = np.float64  # numba's float() keeps a float32 a float32: widen explicitly
 CACHE_K = 256  # KD candidates cached per agent (a superset of the 64 the reference takes)
 DISK_K = 256  # segments the far disk cache holds per agent
-
-
-def _jit(fn):
-    """``njit(cache=True)``, or uncached where numba finds no writable cache location."""
-    try:
-        return njit(cache=True, nogil=True)(fn)
-    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-        return njit(nogil=True)(fn)
 
 
 # ---- lane geometry (LaneGraph.pose_at, IDMReference.along_route, LaneGraph.project's cost) -------------
