@@ -11,17 +11,12 @@ import math
 
 import numpy as np
 
-from drope.sim.jit import jit
+from drope.sim.jit import jit, wrap as _wrap
 
 # cfg vector layout (BicycleConfig and the tracking weight, float64)
 MAX_ACCEL, MAX_DECEL, MAX_CURVATURE, MAX_SPEED, MAX_REVERSE, MIN_TRAVEL, POSITION_WEIGHT = range(7)
 NUM_CFG = 7
 _PI32 = np.float32(math.pi)
-
-
-@jit
-def _wrap(a):
-    return (a + math.pi) % (2 * math.pi) - math.pi
 
 
 @jit

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from numba import njit
 
+from drope.geometry import wrap_angle
+
 
 def jit(fn):
     """``njit(cache=True, nogil=True)``, or uncached where numba finds no writable cache location."""
@@ -15,3 +17,6 @@ def jit(fn):
         return njit(cache=True, nogil=True)(fn)
     except RuntimeError:  # numba: "cannot cache function ...: no locator available"
         return njit(nogil=True)(fn)
+
+
+wrap = jit(wrap_angle)  # drope.geometry's one definition, compiled for scalars inside kernels

@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from drope.sim.jit import jit as _jit
+from drope.sim.jit import jit as _jit, wrap as _wrap
 
 # cfg vector layout (IDMPolicyConfig and constants, float64; see ``config_vector``)
 C_OFF_LANE, C_LOOKAHEAD, C_DECAY, C_MAX_LAT, C_PREVIEW, C_WINDOW, C_SAMPLES, C_CORRIDOR, C_DT, C_TWO, C_FAR = range(11)
@@ -439,7 +439,7 @@ def _curve_speed(points, s_pt, offsets, pt_h, lane_len, route, k0, n, s, speed, 
         d = reach if i == n_s - 1 else i * step + 0.0
         _, _, h0 = along_route(points, s_pt, offsets, pt_h, lane_len, route, k0, n, s + d)
         _, _, h1 = along_route(points, s_pt, offsets, pt_h, lane_len, route, k0, n, s + d + window)
-        kappa = abs((h1 - h0 + math.pi) % (2 * math.pi) - math.pi) / window
+        kappa = abs(_wrap(h1 - h0)) / window
         v_curve2 = cfg[C_MAX_LAT] / max(kappa, 1e-4)
         best = min(best, v_curve2 + 2 * b_comf * d)
     return math.sqrt(best)
