@@ -36,6 +36,17 @@ class Prediction:
     prob: np.ndarray  # [B, A, K]
 
 
+def check_providers(providers: list[str]) -> None:
+    """Refuse execution providers this onnxruntime build lacks (ONNX Runtime itself would only warn
+    and fall back to the CPU)."""
+    import onnxruntime as ort
+
+    missing = [x for x in providers if x not in ort.get_available_providers()]
+    if missing:
+        raise ValueError(f"ONNX Runtime execution provider(s) {missing} not available in this onnxruntime build "
+                         f"(available: {ort.get_available_providers()}; CUDA needs the onnxruntime-gpu package)")
+
+
 class OnnxPredictor:
     def __init__(self, path: str | Path, threads: int | None = None, providers: list[str] | None = None) -> None:
         import onnxruntime as ort
@@ -43,12 +54,17 @@ class OnnxPredictor:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"no such model file: {self.path}")
+        providers = list(providers or ["CPUExecutionProvider"])
+        try:
+            check_providers(providers)
+        except ValueError as e:
+            raise ValueError(f"{self.path}: {e}") from None
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=providers or ["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types for broken files
             raise ModelFormatError(f"{self.path}: cannot load as ONNX: {e}") from None
         meta = self.session.get_modelmeta().custom_metadata_map

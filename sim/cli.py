@@ -111,6 +111,14 @@ def check_config(c: SimConfig) -> SimConfig:
             raise ValueError("policy=learned needs model=PATH (an ONNX file from drope-export)")
         if not Path(c.model).is_file():
             raise FileNotFoundError(f"model={c.model}: no such file")
+        if c.model_rows_per_call is not None and c.model_rows_per_call < 1:
+            raise ValueError(f"model_rows_per_call must be >= 1 or null, got {c.model_rows_per_call}")
+        from drope.export.runtime import check_providers
+
+        try:  # here, not in each worker: a bad setting fails the run, not every scenario
+            check_providers(list(c.model_providers))
+        except ValueError as e:
+            raise ValueError(f"model_providers: {e}") from None
     shard_of(c.num_shards, c.shard_index)  # names a bad key or RANK/WORLD_SIZE
     keys = [k for k, on in ((f"submission={c.submission}", c.submission is not None),
                             (f"submission_dir={c.submission_dir}", c.submission_dir is not None),
@@ -185,7 +193,8 @@ def _learned_policy(cfg: SimConfig, dynamics, name: str):
     if cfg.model not in _PREDICTORS:
         from drope.sim.policies.predictors import OnnxScenePredictor
 
-        _PREDICTORS[cfg.model] = OnnxScenePredictor(cfg.model, threads=1)
+        _PREDICTORS[cfg.model] = OnnxScenePredictor(cfg.model, threads=1, rows_per_call=cfg.model_rows_per_call,
+                                                    providers=cfg.model_providers)
     return POLICIES.get(name)(dynamics, _PREDICTORS[cfg.model], cfg.learned)
 
 

@@ -42,6 +42,8 @@ class SimConfig:
     replan_every: int = 10  # learned policy: steps between predictions (10 = 1 Hz)
     mode: str = "max"  # learned policy: max (most likely mode) | sample (seeded)
     smooth_steps: int = 5  # learned policy: moving average of the plan's per-step displacements (1: off)
+    model_rows_per_call: int | None = 1  # learned policy: worlds per ONNX Runtime call (null: all rollouts of a replan in one call; pays on a GPU, not on one CPU thread)
+    model_providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])  # learned policy: ONNX Runtime execution providers, e.g. [CUDAExecutionProvider,CPUExecutionProvider] with onnxruntime-gpu
     out: str = "sim_out"  # output directory, relative to the current directory
     workers: int = 2  # parallel processes (1: in this process)
     animate: int = 1  # animate the first rollout of the first N scenarios

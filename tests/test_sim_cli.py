@@ -73,6 +73,29 @@ def test_learned_onnx_policy_through_the_cli(tmp_path, onnx_model):
     assert not np.array_equal(z["xy"][0], z["xy"][1])  # sampled modes differ between the two worlds
 
 
+def test_learned_model_settings_reach_the_predictor(tmp_path, onnx_model, capsys):
+    """model_rows_per_call=null: one ONNX Runtime call per replan for all rollouts (the GPU setting);
+    an execution provider this onnxruntime lacks is refused naming it and what is available."""
+    from drope.sim import cli
+    from drope.sim.policies.predictors import OnnxScenePredictor
+
+    common = ["generate.num_scenes=1", "rollouts=3", "policy=learned", f"model={onnx_model}", "mode=sample",
+              "controlled=all", "animate=0", "workers=1", "save_rollouts=false"]
+    cli._PREDICTORS.clear()
+    assert main(common + ["model_rows_per_call=null", f"out={tmp_path / 'a'}"]) == 0
+    (pred,) = cli._PREDICTORS.values()
+    assert pred.rows_per_call is None and pred.runtime.session.get_providers() == ["CPUExecutionProvider"]
+    cli._PREDICTORS.clear()
+    assert main(common + ["model_providers=[NoSuchExecutionProvider]", f"out={tmp_path / 'b'}"]) == 2
+    err = capsys.readouterr().err
+    assert "model_providers" in err and "NoSuchExecutionProvider" in err and "CPUExecutionProvider" in err
+    with pytest.raises(ValueError, match=rf"{onnx_model.name}: ONNX Runtime execution provider\(s\) \['Nope'\]"):
+        OnnxScenePredictor(onnx_model, providers=["Nope"])  # the library's own check names the file
+    assert main(common + ["model_rows_per_call=0", f"out={tmp_path / 'c'}"]) == 2
+    assert "model_rows_per_call must be >= 1 or null, got 0" in capsys.readouterr().err
+    cli._PREDICTORS.clear()
+
+
 def test_cli_errors(tmp_path, capsys):
     assert main([f"data=[{tmp_path / 'missing.tfrecord'}]", f"out={tmp_path / 'x'}"]) == 2
     assert "missing.tfrecord" in capsys.readouterr().err

@@ -152,7 +152,9 @@ class _WorldCollation:
 
 
 class OnnxScenePredictor(_WorldCollation):
-    """``rows_per_call``: at most this many worlds per ONNX Runtime call (None: all in one call).
+    """``rows_per_call``: at most this many worlds per ONNX Runtime call (None: all in one call);
+    ``providers``: ONNX Runtime execution providers (default CPU; e.g. CUDA with onnxruntime-gpu,
+    where one call for all worlds is what pays).
 
     Default 1, measured (docs/experiments/learned_batching.md): on one thread the model's cost per
     world does not fall with the batch, and its largest intermediates grow with it (the map
@@ -162,13 +164,14 @@ class OnnxScenePredictor(_WorldCollation):
     differently at other batch sizes), so rollout r of a batched run equals rollout r run alone.
     """
 
-    def __init__(self, path: str | Path, threads: int = 1, rows_per_call: int | None = 1) -> None:
+    def __init__(self, path: str | Path, threads: int = 1, rows_per_call: int | None = 1,
+                 providers: Sequence[str] | None = None) -> None:
         from drope.export.runtime import OnnxPredictor
 
         if rows_per_call is not None and rows_per_call < 1:
             raise ValueError(f"rows_per_call must be >= 1 or None, got {rows_per_call}")
         self.rows_per_call = rows_per_call
-        self.runtime = OnnxPredictor(path, threads=threads)
+        self.runtime = OnnxPredictor(path, threads=threads, providers=list(providers) if providers else None)
         spec = self.runtime.spec
         self.collate_kw = dict(history=int(spec["history"]), future=int(spec["future"]),
                                segment_points=int(spec["map_points"]), segment_len=float(spec.get("segment_max_len_m", 20.0)))
