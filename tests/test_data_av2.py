@@ -126,6 +126,8 @@ def test_type_mapping_and_hand_scenario(tmp_path):
     assert extras.object_types == ["vehicle", "vehicle", "bus", "pedestrian", "cyclist", "motorcyclist", "static",
                                    "riderless_bicycle"]
     assert extras.city == "PIT" and extras.focal_track_id == "102"
+    # no sizes in AV2: typical ones per AV2 object_type, a bus as long as a bus
+    assert s.agent_size[..., 0].amax(dim=1).tolist() == pytest.approx([4.5, 4.5, 12.0, 0.6, 2.0, 2.2, 1.0, 1.8])
     assert s.sdc_index == 0 and extras.track_ids[0] == "AV"
     assert s.tracks_to_predict.tolist() == [3, 1, 4]  # focal "102", then scored "100", "103"
     assert s.agent_id[1:].tolist() == [100, 101, 102, 103, 104, 105, 106]

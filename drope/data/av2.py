@@ -12,7 +12,8 @@ Mapping to Scene:
     (object_category 2) in agent order. objects_of_interest = [focal track id].
   * numeric track ids keep their value; other ids (``"AV"``, uuid-like) get a stable crc32-based id
     in [2**30, 2**31) (an int32, as WOMD track ids are); :func:`av2_track_id` maps ids back.
-  * AV2 has no box sizes or z for agents: sizes are per-type defaults, z is 0.
+  * AV2 has no box sizes or z for agents: sizes are typical ones per AV2 object_type (a bus is
+    12 × 2.55 m, a car 4.5 × 2 m), z is 0.
   * map: lane centerlines → lanes (is_intersection → lane_interpolating; predecessors/successors/
     neighbours → lane_links), lane boundaries → road lines (shared boundaries once, subtype from the
     mark type), pedestrian crossings → crosswalk polygons (edge1 + reversed edge2), the boundary of
@@ -74,12 +75,17 @@ _TYPE_BACK = {
     ObjectType.TYPE_PEDESTRIAN: "pedestrian",
     ObjectType.TYPE_CYCLIST: "cyclist",
 }
-# box length, width, height (m) per ObjectType: AV2 carries no sizes
+# box length, width, height (m) per AV2 object_type: AV2 carries no sizes, and a bus read as a car
+# hides 7 m of it from collision and off-road checks (typical sizes, not measured per track)
 _DEFAULT_SIZE = {
-    ObjectType.TYPE_VEHICLE: (4.5, 2.0, 1.6),
-    ObjectType.TYPE_PEDESTRIAN: (0.6, 0.6, 1.8),
-    ObjectType.TYPE_CYCLIST: (2.0, 0.8, 1.7),
+    "vehicle": (4.5, 2.0, 1.6),
+    "bus": (12.0, 2.55, 3.2),
+    "pedestrian": (0.6, 0.6, 1.8),
+    "cyclist": (2.0, 0.8, 1.7),
+    "motorcyclist": (2.2, 0.9, 1.6),
+    "riderless_bicycle": (1.8, 0.6, 1.1),
 }
+_OTHER_SIZE = (1.0, 1.0, 1.0)
 _MARK_MAP = {
     "DASHED_WHITE": RoadLineType.TYPE_BROKEN_SINGLE_WHITE,
     "DOUBLE_DASH_WHITE": RoadLineType.TYPE_BROKEN_SINGLE_WHITE,
@@ -235,7 +241,7 @@ def read_av2_scenario_with_extras(path: str | Path, origin: str = "sdc") -> tupl
     observed = np.asarray(cols["observed"], bool)
     current = int(steps[observed].max()) if observed.any() else min(CURRENT_INDEX, T - 1)
     agent_type = np.array([av2_type(t) for t in types], np.int64)
-    size = np.array([_DEFAULT_SIZE.get(ObjectType(t), (1.0, 1.0, 1.0)) for t in agent_type], np.float64).reshape(A, 3)
+    size = np.array([_DEFAULT_SIZE.get(t.lower(), _OTHER_SIZE) for t in types], np.float64).reshape(A, 3)
     agent_size = np.broadcast_to(size[:, None, :], (A, T, 3))
     used: set[int] = set()
     agent_id = np.array([_track_int_id(t, used) for t in tids], np.int64)
