@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from drope.sim.jit import jit, wrap as _wrap
+from drope.jit import jit, wrap as _wrap
 
 # cfg vector layout (BicycleConfig and the tracking weight, float64)
 MAX_ACCEL, MAX_DECEL, MAX_CURVATURE, MAX_SPEED, MAX_REVERSE, MIN_TRAVEL, POSITION_WEIGHT = range(7)

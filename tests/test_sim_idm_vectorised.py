@@ -151,7 +151,7 @@ def test_kernels_compile_where_no_cache_location_works(monkeypatch):
     instead of failing at import."""
     from numba.core import caching
 
-    from drope.sim.jit import jit
+    from drope.jit import jit
 
     monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
 

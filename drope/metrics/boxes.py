@@ -1,11 +1,14 @@
-"""Oriented-box geometry shared by the motion and sim-agents metrics (pure torch functions).
+"""Oriented-box geometry shared by the motion and sim-agents metrics (pure functions of tensors).
 
 Boxes are given by their corners ``[..., 4, 2]`` in counter-clockwise order
 (:func:`drope.geometry.box_corners`). Everything broadcasts over leading dimensions.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
+
+from drope.metrics import box_kernels as kernels
 
 Tensor = torch.Tensor
 
@@ -13,13 +16,6 @@ Tensor = torch.Tensor
 def _edges(corners: Tensor) -> tuple[Tensor, Tensor]:
     """Edge start points and edge vectors ``[..., 4, 2]`` (edge i runs from corner i to i+1)."""
     return corners, corners.roll(-1, dims=-2) - corners
-
-
-def _point_segment_distance(p: Tensor, a: Tensor, ab: Tensor) -> Tensor:
-    """Distance from points ``p`` to segments ``a → a + ab`` (all ``[..., 2]``)."""
-    ap = p - a
-    t = ((ap * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-12)).clamp(0.0, 1.0)
-    return (ap - ab * t[..., None]).norm(dim=-1)
 
 
 def box_signed_distance(a: Tensor, b: Tensor) -> Tensor:
@@ -34,29 +30,16 @@ def box_signed_distance(a: Tensor, b: Tensor) -> Tensor:
       b" and "corner of a minus edge of b". They lie in M and cover its boundary, whichever corners
       are tied, so parallel edges (aligned boxes) leave no gap. Choosing one support corner per
       edge did leave gaps there, and deep overlaps of aligned boxes came out too deep.
-    Returns ``[...]``.
+    Computed pair by pair in float64 (:mod:`drope.metrics.box_kernels`). Returns ``[...]`` in the
+    inputs' dtype.
     """
     a, b = torch.broadcast_tensors(a, b)
-    a_start, a_edge = _edges(a)  # [..., 4, 2]
-    b_start, b_edge = _edges(b)
-    # outward normals of CCW edges: (ey, -ex); M's faces have those of a and the negated ones of b
-    normals = torch.cat([a_edge, -b_edge], dim=-2)
-    normals = torch.stack([normals[..., 1], -normals[..., 0]], dim=-1)  # [..., 8, 2]
-    normals = normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    support = (normals[..., :, None, :] * a[..., None, :, :]).sum(-1).amax(-1) - (
-        normals[..., :, None, :] * b[..., None, :, :]).sum(-1).amin(-1)  # [..., 8]
-    inside = (support >= 0).all(-1)
     lead = a.shape[:-2]
-    seg_start = torch.cat([
-        (a_start[..., :, None, :] - b[..., None, :, :]).reshape(*lead, 16, 2),
-        (a[..., :, None, :] - b_start[..., None, :, :]).reshape(*lead, 16, 2),
-    ], dim=-2)  # [..., 32, 2]
-    seg_vec = torch.cat([
-        a_edge[..., :, None, :].expand(*lead, 4, 4, 2).reshape(*lead, 16, 2),
-        -b_edge[..., None, :, :].expand(*lead, 4, 4, 2).reshape(*lead, 16, 2),
-    ], dim=-2)
-    dist = _point_segment_distance(torch.zeros_like(seg_start), seg_start, seg_vec).amin(-1)
-    return torch.where(inside, -support.amin(-1), dist)
+    a64 = np.ascontiguousarray(a.detach().cpu().reshape(-1, 4, 2).numpy(), dtype=np.float64)
+    b64 = np.ascontiguousarray(b.detach().cpu().reshape(-1, 4, 2).numpy(), dtype=np.float64)
+    out = np.empty(a64.shape[0])
+    kernels.signed_distances(a64, b64, out)
+    return torch.from_numpy(out).reshape(lead).to(dtype=a.dtype, device=a.device)
 
 
 def boxes_overlap(a: Tensor, b: Tensor) -> Tensor:

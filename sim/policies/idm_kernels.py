@@ -36,7 +36,7 @@ Ties of cost resolve as the reference's KD order does: the nearer midpoint first
 both cost and midpoint distance between two segments would take the lower segment index).
 Standing agents (same float32 pose as last step) keep their answer.
 
-``@njit(cache=True)`` (:mod:`drope.sim.jit`): compiled code is cached next to this file or, where that is read-only,
+``@njit(cache=True)`` (:mod:`drope.jit`): compiled code is cached next to this file or, where that is read-only,
 in numba's user cache (``NUMBA_CACHE_DIR`` overrides); where no cache location works the
 functions compile in each process instead of failing (about 25 s on one busy core; loading the
 cache takes 0.3 s).
@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from drope.sim.jit import jit as _jit, wrap as _wrap
+from drope.jit import jit as _jit, wrap as _wrap
 
 # cfg vector layout (IDMPolicyConfig and constants, float64; see ``config_vector``)
 C_OFF_LANE, C_LOOKAHEAD, C_DECAY, C_MAX_LAT, C_PREVIEW, C_WINDOW, C_SAMPLES, C_CORRIDOR, C_DT, C_TWO, C_FAR = range(11)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from drope.geometry import box_corners
 from drope.metrics.boxes import box_signed_distance
+from drope.metrics.wosac import edge_kernels as kernels
 from drope.geometry import wrap_angle
 
 Tensor = torch.Tensor
@@ -217,12 +219,6 @@ def _segment_offset_official(p32: Tensor, start32: Tensor, vec32: Tensor) -> Ten
     return sp - vec32 * rel_t.clamp(0.0, 1.0)[..., None]
 
 
-def _segment_d3_official(p32: Tensor, start32: Tensor, vec32: Tensor) -> Tensor:
-    """The official z-stretched 3D distance (float32), which picks the segment."""
-    d = _segment_offset_official(p32, start32, vec32) * torch.tensor([1.0, 1.0, Z_STRETCH], dtype=torch.float32)
-    return torch.sqrt((d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1]) + d[..., 2] * d[..., 2])
-
-
 def _segment_d2_official(p32: Tensor, start32: Tensor, vec32: Tensor) -> Tensor:
     """The official 2D distance (float32), which is the feature's magnitude."""
     d = _segment_offset_official(p32, start32, vec32)
@@ -231,16 +227,6 @@ def _segment_d2_official(p32: Tensor, start32: Tensor, vec32: Tensor) -> Tensor:
 
 def _cross(a: Tensor, b: Tensor) -> Tensor:
     return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
-
-
-def _segment_terms(p: Tensor, start: Tensor, vec: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """For points ``p [Q, 1, 3]`` and segments ``[1|Q, M, 3]``: rel_t, 3D stretched and 2D distances."""
-    sp = p - start  # [Q, M, 3]
-    den = (vec[..., :2] ** 2).sum(-1)
-    rel_t = torch.where(den > 0, (sp[..., :2] * vec[..., :2]).sum(-1) / den.clamp_min(1e-300), torch.zeros_like(den))
-    d = sp - vec * rel_t.clamp(0, 1)[..., None]
-    d3 = torch.sqrt(d[..., 0] ** 2 + d[..., 1] ** 2 + (Z_STRETCH * d[..., 2]) ** 2)
-    return rel_t, d3, d[..., :2].norm(dim=-1)
 
 
 def signed_distance_to_edges(points: Tensor, edges: EdgeSegments, group: int = 2048,
@@ -262,6 +248,10 @@ def signed_distance_to_edges(points: Tensor, edges: EdgeSegments, group: int = 2
     seg_lo = torch.minimum(edges.start, edges.start + edges.vec)  # [M, 3]
     seg_hi = torch.maximum(edges.start, edges.start + edges.vec)
     stretch = torch.tensor([1.0, 1.0, Z_STRETCH], dtype=torch.float64)
+    start, vec = edges.start.contiguous().numpy(), edges.vec.contiguous().numpy()
+    empty32 = np.zeros((0, 3), np.float32)
+    start32 = edges.start32.contiguous().numpy() if edges.frame is not None else empty32
+    vec32 = edges.vec32.contiguous().numpy() if edges.frame is not None else empty32
     for gi in _spatial_groups(points * torch.tensor([1.0, 1.0, Z_STRETCH], dtype=torch.float64), group):
         p = points[gi]  # [G, 3]
         lo, hi = p.amin(0), p.amax(0)
@@ -269,35 +259,23 @@ def signed_distance_to_edges(points: Tensor, edges: EdgeSegments, group: int = 2
         # stretched 3D distance used to pick the segment
         gap = (((torch.clamp(seg_lo - hi, min=0) + torch.clamp(lo - seg_hi, min=0)) * stretch) ** 2).sum(-1).sqrt()
         seeds = gap.topk(min(16, len(edges)), largest=False).indices
-        _, d3s, _ = _segment_terms(p[:, None], edges.start[seeds][None], edges.vec[seeds][None])
-        bound = d3s.amin(1).amax()
+        G = len(gi)
+        best, rel_t, dist, d3 = np.empty(G, np.int64), np.empty(G), np.empty(G), np.empty(G)
+        p_np = p.numpy()
+        kernels.nearest_segments(p_np, start, vec, seeds.numpy(), Z_STRETCH, False, empty32, empty32, empty32,
+                                 EDGE_TIE_TOLERANCE, best, rel_t, dist, d3)
+        bound = float(d3.max())
         cand = (gap <= bound + EDGE_TIE_TOLERANCE).nonzero()[:, 0]  # + the near-ties re-ranked below
-        rel_t, d3, d2 = _segment_terms(p[:, None], edges.start[cand][None], edges.vec[cand][None])  # [G, C]
-        best = d3.argmin(1)  # [G]
-        if points32 is not None and edges.frame is not None:
-            best = _official_tie_break(points32[gi], edges, cand, d3, best)
-        k = cand[best]
-        dist = d2.gather(1, best[:, None])[:, 0]
-        if points32 is not None and edges.frame is not None:  # the official float32 value of the distance
+        official = points32 is not None and edges.frame is not None
+        kernels.nearest_segments(p_np, start, vec, cand.numpy(), Z_STRETCH, official,
+                                 points32[gi].contiguous().numpy() if official else empty32, start32, vec32,
+                                 EDGE_TIE_TOLERANCE, best, rel_t, dist, d3)
+        k = cand[torch.from_numpy(best)]
+        dist = torch.from_numpy(dist)
+        if official:  # the official float32 value of the distance
             dist = _segment_d2_official(points32[gi], edges.start32[k], edges.vec32[k]).double()
-        out[gi] = _signed(p, edges, k, rel_t.gather(1, best[:, None])[:, 0], dist)
+        out[gi] = _signed(p, edges, k, torch.from_numpy(rel_t), dist)
     return out
-
-
-def _official_tie_break(p32: Tensor, edges: EdgeSegments, cand: Tensor, d3: Tensor, best: Tensor) -> Tensor:
-    """Re-rank the candidates within :data:`EDGE_TIE_TOLERANCE` of the nearest in float32 (official)."""
-    near = d3 <= d3.gather(1, best[:, None]) + EDGE_TIE_TOLERANCE  # [G, C]
-    rows = (near.sum(1) > 1).nonzero()[:, 0]
-    if rows.numel() == 0:
-        return best
-    r, c = near[rows].nonzero(as_tuple=True)  # flat order: per row, candidates by ascending index
-    k = cand[c]
-    d32 = _segment_d3_official(p32[rows[r]], edges.start32[k], edges.vec32[k])
-    table = torch.full((rows.shape[0], d3.shape[1]), float("inf"), dtype=torch.float32)
-    table[r, c] = d32
-    best = best.clone()
-    best[rows] = table.argmin(1)  # first minimum = lowest segment index, as tf.argmin
-    return best
 
 
 def _spatial_groups(pts: Tensor, max_size: int, cell: float = 16.0) -> list[Tensor]:

@@ -1,4 +1,5 @@
-"""numba's ``njit`` as the simulator uses it: cached on disk, or compiled per process where no cache fits.
+"""numba's ``njit`` as drope uses it (metric and simulator kernels): cached on disk, or compiled
+per process where no cache fits.
 
 Compiled code is cached next to the module or, where that is read-only, in numba's user cache
 (``NUMBA_CACHE_DIR`` overrides); where no cache location works the functions compile in each
