@@ -1,10 +1,11 @@
-"""Compiled (numba) nearest road-edge segment search of :func:`~drope.metrics.wosac.features.signed_distance_to_edges`.
+"""Compiled (numba) nearest-segment searches of :func:`~drope.metrics.wosac.features.signed_distance_to_edges`
+and :func:`~drope.metrics.wosac.features.nearest_lane`.
 
 For each point of a group and each candidate segment the torch version materialised ``[G, C]``
 tensors of projections and distances (~70 % of WOSAC scoring time); these loops compute the same
 float64 arithmetic in the same operation order per pair and keep only the winner, and re-rank
 near-ties in the official float32 world-frame arithmetic (first minimum in candidate order, as
-``tf.argmin`` over the map-ordered segments). ``tests/test_metrics_wosac_edges.py`` checks them
+``tf.argmin`` over the map-ordered segments). ``tests/test_metrics_wosac_nearest.py`` checks them
 against the tensor formulation.
 """
 from __future__ import annotations
@@ -65,3 +66,24 @@ def nearest_segments(p, start, vec, cand, stretch, official, p32, start32, vec32
                     if d32 < best32:
                         best, best32 = j, d32
         best_out[i], rel_out[i], d2_out[i], d3_out[i] = best, rels[best], d2s[best], best_d3
+
+
+@jit
+def nearest_lanes(p, start, vec, cand, best_out, score_out):
+    """For points ``p [G, 2]`` and candidate lane segments ``cand [C]`` of ``start``/``vec [L, 2]``:
+    the column of the least official lane score |(p − s) + t·v| (first minimum; ``best_out``) and
+    that score (``score_out``)."""
+    for i in range(p.shape[0]):
+        best, best_score = 0, np.inf
+        for j in range(cand.shape[0]):
+            k = cand[j]
+            sx, sy = p[i, 0] - start[k, 0], p[i, 1] - start[k, 1]
+            vx, vy = vec[k, 0], vec[k, 1]
+            den = vx * vx + vy * vy
+            t = (sx * vx + sy * vy) / max(den, 1e-300) if den > 0 else 0.0
+            t = min(max(t, 0.0), 1.0)
+            ex, ey = sx + vx * t, sy + vy * t
+            score = math.sqrt(ex * ex + ey * ey)
+            if score < best_score:
+                best, best_score = j, score
+        best_out[i], score_out[i] = best, best_score

@@ -354,16 +354,19 @@ class LaneSegments:
         return int(self.start.shape[0])
 
 
-def _lane_score(p: Tensor, start: Tensor, vec: Tensor) -> Tensor:
-    """The official nearest-lane score |(p − s) + t·(e − s)| with t the clipped projection.
+def _nearest_by_lane_score(p: Tensor, start: Tensor, vec: Tensor, cand: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """For points ``p [Q, 2]``: the segment (index into ``cand``, default all of ``start``/``vec``
+    ``[L, 2]``) of least official lane score |(p − s) + t·(e − s)| (t the clipped projection; first
+    minimum) and that score.
 
     Note the *plus*: this is not the point-segment distance, but it is what the official
     traffic-light feature ranks lanes by, so it is reproduced as is.
     """
-    sp = p - start
-    den = (vec**2).sum(-1)
-    t = torch.where(den > 0, (sp * vec).sum(-1) / den.clamp_min(1e-300), torch.zeros_like(den)).clamp(0, 1)
-    return (sp + vec * t[..., None]).norm(dim=-1)
+    cand = torch.arange(start.shape[0]) if cand is None else cand
+    best, score = np.empty(p.shape[0], np.int64), np.empty(p.shape[0])
+    kernels.nearest_lanes(np.ascontiguousarray(p.numpy(), dtype=np.float64), np.ascontiguousarray(start.numpy()),
+                          np.ascontiguousarray(vec.numpy()), np.ascontiguousarray(cand.numpy()), best, score)
+    return torch.from_numpy(best), torch.from_numpy(score)
 
 
 def nearest_lane(points: Tensor, lanes: LaneSegments, group: int = 2048) -> Tensor:
@@ -380,10 +383,10 @@ def nearest_lane(points: Tensor, lanes: LaneSegments, group: int = 2048) -> Tens
         gap = (torch.clamp(lanes.start - hi, min=0) ** 2 + torch.clamp(lo - lanes.start, min=0) ** 2).sum(-1).sqrt()
         lower = gap - seg_len
         seeds = lower.topk(min(16, len(lanes)), largest=False).indices
-        bound = _lane_score(p[:, None], lanes.start[seeds][None], lanes.vec[seeds][None]).amin(1).amax()
-        cand = (lower <= bound).nonzero()[:, 0]  # flat order kept: ties resolve to the lowest index
-        score = _lane_score(p[:, None], lanes.start[cand][None], lanes.vec[cand][None])
-        out[gi] = lanes.owner[cand[score.argmin(1)]]
+        _, score = _nearest_by_lane_score(p, lanes.start, lanes.vec, seeds)
+        cand = (lower <= float(score.max())).nonzero()[:, 0]  # flat order kept: ties resolve to the lowest index
+        best, _ = _nearest_by_lane_score(p, lanes.start, lanes.vec, cand)
+        out[gi] = lanes.owner[cand[best]]
     return out
 
 
@@ -415,7 +418,7 @@ def red_light_violation(
     for z in range(Z):
         poly = lanes.polylines[int(lane_index[z])]  # [P, 2]
         s, v = poly[:-1], poly[1:] - poly[:-1]
-        k = _lane_score(signal_stop[:, z, None, :], s[None], v[None]).argmin(1)  # [T]
+        k, _ = _nearest_by_lane_score(signal_stop[:, z], s, v)  # [T]
         seg_a[:, z], seg_b[:, z] = s[k], s[k] + v[k]
     seg = seg_b - seg_a  # [T, Z, 2]
     den = (seg**2).sum(-1)

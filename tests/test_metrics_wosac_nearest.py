@@ -95,3 +95,31 @@ def _stretched(pts, edges):
     rel = ((sp[..., :2] * edges.vec[None, :, :2]).sum(-1) / den.clamp_min(1e-300)).clamp(0, 1)
     d = sp - edges.vec[None] * rel[..., None]
     return torch.sqrt(d[..., 0] ** 2 + d[..., 1] ** 2 + (Z * d[..., 2]) ** 2).numpy()
+
+
+def _lane_reference(points: torch.Tensor, lanes: F.LaneSegments) -> torch.Tensor:
+    """Every point against every lane segment: least official score |(p − s) + t·v| (first minimum)."""
+    sp = points[:, None] - lanes.start[None]
+    vec = lanes.vec[None]
+    den = (vec**2).sum(-1)
+    t = torch.where(den > 0, (sp * vec).sum(-1) / den.clamp_min(1e-300), torch.zeros_like(den)).clamp(0, 1)
+    score = torch.sqrt((sp[..., 0] + vec[..., 0] * t) ** 2 + (sp[..., 1] + vec[..., 1] * t) ** 2)
+    return lanes.owner[score.argmin(1)]
+
+
+@pytest.mark.parametrize("source", ["generated", "womd"])
+def test_nearest_lane_equals_the_tensor_formulation(source, womd_path):
+    if source == "womd":
+        from drope.data.womd import read_scenarios
+
+        scene = next(read_scenarios(womd_path))
+    else:
+        scene = generate_scene(11, 3)[0]
+    lanes = scene_map(scene).lanes
+    g = torch.Generator().manual_seed(5)
+    k = torch.randint(0, len(lanes), (1500,), generator=g)
+    pts = lanes.start[k] + torch.randn(1500, 2, generator=g, dtype=torch.float64) * torch.rand(1500, 1, generator=g, dtype=torch.float64) ** 2 * 8
+    pts = torch.cat([pts, lanes.start[k[:20]]])  # on a vertex shared by two segments: a tie
+    got = F.nearest_lane(pts, lanes)
+    assert torch.equal(got, _lane_reference(pts, lanes))
+    assert torch.equal(F.nearest_lane(pts, lanes, group=32), got)
