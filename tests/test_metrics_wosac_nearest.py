@@ -39,8 +39,37 @@ def _reference(points: torch.Tensor, edges: F.EdgeSegments, points32: torch.Tens
         e = (sp32 - v32 * np.clip(r32, np.float32(0), np.float32(1))[..., None]) * np.array([1, 1, Z], np.float32)
         d32 = np.sqrt((e[..., 0] * e[..., 0] + e[..., 1] * e[..., 1]) + e[..., 2] * e[..., 2])
         best = torch.from_numpy(np.where(near.numpy(), d32, np.float32(math.inf)).argmin(1))
-        dist = F._segment_d2_official(points32, edges.start32[best], edges.vec32[best]).double()
-    return F._signed(points, edges, best, rel.gather(1, best[:, None])[:, 0], dist)
+        dist = _official_d2(points32, edges.start32[best], edges.vec32[best]).double()
+    return _signed(points, edges, best, rel.gather(1, best[:, None])[:, 0], dist)
+
+
+def _official_d2(p32, start32, vec32):
+    """The official 2D distance in float32, one IEEE operation at a time (numpy ufuncs, as
+    TensorFlow's element-wise kernels; torch's fused float32 kernels can differ by an ulp)."""
+    sp = p32.numpy() - start32.numpy()
+    v = vec32.numpy()
+    num = sp[..., 0] * v[..., 0] + sp[..., 1] * v[..., 1]
+    den = v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.clip(np.where(den != 0, num / den, np.float32(0)), np.float32(0), np.float32(1))
+    dx, dy = sp[..., 0] - v[..., 0] * rel, sp[..., 1] - v[..., 1] * rel
+    return torch.from_numpy(np.sqrt(dx * dx + dy * dy))
+
+
+def _cross(a, b):
+    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+
+
+def _signed(p, e, k, rel, d2):
+    """The official sign rule for segment ``k`` of each point (the segment's side, or at a polyline
+    joint the neighbour's, by convexity)."""
+    start, vec = e.start[k, :2], e.vec[k, :2]
+    n = torch.sign(_cross(p[:, :2] - start, vec))
+    n_prior = torch.sign(_cross(p[:, :2] - (start - e.prev_vec[k]), e.prev_vec[k]))
+    n_next = torch.sign(_cross(p[:, :2] - (start + vec), e.next_vec[k]))
+    before = torch.where(_cross(e.prev_vec[k], vec) > 0, torch.maximum(n, n_prior), torch.minimum(n, n_prior))
+    after = torch.where(_cross(vec, e.next_vec[k]) > 0, torch.maximum(n, n_next), torch.minimum(n, n_next))
+    return torch.where((rel < 0) & e.has_prev[k], before, torch.where((rel > 1) & e.has_next[k], after, n)) * d2
 
 
 def _points(edges: F.EdgeSegments, n: int, seed: int) -> torch.Tensor:

@@ -209,26 +209,6 @@ def box_bottom_corners32(xy: Tensor, z: Tensor, heading: Tensor, length: Tensor,
     return torch.stack([cx, cy, cz], dim=-1)
 
 
-def _segment_offset_official(p32: Tensor, start32: Tensor, vec32: Tensor) -> Tensor:
-    """Point minus its nearest segment point ``[..., 3]`` in the official float32 operation order
-    (``map_metric_features._compute_signed_distance_to_polylines``)."""
-    sp = p32 - start32
-    num = sp[..., 0] * vec32[..., 0] + sp[..., 1] * vec32[..., 1]
-    den = vec32[..., 0] * vec32[..., 0] + vec32[..., 1] * vec32[..., 1]
-    rel_t = torch.where(den != 0, num / torch.where(den != 0, den, torch.ones_like(den)), torch.zeros_like(den))
-    return sp - vec32 * rel_t.clamp(0.0, 1.0)[..., None]
-
-
-def _segment_d2_official(p32: Tensor, start32: Tensor, vec32: Tensor) -> Tensor:
-    """The official 2D distance (float32), which is the feature's magnitude."""
-    d = _segment_offset_official(p32, start32, vec32)
-    return torch.sqrt(d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1])
-
-
-def _cross(a: Tensor, b: Tensor) -> Tensor:
-    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
-
-
 def signed_distance_to_edges(points: Tensor, edges: EdgeSegments, group: int = 2048,
                              points32: Tensor | None = None) -> Tensor:
     """Signed 2D distance ``[Q]`` of ``points [Q, 3]`` to the road-edge boundary (positive off-road).
@@ -244,38 +224,22 @@ def signed_distance_to_edges(points: Tensor, edges: EdgeSegments, group: int = 2
     polylines meet (both end segments are equally near to the shared vertex) and on symmetric
     roads; the two choices can have opposite signs.
     """
-    out = torch.empty(points.shape[0], dtype=torch.float64)
-    seg_lo = torch.minimum(edges.start, edges.start + edges.vec)  # [M, 3]
-    seg_hi = torch.maximum(edges.start, edges.start + edges.vec)
-    stretch = torch.tensor([1.0, 1.0, Z_STRETCH], dtype=torch.float64)
-    start, vec = edges.start.contiguous().numpy(), edges.vec.contiguous().numpy()
+    groups = _spatial_groups(points * torch.tensor([1.0, 1.0, Z_STRETCH], dtype=torch.float64), group)
+    order = torch.cat(groups).numpy() if groups else np.zeros(0, np.int64)
+    group_starts = np.cumsum([0] + [len(g) for g in groups]).astype(np.int64)
+    official = points32 is not None and edges.frame is not None
     empty32 = np.zeros((0, 3), np.float32)
-    start32 = edges.start32.contiguous().numpy() if edges.frame is not None else empty32
-    vec32 = edges.vec32.contiguous().numpy() if edges.frame is not None else empty32
-    for gi in _spatial_groups(points * torch.tensor([1.0, 1.0, Z_STRETCH], dtype=torch.float64), group):
-        p = points[gi]  # [G, 3]
-        lo, hi = p.amin(0), p.amax(0)
-        # z-stretched gap between the group's box and each segment's box: a lower bound of the
-        # stretched 3D distance used to pick the segment
-        gap = (((torch.clamp(seg_lo - hi, min=0) + torch.clamp(lo - seg_hi, min=0)) * stretch) ** 2).sum(-1).sqrt()
-        seeds = gap.topk(min(16, len(edges)), largest=False).indices
-        G = len(gi)
-        best, rel_t, dist, d3 = np.empty(G, np.int64), np.empty(G), np.empty(G), np.empty(G)
-        p_np = p.numpy()
-        kernels.nearest_segments(p_np, start, vec, seeds.numpy(), Z_STRETCH, False, empty32, empty32, empty32,
-                                 EDGE_TIE_TOLERANCE, best, rel_t, dist, d3)
-        bound = float(d3.max())
-        cand = (gap <= bound + EDGE_TIE_TOLERANCE).nonzero()[:, 0]  # + the near-ties re-ranked below
-        official = points32 is not None and edges.frame is not None
-        kernels.nearest_segments(p_np, start, vec, cand.numpy(), Z_STRETCH, official,
-                                 points32[gi].contiguous().numpy() if official else empty32, start32, vec32,
-                                 EDGE_TIE_TOLERANCE, best, rel_t, dist, d3)
-        k = cand[torch.from_numpy(best)]
-        dist = torch.from_numpy(dist)
-        if official:  # the official float32 value of the distance
-            dist = _segment_d2_official(points32[gi], edges.start32[k], edges.vec32[k]).double()
-        out[gi] = _signed(p, edges, k, torch.from_numpy(rel_t), dist)
-    return out
+    c64 = lambda t: np.ascontiguousarray(t.numpy(), dtype=np.float64)  # noqa: E731
+    out = np.empty(points.shape[0])
+    end = edges.start + edges.vec
+    kernels.signed_distances(
+        c64(points), order, group_starts, c64(torch.minimum(edges.start, end)), c64(torch.maximum(edges.start, end)),
+        c64(edges.start), c64(edges.vec), c64(edges.prev_vec), c64(edges.next_vec), edges.has_prev.numpy(),
+        edges.has_next.numpy(), Z_STRETCH, official,
+        np.ascontiguousarray(points32.numpy(), dtype=np.float32) if official else empty32,
+        np.ascontiguousarray(edges.start32.numpy()) if official else empty32,
+        np.ascontiguousarray(edges.vec32.numpy()) if official else empty32, EDGE_TIE_TOLERANCE, out)
+    return torch.from_numpy(out)
 
 
 def _spatial_groups(pts: Tensor, max_size: int, cell: float = 16.0) -> list[Tensor]:
@@ -294,23 +258,6 @@ def _spatial_groups(pts: Tensor, max_size: int, cell: float = 16.0) -> list[Tens
     for chunk in torch.split(order, counts.tolist()):
         groups.extend(torch.split(chunk, max_size))
     return groups
-
-
-def _signed(p: Tensor, e: EdgeSegments, k: Tensor, rel_t: Tensor, d2: Tensor) -> Tensor:
-    """Sign rule of the official code for the chosen segment ``k`` of each point."""
-    start, vec = e.start[k, :2], e.vec[k, :2]
-    sp = p[:, :2] - start
-    n = torch.sign(_cross(sp, vec))
-    prev_start = start - e.prev_vec[k]
-    n_prior = torch.sign(_cross(p[:, :2] - prev_start, e.prev_vec[k]))
-    next_start = start + vec
-    n_next = torch.sign(_cross(p[:, :2] - next_start, e.next_vec[k]))
-    convex_before = _cross(e.prev_vec[k], vec) > 0
-    convex_after = _cross(vec, e.next_vec[k]) > 0
-    before = torch.where(convex_before, torch.maximum(n, n_prior), torch.minimum(n, n_prior))
-    after = torch.where(convex_after, torch.maximum(n, n_next), torch.minimum(n, n_next))
-    sign = torch.where((rel_t < 0) & e.has_prev[k], before, torch.where((rel_t > 1) & e.has_next[k], after, n))
-    return sign * d2
 
 
 def distance_to_road_edge(
