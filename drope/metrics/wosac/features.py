@@ -15,6 +15,7 @@ import torch
 from drope.geometry import box_corners
 from drope.metrics.boxes import box_signed_distance
 from drope.metrics.wosac import edge_kernels as kernels
+from drope.metrics.wosac import interaction_kernels
 from drope.geometry import wrap_angle
 
 Tensor = torch.Tensor
@@ -99,31 +100,14 @@ def time_to_collision(
     """Seconds ``[N, E, T]`` until each evaluated object reaches the object it follows at constant
     speeds (capped at 5 s; 5 s when it follows none)."""
     speed = _central_diff(xy.movedim(-1, 0)).norm(dim=0) / dt  # [N, O, T] 2D speed
-    ego_xy, ego_h, ego_v = xy[:, :num_eval], heading[:, :num_eval], speed[:, :num_eval]
-    yaw_diff = (heading[:, None] - ego_h[:, :, None]).abs()  # [N, E, O, T], raw (not wrapped)
-    c, s = yaw_diff.cos().abs(), yaw_diff.sin().abs()
-    half_l, half_w = (length / 2)[None, None], (width / 2)[None, None]  # [1, 1, O, T]
-    other_long = half_l * c + half_w * s
-    other_lat = half_l * s + half_w * c
-    rel = xy[:, None] - ego_xy[:, :, None]  # [N, E, O, T, 2]
-    ch, sh = ego_h.cos()[:, :, None], ego_h.sin()[:, :, None]
-    rel_x = ch * rel[..., 0] + sh * rel[..., 1]
-    rel_y = -sh * rel[..., 0] + ch * rel[..., 1]
-    long_dist = rel_x - (length[:num_eval] / 2)[None, :, None] - other_long
-    lat_overlap = rel_y.abs() - (width[:num_eval] / 2)[None, :, None] - other_lat
-    following = (
-        (long_dist > 0)
-        & (yaw_diff <= MAX_HEADING_DIFF)
-        & (lat_overlap < 0)
-        & ((lat_overlap < -SMALL_OVERLAP) | (yaw_diff <= MAX_HEADING_DIFF_SMALL_OVERLAP))
-    )
-    ok = following & valid[None, None]
-    masked = long_dist + (~ok).double() * HUGE
-    dist, idx = masked.min(dim=2)  # [N, E, T]
-    ahead_speed = speed[:, None].expand_as(masked).gather(2, idx[:, :, None])[:, :, 0]
-    rel_speed = ego_v - ahead_speed
-    ttc = torch.minimum(dist / rel_speed, torch.full_like(dist, MAX_TTC))
-    return torch.where(rel_speed > 0, ttc, torch.full_like(dist, MAX_TTC))
+    N, O, T = heading.shape
+    out = np.empty((N, num_eval, T))
+    c64 = lambda x: np.ascontiguousarray(x.numpy(), dtype=np.float64)  # noqa: E731
+    interaction_kernels.time_to_collision(
+        c64(xy), c64(heading), c64(speed), c64(length.expand(O, T)), c64(width.expand(O, T)),
+        np.ascontiguousarray(valid.expand(O, T).numpy()), num_eval, MAX_HEADING_DIFF, MAX_HEADING_DIFF_SMALL_OVERLAP,
+        SMALL_OVERLAP, HUGE, MAX_TTC, out)
+    return torch.from_numpy(out)
 
 
 # ---- road edges ------------------------------------------------------------------------------
