@@ -198,8 +198,9 @@ def signed_distance_to_edges(points: Tensor, edges: EdgeSegments, group: int = 2
     """Signed 2D distance ``[Q]`` of ``points [Q, 3]`` to the road-edge boundary (positive off-road).
 
     The segment is chosen by the z-stretched 3D distance. Candidate segments are pruned per group of
-    points: a segment can win only if its 2D distance to the group's bounding box is below the worst
-    best-distance against a small seed set (exact: the pruning never drops the winner).
+    nearby points: a segment can win only if its z-stretched gap to the group's bounding box is below
+    the worst best-distance against a small seed set (exact: the pruning never drops the winner).
+    The search runs as compiled loops (:func:`edge_kernels.signed_distances`).
 
     Near-ties (segments within :data:`EDGE_TIE_TOLERANCE` of the nearest) are decided as the
     official code decides them when ``points32 [Q, 3]`` (the official float32 world points, see
