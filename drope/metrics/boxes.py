@@ -30,8 +30,8 @@ def box_signed_distance(a: Tensor, b: Tensor) -> Tensor:
       b" and "corner of a minus edge of b". They lie in M and cover its boundary, whichever corners
       are tied, so parallel edges (aligned boxes) leave no gap. Choosing one support corner per
       edge did leave gaps there, and deep overlaps of aligned boxes came out too deep.
-    Computed pair by pair in float64 (:mod:`drope.metrics.box_kernels`). Returns ``[...]`` in the
-    inputs' dtype.
+    Computed pair by pair in float64 on the CPU (:mod:`drope.metrics.box_kernels`; a metric, so no
+    autograd). Returns ``[...]`` in the inputs' dtype and device.
     """
     a, b = torch.broadcast_tensors(a, b)
     lead = a.shape[:-2]
