@@ -26,7 +26,8 @@ import torch
 
 from drope.registry import Registry
 from drope.sim import dynamics_kernels as kernels
-from drope.sim.state import SimState, wrap
+from drope.geometry import wrap_angle as wrap
+from drope.sim.state import SimState
 
 Tensor = torch.Tensor
 DYNAMICS: Registry = Registry("dynamics")
@@ -83,11 +84,6 @@ class BicycleDynamics:
                    kernels.MIN_TRAVEL, kernels.POSITION_WEIGHT]] = (
             cfg.max_accel, cfg.max_decel, cfg.max_curvature, cfg.max_speed, cfg.max_reverse, cfg.min_travel,
             self.position_weight)
-
-    def signed_speed(self, state: SimState) -> Tensor:
-        """Speed along the heading ``[B, A]`` (negative when moving backwards)."""
-        fwd = torch.stack([torch.cos(state.heading), torch.sin(state.heading)], dim=-1)
-        return (state.vel * fwd).sum(-1)
 
     def forward(self, state: SimState, ctrl: Tensor, dt: float) -> tuple[Tensor, Tensor, Tensor]:
         B, A = state.batch, state.num_agents

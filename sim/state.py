@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from drope.data.scene import Scene
-from drope.geometry import wrap_angle
 
 Tensor = torch.Tensor
 
@@ -111,9 +110,6 @@ class Actions:
         return Actions(ctrl=torch.where(t3, other.ctrl, self.ctrl), ctrl_mask=torch.where(t2, other.ctrl_mask, self.ctrl_mask),
                        pose=torch.where(t3, other.pose, self.pose), pose_mask=torch.where(t2, other.pose_mask, self.pose_mask),
                        next_valid=torch.where(t2, other.next_valid, self.next_valid))
-
-
-wrap = wrap_angle  # angles to [-π, π); kept under this name for the simulator
 
 
 def step(state: SimState, actions: Actions, dynamics, dt: float) -> SimState:
