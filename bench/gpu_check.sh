@@ -8,14 +8,15 @@
 #   env     torch / drope importable; installs only what is missing (torch==2.13.0 pinned; a CUDA
 #           build that is already installed is kept), drope itself with --no-deps
 #   data    drope-generate -> drope-data cache (generated WOMD-format scenes)
-#   train   torchrun over all visible GPUs: drope_base, bf16 autocast (train.yaml precision=bf16, or
-#           bf16=true in older configs), the streaming loader with data.num_workers workers per rank; prints the loss
+#   train   torchrun over all visible GPUs: drope_base, bf16 autocast (precision=bf16), the streaming loader with data.num_workers workers per rank; prints the loss
 #           curve, scenes/s and peak GPU memory per rank
 #   export  drope-export of the checkpoint to ONNX (with its built-in ONNX Runtime verification)
+#   sim     drope-bench sim --learned-only with the checkpoint on the GPU: 32 learned rollouts of the
+#           WOMD sample (else a generated scene) batched (all worlds per forward pass) vs one at a time
 #   loader  drope-bench train-data loader scenes/s and the epoch projection, fed the measured
 #           GPU scenes/s (only if the budget leaves time)
 # Everything is written under $OUT (default: a new /tmp/gpu_check.* folder): logs, metrics.csv,
-# the checkpoint, model.onnx, summary.json and summary.md.
+# the checkpoint, model.onnx, sim_learned.json, summary.json and summary.md.
 # Knobs: GPU_CHECK_STEPS, GPU_CHECK_BATCH (per rank), GPU_CHECK_SCENES, GPU_CHECK_MODEL,
 # GPU_CHECK_WORKERS (per rank), GPU_CHECK_NPROC (ranks), GPU_CHECK_BUDGET_S, GPU_CHECK_REUSE_DATA=1, PY.
 set -uo pipefail
@@ -140,13 +141,8 @@ if [[ "$CPU_MODE" != 1 ]] && command -v nvidia-smi > /dev/null; then
     > "$OUT/nvidia_smi.csv" 2>/dev/null &
   SMI_PID=$!
 fi
-# the autocast key: newer train.yaml has precision (fp32 | bf16), older ones bf16 (true: CUDA autocast)
-TRAIN_YAML=$("$PY" -c 'from drope.configs import config_dir; print(config_dir() / "train.yaml")')
-if grep -q '^precision:' "$TRAIN_YAML"; then
-  AMP="precision=bf16"; [[ "$CPU_MODE" == 1 ]] && AMP="precision=fp32"  # CPU autocast: slow, not what is checked
-else
-  AMP="bf16=true"  # CUDA-only autocast in that trainer
-fi
+# bf16 autocast on the GPU (TrainConfig.precision); CPU autocast is slow and not what is checked
+AMP="precision=bf16"; [[ "$CPU_MODE" == 1 ]] && AMP="precision=fp32"
 log "autocast: $AMP"
 rm -rf "$OUT/run"
 run_stage train 300 "$PY" -m torch.distributed.run --standalone --nproc_per_node="$NPROC" "$OUT/train_with_peak.py" \
@@ -161,6 +157,19 @@ if [[ -f "$OUT/run/last.ckpt" ]]; then
   run_stage export 120 drope-export ckpt="$OUT/run/last.ckpt" out="$OUT/model.onnx" "variants=$VARIANTS" verify_scenes=2
 else
   log "export: skipped (no checkpoint)"; STATUS[export]=skipped
+fi
+
+# ---- sim: learned rollouts from the checkpoint, batched vs one at a time (issue 15's 5x) -----------
+if [[ -f "$OUT/run/last.ckpt" ]]; then
+  SIM_SCENE=$("$PY" -c 'from drope.samples import womd_sample; p = womd_sample(); print(p if p.exists() else "")' 2>/dev/null)
+  [[ -z "$SIM_SCENE" ]] && SIM_SCENE=$(ls "$OUT"/shards/*.tfrecord* 2>/dev/null | head -n 1)  # a generated scene
+  SIM_DEVICE=cuda; SIM_ROLLOUTS=32
+  [[ "$CPU_MODE" == 1 ]] && { SIM_DEVICE=cpu; SIM_ROLLOUTS=2; }
+  run_stage sim 90 drope-bench sim --womd "$SIM_SCENE" --model "$OUT/run/last.ckpt" --device "$SIM_DEVICE" \
+    --learned-only --learned-rollouts "$SIM_ROLLOUTS" --json "$OUT/sim_learned.json" \
+    && grep -E "learned_(${SIM_ROLLOUTS}_rollouts|batched_speedup|call_ms|device)" "$OUT/sim.log" | tee -a "$LOG"
+else
+  log "sim: skipped (no checkpoint)"; STATUS[sim]=skipped
 fi
 
 # ---- summary (and the loader projection fed the measured GPU rate) ---------------------------------
@@ -194,6 +203,10 @@ if smi.exists():
     s["nvidia_smi_peak_used_mb"] = peak
 onnx = out / "model.onnx"
 s["onnx"] = {"path": str(onnx), "mb": round(onnx.stat().st_size / 2**20, 1)} if onnx.exists() else None
+sim = out / "sim_learned.json"
+if sim.exists():  # the sim stage's learned keys (issue 15: batched vs one rollout at a time)
+    s["sim_learned"] = {k: v for k, v in json.loads(sim.read_text()).items()
+                        if k.startswith("learned_") and k != "learned_call_profile"}
 (out / "summary.json").write_text(json.dumps(s, indent=1))
 print(f"loss curve (step, loss, minADE): " + ", ".join(f"{a}:{b:.3f}/{c:.2f}" for a, b, c in s["loss_curve"]))
 print(f"scenes/s {s.get('scenes_per_s')} ({s.get('scenes_per_s_per_gpu')} per rank), peak GPU MB per rank "
@@ -222,7 +235,7 @@ fi
   echo "# bench/gpu_check.sh ($( [[ "$CPU_MODE" == 1 ]] && echo "CPU dry run" || echo "GPU" ), $(date -u +%FT%TZ))"
   echo
   echo "| stage | status | seconds |"; echo "|---|---|---|"
-  for st in env data train export loader; do echo "| $st | ${STATUS[$st]:-not run} | ${SECONDS_OF[$st]:-} |"; done
+  for st in env data train export sim loader; do echo "| $st | ${STATUS[$st]:-not run} | ${SECONDS_OF[$st]:-} |"; done
   echo; echo '```'; echo "$SUMMARY" | grep -v '^GPU_RATE='; echo '```'
 } > "$OUT/summary.md"
 log "total $(($(date +%s) - START))s; results in $OUT (summary.md, summary.json)"

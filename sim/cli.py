@@ -108,17 +108,28 @@ def check_config(c: SimConfig) -> SimConfig:
         raise ValueError(f"mode must be max or sample, got {c.mode!r}")
     if "learned" in (c.policy, c.background):
         if c.model is None:
-            raise ValueError("policy=learned needs model=PATH (an ONNX file from drope-export)")
+            raise ValueError("policy=learned needs model=PATH (an ONNX file from drope-export or a drope-train checkpoint)")
         if not Path(c.model).is_file():
             raise FileNotFoundError(f"model={c.model}: no such file")
         if c.model_rows_per_call is not None and c.model_rows_per_call < 1:
             raise ValueError(f"model_rows_per_call must be >= 1 or null, got {c.model_rows_per_call}")
-        from drope.export.runtime import check_providers
+        # here, not in each worker: a bad setting fails the run, not every scenario
+        if Path(c.model).suffix.lower() == ".onnx":
+            from drope.export.runtime import check_providers
 
-        try:  # here, not in each worker: a bad setting fails the run, not every scenario
-            check_providers(list(c.model_providers))
-        except ValueError as e:
-            raise ValueError(f"model_providers: {e}") from None
+            if c.model_device != "auto":
+                raise ValueError(f"model_device={c.model_device} applies to checkpoints; an ONNX model runs on "
+                                 "model_providers (e.g. [CUDAExecutionProvider,CPUExecutionProvider])")
+            try:
+                check_providers(list(c.model_providers))
+            except ValueError as e:
+                raise ValueError(f"model_providers: {e}") from None
+        else:
+            from drope.device import resolve_device
+            from drope.model.checkpoint import load_model
+
+            resolve_device(c.model_device, "model_device")
+            load_model(c.model)  # a file that is not a checkpoint is named now
     shard_of(c.num_shards, c.shard_index)  # names a bad key or RANK/WORLD_SIZE
     keys = [k for k, on in ((f"submission={c.submission}", c.submission is not None),
                             (f"submission_dir={c.submission_dir}", c.submission_dir is not None),
@@ -173,7 +184,7 @@ def iter_scenes(cfg: SimConfig, shard: int = 0, num_shards: int = 1, count: list
 #: policy name -> ``factory(cfg, dynamics)``: how drope-sim builds it from its config section.
 #: A policy without an entry takes only the dynamics (``POLICIES.get(name)(dynamics)``).
 POLICY_FACTORIES: Registry[Callable] = Registry("policy factory")
-_PREDICTORS: dict[str, object] = {}  # one ONNX session per model file and process
+_PREDICTORS: dict[str, object] = {}  # one model (ONNX session or torch module) per model file and process
 
 
 @POLICY_FACTORIES.register("idm")
@@ -189,12 +200,12 @@ def _learned_policy(cfg: SimConfig, dynamics, name: str):
     from drope.sim.policies import POLICIES
 
     if cfg.model is None:
-        raise ValueError("policy=learned needs model=PATH (an ONNX file from drope-export)")
+        raise ValueError("policy=learned needs model=PATH (an ONNX file from drope-export or a drope-train checkpoint)")
     if cfg.model not in _PREDICTORS:
-        from drope.sim.policies.predictors import OnnxScenePredictor
+        from drope.sim.policies.predictors import open_predictor
 
-        _PREDICTORS[cfg.model] = OnnxScenePredictor(cfg.model, threads=1, rows_per_call=cfg.model_rows_per_call,
-                                                    providers=cfg.model_providers)
+        _PREDICTORS[cfg.model] = open_predictor(cfg.model, rows_per_call=cfg.model_rows_per_call,
+                                                providers=cfg.model_providers, device=cfg.model_device)
     return POLICIES.get(name)(dynamics, _PREDICTORS[cfg.model], cfg.learned)
 
 

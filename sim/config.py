@@ -38,12 +38,13 @@ class SimConfig:
     dynamics: str = "bicycle"  # bicycle | delta (settings in the section of that name)
     rollouts: int = 4  # rollouts per scenario (batched in one engine)
     seed: int = 0  # scenario i uses seed * 1000003 + i: identical output for any worker count
-    model: str | None = None  # ONNX file of the learned policy (drope-export output)
+    model: str | None = None  # the learned policy: an ONNX file (drope-export; *.onnx) or a drope-train checkpoint (e.g. last.ckpt)
     replan_every: int = 10  # learned policy: steps between predictions (10 = 1 Hz)
     mode: str = "max"  # learned policy: max (most likely mode) | sample (seeded)
     smooth_steps: int = 5  # learned policy: moving average of the plan's per-step displacements (1: off)
-    model_rows_per_call: int | None = 1  # learned policy: worlds per ONNX Runtime call (null: all rollouts of a replan in one call; pays on a GPU, not on one CPU thread)
+    model_rows_per_call: int | None = 1  # learned policy: worlds per model call (null: all rollouts of a replan in one call; pays on a GPU, not on one CPU thread)
     model_providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])  # learned policy: ONNX Runtime execution providers, e.g. [CUDAExecutionProvider,CPUExecutionProvider] with onnxruntime-gpu
+    model_device: str = "auto"  # learned policy from a checkpoint: torch device, auto (a GPU when CUDA is available, else cpu) | cpu | cuda (cuda:$LOCAL_RANK) | cuda:N
     out: str = "sim_out"  # output directory, relative to the current directory
     workers: int = 2  # parallel processes (1: in this process)
     animate: int = 1  # animate the first rollout of the first N scenarios

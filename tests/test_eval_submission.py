@@ -86,11 +86,15 @@ def test_submission_errors(tiny_ckpt, womd_path, tmp_path, capsys):
     assert eval_main(base + ["--submission", str(tmp_path / "s.bin"), "--max-agents", "1"]) == 2
     assert "scenario 637f20cafde22ff8: tracks to predict" in capsys.readouterr().err
     assert not (tmp_path / "s.bin").exists()
+    if not torch.cuda.is_available():  # a GPU that is not there is named before any scene is read
+        assert eval_main(base + ["--device", "cuda:0"]) == 2
+        assert "--device='cuda:0': no CUDA device is available" in capsys.readouterr().err
+        assert not (tmp_path / "ev" / "metrics.json").exists()
 
 
 def test_generated_scenes_and_help(tiny_ckpt, tmp_path, capsys):
     assert eval_main(["--ckpt", str(tiny_ckpt), "--num-scenes", "2", "--plots", "0", "--out", str(tmp_path / "g"),
-                      "--submission", str(tmp_path / "g.bin")]) == 0
+                      "--submission", str(tmp_path / "g.bin"), "--device", "cpu"]) == 0
     from drope.metrics.submission import read_motion_submission
 
     assert len(read_motion_submission(tmp_path / "g.bin")) == 2

@@ -160,7 +160,7 @@ def test_learned_keys_name_the_model_and_refuse_a_missing_file(gen_scenes, onnx_
     # the per-call profile: the hand-built graph carries no exporter name scopes, so no model module
     assert res["learned_call_ms"] > 0 and res["learned_call_ms_per_world_batched"] > 0
     assert res["learned_call_profile"] == {"wrapper": 1.0} and res["learned_map_encoding_share"] == 0.0
-    with pytest.raises(FileNotFoundError, match="--model: no such ONNX file: .*missing.onnx"):
+    with pytest.raises(FileNotFoundError, match="--model: no such file: .*missing.onnx"):
         learned_keys(gen_scenes[1], tmp_path / "missing.onnx", rollouts=2)
     from drope.bench.sim import main
 

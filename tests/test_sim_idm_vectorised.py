@@ -76,13 +76,15 @@ def test_womd_scene_equals_the_reference_step_by_step(womd_scene):
 
 
 def test_benchmark_scene_equals_the_reference_step_by_step(womd_scene):
-    """The 128-agent scene of ``drope-bench sim`` (copies of the WOMD agents shifted off the map:
-    the projection's re-query path at every step), two rollouts."""
-    from drope.bench.sim import tile_agents
+    """The 128-agent scene of ``drope-bench sim`` (the WOMD scene tiled with its map), and its
+    agents tiled without the map (copies far off it: the projection's far paths), two rollouts."""
+    from drope.bench.sim import tile_scene
 
-    worst, ref, vec = lockstep(tile_agents(womd_scene, 128), rollouts=2, steps=6)
-    assert worst == 0.0
-    assert routes_equal(ref, vec)
+    for with_map in (True, False):
+        big = tile_scene(womd_scene, 128, with_map=with_map).validate()
+        worst, ref, vec = lockstep(big, rollouts=2, steps=6)
+        assert worst == 0.0
+        assert routes_equal(ref, vec)
 
 
 def test_closed_loop_trajectories_equal_the_reference(gen_scenes):

@@ -3,8 +3,9 @@
 1. engine: log replay of a 128-agent scene (the WOMD sample's agents tiled to 128), agent-steps/s
    (whole 80-step rollouts, including the copy of the result arrays);
 2. the same with constant velocity through the bicycle model (dynamics + tracking in the loop);
-3. the learned policy with the ONNX file (``--model``) on the WOMD sample, all valid agents
-   controlled, replanning at 1 Hz: wall time of the 8 s rollout and end-to-end steps/s;
+3. the learned policy with ``--model`` (an ONNX file, or a ``drope-train`` checkpoint run in torch on
+   ``--device``) on the WOMD sample, all valid agents controlled, replanning at 1 Hz: wall time of
+   the 8 s rollout and end-to-end steps/s;
 4. closed-loop metrics of one rollout of the WOMD sample;
 5. IDM on the same 128-agent scene, every valid agent driven, one rollout, one thread, whole
    step (policy + dynamics, after reset): ``idm_steps_per_s`` (the vectorised ``idm``) and
@@ -13,7 +14,8 @@
    ``idm_first_step_seconds``: reset + first step of a fresh ``idm`` (numba cache load or compile);
 5b. ``learned_32_rollouts_s`` / ``learned_32_rollouts_s_sequential``: 32 learned rollouts of the
    WOMD sample, batched (one engine of 32 worlds) and one at a time, and where a model call's time
-   goes (:mod:`drope.bench.sim_learned`; ``--model``, else an untrained export, named in ``learned_model``);
+   goes (:mod:`drope.bench.sim_learned`; ``--model``, else an untrained export, named in ``learned_model``;
+   ``--learned-only`` skips 1, 2, 4, 5 and 6: the GPU check runs it with a checkpoint and ``--device cuda``);
 6. ``--scale N`` (off by default, it takes minutes): N generated scenes × ``--scale-rollouts``
    (32) rollouts of IDM end to end — simulate, package each scene as an official
    ``ScenarioRollouts`` (validated), write the sharded submission (``submission.binproto-*`` +
@@ -39,18 +41,55 @@ import torch
 DEFAULT_WOMD = womd_sample()
 
 
-def tile_agents(scene, num_agents: int, shift: float = 300.0):
-    """The scene with its agents repeated (each copy shifted by ``shift`` m in x) to ``num_agents``."""
+def tile_scene(scene, num_agents: int, gap: float = 100.0, with_map: bool = True):
+    """``scene`` repeated side by side along x, map and signals included, until it has
+    ``num_agents`` agents (the last copy holds only the first agents): every copy drives on its
+    own copy of the map, ``gap`` m beyond the previous one's extent, as in one big scene. Copies
+    get fresh map, lane and agent ids (ids + copy × (largest id + 1)). ``with_map=False`` keeps
+    one map: the copies' agents then drive off it (tests of the far-from-lanes paths)."""
     A = scene.num_agents
+    copies = -(-num_agents // A)
     idx = torch.arange(num_agents) % A
-    copy = (torch.arange(num_agents) // A).float()
-    fields = {}
-    for f in scene.tensor_fields():
-        if f.name.startswith("agent_"):
-            fields[f.name] = getattr(scene, f.name)[idx].clone()
-    pos = fields["agent_pos"]
-    pos[..., 0] += copy[:, None] * shift * fields["agent_valid"]
+    copy = torch.arange(num_agents) // A
+    xy = scene.map_points[:, 0]
+    shift = float(xy.max() - xy.min()) + gap if len(xy) else gap
+    fields = {f.name: getattr(scene, f.name)[idx].clone() for f in scene.tensor_fields() if f.name.startswith("agent_")}
+    fields["agent_pos"][..., 0] += (copy.float() * shift)[:, None] * fields["agent_valid"]
     fields["agent_id"] = torch.arange(num_agents)
+    keep = copy == 0  # the SDC and the prediction targets stay the first copy's
+    fields["tracks_to_predict"] = scene.tracks_to_predict[keep[scene.tracks_to_predict]]
+    if not with_map:
+        return dataclasses.replace(scene, **fields)
+    step = int(scene.map_id.max()) + 1 if scene.num_map_features else 1
+    offs = [c * step for c in range(copies)]
+    P = scene.map_points.shape[0]
+
+    def moved(points, c):
+        out = points.clone()
+        out[..., 0] += c * shift
+        return out
+
+    links = []
+    for c, o in enumerate(offs):
+        ln = scene.lane_links.clone()
+        ln[:, :2] += o
+        links.append(ln)
+    lane_id = scene.signal_lane_id
+    fields.update(
+        map_id=torch.cat([scene.map_id + o for o in offs]),
+        map_type=scene.map_type.repeat(copies), map_subtype=scene.map_subtype.repeat(copies),
+        map_offsets=torch.cat([scene.map_offsets[:-1] + c * P for c in range(copies)] + [scene.map_offsets[-1:] + (copies - 1) * P]),
+        map_points=torch.cat([moved(scene.map_points, c) for c in range(copies)]),
+        lane_speed_limit=scene.lane_speed_limit.repeat(copies),
+        lane_interpolating=scene.lane_interpolating.repeat(copies),
+        lane_links=torch.cat(links),
+        stop_sign_lanes=torch.cat([scene.stop_sign_lanes + o for o in offs]),
+        signal_lane_id=torch.cat([torch.where(lane_id >= 0, lane_id + o, lane_id) for o in offs], 1),
+        signal_state=scene.signal_state.repeat(1, copies),
+        signal_stop_point=torch.cat([moved(scene.signal_stop_point, c) for c in range(copies)], 1)
+        * scene.signal_valid.repeat(1, copies)[..., None],
+        signal_valid=scene.signal_valid.repeat(1, copies),
+    )
     return dataclasses.replace(scene, **fields)
 
 
@@ -218,7 +257,13 @@ def scale_bench(num_scenes: int, rollouts: int = 32, seed: int = 0, workdir: Pat
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="drope-bench sim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--womd", type=Path, default=DEFAULT_WOMD, help="WOMD Scenario file (first record is used)")
-    p.add_argument("--model", type=Path, default=None, help="ONNX file for the learned-policy timings")
+    p.add_argument("--model", type=Path, default=None,
+                   help="the learned policy for its timings: an ONNX file (*.onnx, ONNX Runtime on the CPU) or a "
+                        "drope-train checkpoint (torch on --device)")
+    p.add_argument("--device", default="cpu",
+                   help="where a checkpoint --model runs: cpu (default), cuda (cuda:$LOCAL_RANK), cuda:N, auto")
+    p.add_argument("--learned-only", action="store_true",
+                   help="only the learned-policy keys (steps 3 and 5b of the list above)")
     p.add_argument("--agents", type=int, default=128)
     p.add_argument("--seconds", type=float, default=2.0, help="minimum timing duration per measurement")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -239,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"drope-bench sim: no such WOMD file: {args.womd}", file=sys.stderr)
         return 2
     if args.model is not None and not args.model.is_file():
-        print(f"drope-bench sim: --model: no such ONNX file: {args.model}", file=sys.stderr)
+        print(f"drope-bench sim: --model: no such file: {args.model}", file=sys.stderr)
         return 2
     from drope.data.womd import read_scenarios
     from drope.sim.dynamics import build_dynamics
@@ -248,10 +293,26 @@ def main(argv: list[str] | None = None) -> int:
     from drope.sim.rollout import run_rollouts
 
     scene = next(read_scenarios(args.womd))
-    big = tile_agents(scene, args.agents)
+    big = tile_scene(scene, args.agents)
     dyn = build_dynamics("bicycle")
     steps = big.num_steps - 1 - big.current_index
     res: dict = {"agents": args.agents, "steps_per_rollout": steps, "threads": 1}
+    try:
+        if args.model is not None and args.model.suffix.lower() != ".onnx":
+            from drope.device import resolve_device
+
+            resolve_device(args.device, "--device")
+        if args.model is not None:
+            res.update(learned_model_keys(scene, args.model, args.device, dyn))
+        if args.learned_only:
+            if args.learned_rollouts:
+                from drope.bench.sim_learned import learned_keys
+
+                res.update(learned_keys(scene, args.model, args.learned_rollouts, device=args.device))
+            return _report(res, args.json)
+    except ValueError as e:  # a model file or device that cannot run, named
+        print(f"drope-bench sim: {e}", file=sys.stderr)
+        return 2
     lr = LogReplay(dyn)
     every = controlled_mask(big, "all")
     sec, n = _time(lambda: run_rollouts(big, lr, lr, every, dyn), args.seconds)
@@ -263,30 +324,38 @@ def main(argv: list[str] | None = None) -> int:
     ro = run_rollouts(scene, cv, lr, controlled_mask(scene, "all"), dyn)
     sec, _ = _time(lambda: agent_metrics(scene, ro), 0.5)
     res["metrics_seconds_per_rollout_womd"] = sec
-    if args.model is not None:
-        from drope.sim.policies import LearnedPolicy
-        from drope.sim.policies.predictors import OnnxScenePredictor
-
-        pol = LearnedPolicy(dyn, OnnxScenePredictor(args.model, threads=1))
-        mask = controlled_mask(scene, "all")
-        sec, _ = _time(lambda: run_rollouts(scene, pol, lr, mask, dyn), 0.0)
-        res["onnx_rollout_8s_wall_seconds"] = sec
-        res["onnx_end_to_end_steps_per_s"] = (scene.num_steps - 1 - scene.current_index) / sec
-        res["onnx_controlled_agents"] = int(mask.sum())
-        res["onnx_predictions_per_rollout"] = pol.num_predictions
-    else:
+    if args.model is None:
         res["onnx"] = "skipped (pass --model PATH.onnx)"
     res.update(idm_keys(big, scene, dyn, args.seconds, args.reference_steps))
     if args.learned_rollouts:
         from drope.bench.sim_learned import learned_keys
 
-        res.update(learned_keys(scene, args.model, args.learned_rollouts))
+        res.update(learned_keys(scene, args.model, args.learned_rollouts, device=args.device))
     if args.scale:
         res.update(scale_bench(args.scale, args.scale_rollouts, args.scale_seed))
+    return _report(res, args.json)
+
+
+def learned_model_keys(scene, model: Path, device: str, dyn) -> dict:
+    """One 8 s learned rollout of ``scene`` with ``model`` (ONNX or checkpoint on ``device``): wall
+    seconds and end-to-end steps/s (``onnx_*`` keys, named before checkpoints ran here)."""
+    from drope.sim.policies import LearnedPolicy, LogReplay, controlled_mask
+    from drope.sim.policies.predictors import open_predictor
+    from drope.sim.rollout import run_rollouts
+
+    pol = LearnedPolicy(dyn, open_predictor(model, device=device, threads=1))
+    mask = controlled_mask(scene, "all")
+    lr = LogReplay(dyn)
+    sec, _ = _time(lambda: run_rollouts(scene, pol, lr, mask, dyn), 0.0)
+    return {"onnx_rollout_8s_wall_seconds": sec, "onnx_end_to_end_steps_per_s": (scene.num_steps - 1 - scene.current_index) / sec,
+            "onnx_controlled_agents": int(mask.sum()), "onnx_predictions_per_rollout": pol.num_predictions}
+
+
+def _report(res: dict, path: Path | None) -> int:
     for k, v in res.items():
         print(f"{k:<48} {v:,.3f}" if isinstance(v, float) else f"{k:<48} {v}")
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=1))
+    if path:
+        path.write_text(json.dumps(res, indent=1))
     return 0
 
 

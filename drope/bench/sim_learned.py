@@ -1,20 +1,23 @@
 """Learned-policy rollouts batched vs one at a time (``drope-bench sim``: ``learned_32_rollouts_s*``).
 
 Batched: one engine of R worlds, all worlds collated once per replan, worlds with identical inputs
-evaluated once, and the rest fed to ONNX Runtime ``OnnxScenePredictor.rows_per_call`` at a time
-(``learned_model_rows_batched`` counts the rows). Sequential: R engines of one world each
+evaluated once, and the rest fed to the model ``rows_per_call`` at a time (``learned_model_rows_batched``
+counts the rows; ``learned_rows_per_call_batched``: 1 on the CPU, where the per-world cost does
+not fall with the batch, all on a GPU). Sequential: R engines of one world each
 (``rollout_ids=[r]``), the same seeds, so the two runs produce the same rollouts
 (``learned_batched_vs_sequential_max_abs_m``: 0.0 when each world runs in its own call).
-Both on one thread, all valid agents controlled by the learned policy, sampled modes.
+Both on one CPU thread (plus the GPU for a checkpoint run with ``--device cuda``), all valid
+agents controlled by the learned policy, sampled modes. The model is an ONNX file (ONNX Runtime,
+CPU) or a ``drope-train`` checkpoint (torch on ``--device``).
 
 Without a model file (``drope-bench sim`` without ``--model``) :func:`learned_keys` exports a
 small *untrained* DRoPE transformer to a temporary ONNX file (a few seconds) so the keys are
 always reported; ``learned_model`` then says ``untrained``: the timings are the runtime's and the
 simulator's cost at that model size, the trajectories are meaningless.
 
-Where a replan's time goes (:func:`call_keys`): one ONNX Runtime call for one world of the scene
+Where a replan's time goes (:func:`call_keys`): one model call for one world of the scene
 (``learned_call_ms``), the same call for all R worlds per world (``learned_call_ms_per_world_batched``),
-and ONNX Runtime's kernel time per model module (``learned_call_profile``, from the exporter's
+and for ONNX files ONNX Runtime's kernel time per model module (``learned_call_profile``, from the exporter's
 ``name_scopes`` node metadata), of which ``learned_map_encoding_share`` is the map encoder's
 (``DRoPETransformer.MAP_ENCODER``: the part that depends on the map alone).
 """
@@ -29,29 +32,37 @@ from collections import Counter
 from pathlib import Path
 
 
-def learned_rollout_timings(scene, onnx_path: str | Path, rollouts: int = 32, mode: str = "sample",
-                            seed: int = 0) -> dict:
-    """Wall seconds of ``rollouts`` learned rollouts of ``scene`` (a Scene), batched and sequential."""
+def learned_rollout_timings(scene, model_path: str | Path, rollouts: int = 32, mode: str = "sample",
+                            seed: int = 0, device: str = "cpu", batched_rows: int | None | str = "auto") -> dict:
+    """Wall seconds of ``rollouts`` learned rollouts of ``scene`` (a Scene), batched and sequential,
+    with ``model_path`` (ONNX on the CPU, or a checkpoint on ``device``). ``batched_rows``: worlds
+    per model call in the batched run ("auto": 1 on the CPU, all on a GPU)."""
     import torch
 
+    from drope.device import resolve_device
     from drope.sim.dynamics import build_dynamics
     from drope.sim.policies import LearnedPolicy, LogReplay, controlled_mask
     from drope.sim.policies.learned import LearnedConfig
-    from drope.sim.policies.predictors import OnnxScenePredictor
+    from drope.sim.policies.predictors import open_predictor
     from drope.sim.rollout import run_rollouts
 
+    dev = resolve_device(device, "--device")
+    if batched_rows == "auto":
+        batched_rows = None if dev.type == "cuda" else 1
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         dyn = build_dynamics("bicycle")
-        policy = LearnedPolicy(dyn, OnnxScenePredictor(onnx_path, threads=1), LearnedConfig(mode=mode))
+        # one predictor for both runs: a sequential engine holds one world, so its calls are one row whatever rows_per_call
+        policy = LearnedPolicy(dyn, open_predictor(model_path, rows_per_call=batched_rows, device=str(dev), threads=1),
+                               LearnedConfig(mode=mode))
         replay = LogReplay(dyn)
         mask = controlled_mask(scene, "all")
 
         def go(ids):
             return run_rollouts(scene, policy, replay, mask, dyn, len(ids), seed=seed, rollout_ids=ids)
 
-        go([0])  # warm-up: ONNX Runtime's first call allocates its arenas
+        go([0])  # warm-up: ONNX Runtime's first call allocates its arenas (CUDA: context, kernels)
         pred = policy.predictor
         rows0 = pred.rows_run
         t0 = time.perf_counter()
@@ -72,7 +83,8 @@ def learned_rollout_timings(scene, onnx_path: str | Path, rollouts: int = 32, mo
             "learned_batched_vs_sequential_max_abs_m": float((batched.xy - xy)[ok].abs().max()) if ok.any() else 0.0,
             "learned_controlled_agents": int(mask.sum()), "learned_predictions_per_rollout": predictions,
             "learned_model_rows_batched": rows1 - rows0, "learned_model_rows_sequential": rows2 - rows1,
-            "learned_mode": mode, "threads": 1}
+            "learned_mode": mode, "learned_device": str(dev),
+            "learned_rows_per_call_batched": "all" if batched_rows is None else batched_rows, "threads": 1}
 
 
 def world_inputs(scene, predictor, worlds: int) -> dict:
@@ -137,31 +149,37 @@ def call_profile(onnx_path: str | Path, inputs: dict, runs: int = 5) -> dict[str
     return {k: v / total for k, v in time_of.most_common()}
 
 
-def call_keys(scene, onnx_path: str | Path, worlds: int = 32, runs: int = 5) -> dict:
-    """Per-call timings and profile of the learned policy's model on ``scene`` (module docstring)."""
+def call_keys(scene, model_path: str | Path, worlds: int = 32, runs: int = 5, device: str = "cpu") -> dict:
+    """Per-call timings of the learned policy's model on ``scene`` (module docstring); the per-module
+    profile for ONNX files (ONNX Runtime's profiler)."""
     import numpy as np
+    import torch
 
     from drope.model.transformer import DRoPETransformer
-    from drope.sim.policies.predictors import OnnxScenePredictor
+    from drope.sim.policies.predictors import open_predictor
 
-    pred = OnnxScenePredictor(onnx_path, threads=1)
+    onnx = Path(model_path).suffix.lower() == ".onnx"
+    pred = open_predictor(model_path, rows_per_call=None, device=device, threads=1)
     many = world_inputs(scene, pred, worlds)
     one = {k: v[:1] for k, v in many.items()}
 
     def median_s(feed, n):
-        pred.runtime.predict(feed)
+        feed = {k: torch.from_numpy(v) for k, v in feed.items()}
+        pred._run(feed)
         times = []
         for _ in range(n):
             t0 = time.perf_counter()
-            pred.runtime.predict(feed)
+            pred._run(feed)  # the outputs come back to host memory: a GPU call is complete when timed
             times.append(time.perf_counter() - t0)
         return statistics.median(times)
 
-    profile = call_profile(onnx_path, one, runs)
-    return {"learned_call_ms": 1e3 * median_s(one, runs),
-            "learned_call_ms_per_world_batched": 1e3 * median_s(many, 2) / worlds,
-            "learned_map_encoding_share": float(np.sum([profile.get(m, 0.0) for m in DRoPETransformer.MAP_ENCODER])),
-            "learned_call_profile": {k: round(v, 4) for k, v in profile.items()}}
+    res = {"learned_call_ms": 1e3 * median_s(one, runs),
+           "learned_call_ms_per_world_batched": 1e3 * median_s(many, 2) / worlds}
+    if onnx:
+        profile = call_profile(model_path, one, runs)
+        res["learned_map_encoding_share"] = float(np.sum([profile.get(m, 0.0) for m in DRoPETransformer.MAP_ENCODER]))
+        res["learned_call_profile"] = {k: round(v, 4) for k, v in profile.items()}
+    return res
 
 
 UNTRAINED_CONFIG = {"dim": 64, "num_heads": 4, "num_blocks": 2, "num_modes": 6}  # ModelConfig's defaults, stated
@@ -184,14 +202,15 @@ def untrained_onnx(path: str | Path, seed: int = 0) -> Path:
     return export_onnx(model, example.model_inputs(), path, extra_metadata={"untrained": True})
 
 
-def learned_keys(scene, model: str | Path | None, rollouts: int = 32, seed: int = 0) -> dict:
+def learned_keys(scene, model: str | Path | None, rollouts: int = 32, seed: int = 0, device: str = "cpu") -> dict:
     """``learned_{rollouts}_rollouts_s`` / ``..._sequential``, their agreement and the per-call
-    profile on ``scene`` with ``model`` (an ONNX file), or with an untrained export when ``model`` is None."""
+    timings on ``scene`` with ``model`` (an ONNX file, or a checkpoint run on ``device``), or with an
+    untrained export when ``model`` is None."""
     if model is not None:
         if not Path(model).is_file():
-            raise FileNotFoundError(f"--model: no such ONNX file: {model}")
-        return {**learned_rollout_timings(scene, model, rollouts, seed=seed), **call_keys(scene, model, rollouts),
-                "learned_model": str(model)}
+            raise FileNotFoundError(f"--model: no such file: {model}")
+        return {**learned_rollout_timings(scene, model, rollouts, seed=seed, device=device),
+                **call_keys(scene, model, rollouts, device=device), "learned_model": str(model)}
     with tempfile.TemporaryDirectory() as tmp:
         path = untrained_onnx(Path(tmp) / "untrained.onnx", seed)
         res = {**learned_rollout_timings(scene, path, rollouts, seed=seed), **call_keys(scene, path, rollouts)}

@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("eval_out"))
     p.add_argument("--plots", type=int, default=4, help="prediction plots for the first N scenes")
     p.add_argument("--batch-size", type=int, default=8, help="scenes per forward pass")
+    p.add_argument("--device", default="auto",
+                   help="where the model runs: auto (a GPU when CUDA is available, else the CPU), cpu, cuda "
+                        "(cuda:$LOCAL_RANK), cuda:N; default auto")
     p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers reading --data (0: main process)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--on-corrupt", choices=("skip", "raise"), default="skip",
@@ -101,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from drope.eval.displacement import format_table
     from drope.eval.submission import SubmissionSink
     from drope.metrics.submission import SubmissionMetadata
+    from drope.device import resolve_device
     from drope.model.checkpoint import load_model
 
     if args.submission is not None and args.all_agents:
@@ -109,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     writer, stats, scorer = None, ReadStats(), Scorer()
     try:
+        device = resolve_device(args.device, "--device")
         model, _ = load_model(args.ckpt)
         scenes = (load_scenes(args.data, on_corrupt=args.on_corrupt) if args.data
                   else as_dataset(generated_scenes(args.num_scenes, args.seed)))
@@ -119,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         for p in iter_predictions(model, scenes, batch_size=args.batch_size, max_agents=args.max_agents or None,
                                   only_tracks_to_predict=not args.all_agents, plot_dir=args.out / "plots",
                                   num_plots=args.plots, num_workers=args.num_workers, progress=args.progress,
-                                  stats=stats):
+                                  stats=stats, device=device):
             scorer.add(p)
             if writer is not None:
                 writer.add(p)

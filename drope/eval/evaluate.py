@@ -60,17 +60,21 @@ def _sorted(xy: Tensor, prob: Tensor) -> tuple[Tensor, Tensor]:
 @torch.no_grad()
 def iter_predictions(model, scenes, batch_size: int = 8, max_agents: int | None = 64, max_map: int = 384,
                      only_tracks_to_predict: bool = True, plot_dir: Path | None = None, num_plots: int = 0,
-                     num_workers: int = 0, progress: bool = False, stats: ReadStats | None = None
-                     ) -> Iterator[ScenePredictions]:
+                     num_workers: int = 0, progress: bool = False, stats: ReadStats | None = None,
+                     device: torch.device | str | None = None) -> Iterator[ScenePredictions]:
     """Model and baseline predictions, scene by scene, for the agents valid at the current step (and,
     by default, in ``tracks_to_predict``); ``max_agents=None`` keeps every agent of a scene.
     ``scenes``: a dataset of :mod:`drope.data.stream` or a sequence of scenes; streamed data is read
-    and collated in ``num_workers`` DataLoader workers. Corrupt records are counted in ``stats``."""
+    and collated in ``num_workers`` DataLoader workers. Corrupt records are counted in ``stats``.
+    ``device``: where the model runs (moved there; None: where it is); scoring stays on the CPU."""
     from tqdm import tqdm
 
     from drope.model.checkpoint import predict_scene_frame
 
     cfg = model.cfg
+    if device is not None:
+        model = model.to(device)
+    device = next(model.parameters()).device
     stats = stats if stats is not None else ReadStats()
     ds = as_dataset(scenes)
     collate = CollateSkipNone(SceneCollate(cfg.history, cfg.future, max_agents, max_map, cfg.map_points))
@@ -84,7 +88,8 @@ def iter_predictions(model, scenes, batch_size: int = 8, max_agents: int | None 
                 bar.set_postfix(corrupt=stats.corrupt)
             if b is None:
                 continue
-            xy, prob = predict_scene_frame(model, b)
+            xy, prob = predict_scene_frame(model, b if device.type == "cpu" else b.to(device))
+            xy, prob = xy.float().cpu(), prob.float().cpu()
             m = b.agent_mask & b.agent_valid[:, :, -1]
             if only_tracks_to_predict:
                 m &= b.predict_mask

@@ -33,6 +33,7 @@ import torch
 from drope.data.batch import SceneBatch, stack_batches
 from drope.data.scene import Scene
 from drope.data.stream import CollateSkipNone, SceneCollate, StepSampler, as_dataset, make_loader
+from drope.device import resolve_device
 from drope.model import ModelConfig, build_model
 from drope.model.checkpoint import load_model, predict_scene_frame, save_checkpoint  # noqa: F401 (re-exported)
 from drope.nn.encodings import no_weight_decay_names
@@ -115,11 +116,7 @@ class Trainer:
         if self.world > 1 and not torch.distributed.is_initialized():
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             torch.distributed.init_process_group(backend)
-        if cfg.device == "auto":
-            dev = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
-        else:
-            dev = cfg.device
-        self.device = torch.device(dev)
+        self.device = resolve_device(cfg.device, "device")
         self.amp_dtype = PRECISIONS[cfg.precision]
         if self.amp_dtype is not None and self.device.type == "cpu":
             log.warning("precision=%s on the CPU: autocast runs, but slowly and only for testing; use fp32", cfg.precision)

@@ -3,7 +3,9 @@
 * :class:`OnnxScenePredictor`: the exported ONNX file through ``export.runtime.OnnxPredictor``
   (the exact file users deploy), all worlds of a replan collated at once and run ``rows_per_call``
   worlds per ONNX Runtime call.
-* :class:`TorchScenePredictor`: the torch model (same inputs and outputs as the export).
+* :class:`TorchScenePredictor`: the torch model of a checkpoint (same inputs and outputs as the
+  export) on the CPU or a GPU, ``rows_per_call`` worlds per forward pass.
+* :func:`open_predictor`: the one of the two a model file asks for (``drope-sim model=...``).
 * :class:`LogFuturePredictor`: an oracle that predicts each agent's logged future (tests, and an
   upper bound); a second, ``offset``-shifted mode lets tests exercise mode sampling.
 
@@ -193,24 +195,63 @@ class OnnxScenePredictor(_WorldCollation):
 
 
 class TorchScenePredictor(_WorldCollation):
-    def __init__(self, model: torch.nn.Module, segment_len: float = 20.0) -> None:
-        from drope.export.onnx_export import ExportWrapper
+    """The torch model (a ``drope-train`` checkpoint: no export step, the training install's CUDA) on
+    ``device``, ``rows_per_call`` worlds per forward pass (None: all worlds of a replan in one
+    pass, what pays on a GPU). Same inputs and outputs as the ONNX export."""
 
-        self.wrapper = ExportWrapper(model).eval()
-        c = model.cfg
-        self.collate_kw = dict(history=c.history, future=c.future, segment_points=c.map_points, segment_len=segment_len)
+    def __init__(self, model: torch.nn.Module, device: torch.device | str = "cpu", rows_per_call: int | None = None,
+                 segment_len: float | None = None) -> None:
+        from drope.model.checkpoint import scene_frame_outputs
 
-    @torch.no_grad()
+        if rows_per_call is not None and rows_per_call < 1:
+            raise ValueError(f"rows_per_call must be >= 1 or None, got {rows_per_call}")
+        self.device, self.rows_per_call = torch.device(device), rows_per_call
+        self.model = model.to(self.device).eval()
+        self._forward = scene_frame_outputs
+        f = model.cfg.features
+        self.collate_kw = dict(history=f.history, future=f.future, segment_points=f.segment_points,
+                               segment_len=f.segment_len if segment_len is None else segment_len)
+
     def predict(self, scenes: Sequence[Scene]) -> tuple[np.ndarray, np.ndarray]:
         batch = collate_scenes(scenes, **self.collate_kw)
         traj, prob = self._run(batch.model_inputs())
         return scatter_to_agents(batch, traj, prob, scenes[0].num_agents)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _run(self, inputs: dict) -> tuple[np.ndarray, np.ndarray]:
-        traj, prob = self.wrapper(**inputs)
-        self.rows_run += traj.shape[0]
-        return traj.numpy(), prob.numpy()
+        B = next(iter(inputs.values())).shape[0]
+        n = B if self.rows_per_call is None else self.rows_per_call
+        trajs, probs = [], []
+        for i in range(0, B, n):
+            feed = {k: v[i : i + n].to(self.device, non_blocking=True) for k, v in inputs.items()}
+            traj, prob = self._forward(self.model, **feed)
+            trajs.append(traj.float().cpu().numpy())
+            probs.append(prob.float().cpu().numpy())
+        self.rows_run += B
+        if len(trajs) == 1:
+            return trajs[0], probs[0]
+        return np.concatenate(trajs), np.concatenate(probs)
+
+
+def open_predictor(path: str | Path, rows_per_call: int | None = 1, providers: Sequence[str] | None = None,
+                   device: str = "auto", threads: int = 1) -> OnnxScenePredictor | TorchScenePredictor:
+    """The learned policy's model from ``path``: an ONNX file (``*.onnx``, from ``drope-export``) runs in
+    ONNX Runtime on ``providers``; anything else is read as a ``drope-train`` checkpoint and runs in
+    torch on ``device`` (:func:`drope.device.resolve_device`: auto, cpu, cuda, cuda:N) with the
+    process's torch threads. ``rows_per_call``: worlds per call (None: all rollouts of a replan at once);
+    ``threads``: ONNX Runtime's intra-op threads."""
+    from drope.device import resolve_device
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found (an ONNX file from drope-export or a drope-train checkpoint)")
+    if path.suffix.lower() == ".onnx":
+        return OnnxScenePredictor(path, threads=threads, rows_per_call=rows_per_call, providers=providers)
+    from drope.model.checkpoint import load_model
+
+    dev = resolve_device(device, "model_device")
+    model, _ = load_model(path)
+    return TorchScenePredictor(model, dev, rows_per_call)
 
 
 class LogFuturePredictor:
