@@ -34,6 +34,20 @@ Tensor = torch.Tensor
 _DRIVERS = (int(ObjectType.TYPE_VEHICLE), int(ObjectType.TYPE_CYCLIST))
 
 
+def cos_sin32(h: Tensor) -> tuple[Tensor, Tensor]:
+    """float32 ``cos``/``sin`` of float32 angles, rounded from libm's float64 (numpy's): one definition
+    the compiled policy reproduces bit for bit, where torch's float32 kernels round differently
+    depending on an element's position in a vectorised loop."""
+    d = h.double().numpy()
+    return torch.from_numpy(np.cos(d).astype(np.float32)), torch.from_numpy(np.sin(d).astype(np.float32))
+
+
+def speed32(vel: Tensor) -> np.ndarray:
+    """float32 speeds of float32 velocities ``[..., 2]``: libm's float64 ``hypot``, rounded."""
+    v = vel.double().numpy()
+    return np.hypot(v[..., 0], v[..., 1]).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class IDMPolicyConfig:
     default_speed: float = 11.0  # m/s desired speed where the lane has no speed limit
@@ -75,7 +89,7 @@ class IDMReference:
     # ---- leaders ---------------------------------------------------------------------------------------
     def _corridor_gaps(self, pos: Tensor, heading: Tensor, vel: Tensor, size: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
         """Bumper gap ``[A]`` to the nearest valid agent in the corridor ahead and the approach rate."""
-        c, s = torch.cos(heading), torch.sin(heading)
+        c, s = cos_sin32(heading)
         rel = pos[None] - pos[:, None]  # [A, A, 2] j relative to i
         x = rel[..., 0] * c[:, None] + rel[..., 1] * s[:, None]
         y = -rel[..., 0] * s[:, None] + rel[..., 1] * c[:, None]
@@ -96,13 +110,13 @@ class IDMReference:
         if not bool(on.any()):
             return torch.full((len(pos),), FAR, dtype=torch.float32)
         stops = sc.signal_stop_point[t, on, :2]  # [S, 2]
-        c, s = torch.cos(heading), torch.sin(heading)
+        c, s = cos_sin32(heading)
         rel = stops[None] - pos[:, None]  # [A, S, 2]
         x = rel[..., 0] * c[:, None] + rel[..., 1] * s[:, None]
         y = -rel[..., 0] * s[:, None] + rel[..., 1] * c[:, None]
         lane, _, _ = self.graph.project(stops.double().numpy())
         _, lane_h = self.graph.pose_at(lane, self.graph.project(stops.double().numpy())[1])
-        aligned = torch.cos(heading[:, None] - torch.tensor(lane_h, dtype=torch.float32)[None]) > 0.7
+        aligned = cos_sin32(heading[:, None] - torch.tensor(lane_h, dtype=torch.float32)[None])[0] > 0.7
         # the front bumper must stop before the line; agents already across it keep going
         gap = x - size[:, None, 0] / 2
         ahead = (gap > -0.5) & (y.abs() < 2.0) & aligned
@@ -132,7 +146,7 @@ class IDMReference:
             lane_all = np.where(valid.numpy() & (np.abs(lat) < self.cfg.off_lane), lane, -1)
             gap_c, dv_c = self._corridor_gaps(pos, h, vel, size, valid)
             gap_r = self._red_light_gaps(state.step, pos, h, size)
-            speed = vel.norm(dim=-1).numpy()
+            speed = speed32(vel)
             length = size[:, 0].double().numpy()
             for a in drive:
                 route = self._route(b, a, int(lane[a]))
@@ -149,7 +163,7 @@ class IDMReference:
                 acc = idm_acceleration(float(speed[a]), v_des, gap, dv, self.params[a])
                 v_new = max(0.0, float(speed[a]) + acc * dt)
                 if lane_all[a] < 0:  # off the lane graph: straight along the heading
-                    target_pos[b, a] = pos[a] + v_new * dt * torch.stack([torch.cos(h[a]), torch.sin(h[a])])
+                    target_pos[b, a] = pos[a] + v_new * dt * torch.cat(cos_sin32(h[a : a + 1]))
                     continue
                 xy, hh = self.along_route(route, float(s[a]) + v_new * dt)
                 normal = np.array([-np.sin(hh), np.cos(hh)])

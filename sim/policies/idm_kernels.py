@@ -14,7 +14,8 @@ reference's dtype and operation order, so the results are the reference's bits:
   last bit for 0.1 % of inputs): the exponents come in through ``cfg`` so the compiler cannot
   fold ``pow(x, 2.0)`` into a multiplication;
 * the corridor and red-light gaps in float32 (every constant a float32, as torch casts Python
-  scalars); their ``cos``/``sin`` come from torch (its kernels round differently from libm).
+  scalars); their ``cos``/``sin`` and the speeds are libm's float64 rounded to float32, as the
+  reference defines them (``cos_sin32``, ``speed32``).
 
 Lane projection (``LaneGraph.project``: least cost over the k = 64 segments with the nearest
 midpoints, KD-tree order breaking ties) reuses what is provably the reference's answer:
@@ -498,16 +499,16 @@ def _curve_speed(s_pt, offsets, bin_off, first, pt_h, lane_len, route, k0, n, s,
 
 @_jit
 def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, bin_off, bin_first, cfg,
-          pos, heading, vel, size, valid, drivers, cos_h, sin_h, cos_h0, sin_h0, speed, lane, s_proj,
-          stops, cos_stop, route, route_len, v_des, params, target_pos, target_h):
+          pos, heading, vel, size, valid, drivers, lane, s_proj, stops, stop_h, route, route_len, v_des, params,
+          target_pos, target_h):
     """One IDM step of every driver (``drivers [B, A]``): targets written into ``target_pos [B, A, 2]``
     and ``target_h [B, A]`` (float32), routes re-anchored in place. ``lane``/``s_proj`` hold
     :func:`project`'s answer for every valid agent of a rollout with a driver.
 
-    ``cos_h``/``sin_h``: torch's row-wise cos/sin of ``heading`` (the corridor), ``cos_h0``/``sin_h0``
-    its scalar kernel's (off-lane targets); ``cos_stop [B, A, S]``: torch's ``cos(heading - stop
-    lane heading)`` (aligned above 0.7, compared in float32 as torch does); ``params [A, 7]``:
-    a_max, b_comf, b_max, s0, time_headway, delta, sqrt(a_max·b_comf)."""
+    ``stops [S, 2]``: STOP stop points now, ``stop_h [S]`` (float32) their lanes' headings (aligned:
+    ``cos(heading - stop_h) > 0.7`` in float32); cos/sin/speeds as :func:`~drope.sim.policies.idm.cos_sin32`
+    and :func:`~drope.sim.policies.idm.speed32`; ``params [A, 7]``: a_max, b_comf, b_max, s0,
+    time_headway, delta, sqrt(a_max·b_comf)."""
     B, A = valid.shape
     L = len(lane_len)
     S = len(stops)
@@ -522,6 +523,7 @@ def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, bin
     count = np.zeros(L + 1, np.int64)
     members = np.empty(A, np.int64)
     hw = np.empty(A, np.float32)
+    speed = np.empty(A, np.float32)
     inf32 = np.float32(np.inf)
     for b in range(B):
         any_driver = False
@@ -533,6 +535,7 @@ def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, bin
         for a in range(A):
             lmax = max(lmax, f64(size[b, a, 0]))
             hw[a] = size[b, a, 1] / two32
+            speed[a] = np.float32(math.hypot(f64(vel[b, a, 0]), f64(vel[b, a, 1])))
         # offsets in the lane's frame at the projection; lane_all: -1 off the lane graph
         for a in range(A):
             lane_all[a] = -1
@@ -561,7 +564,7 @@ def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, bin
             if not drivers[b, a]:
                 continue
             # ---- corridor gap (float32): first least gap over all agents (torch's min) ----
-            ci, si = cos_h[b, a], sin_h[b, a]
+            ci, si = np.float32(math.cos(f64(heading[b, a]))), np.float32(math.sin(f64(heading[b, a])))
             pxa, pya, hw_a, len_a = pos[b, a, 0], pos[b, a, 1], hw[a], size[b, a, 0]
             best_gap32, jc = inf32, -1
             for j in range(A):
@@ -582,7 +585,8 @@ def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, bin
                 x32 = rx32 * ci + ry32 * si
                 y32 = -rx32 * si + ry32 * ci
                 g32 = x32 - size[b, a, 0] / two32
-                if g32 > minus_half32 and abs(y32) < two32 and cos_stop[b, a, q] > cos_aligned32:
+                if (g32 > minus_half32 and abs(y32) < two32
+                        and np.float32(math.cos(f64(heading[b, a] - stop_h[q]))) > cos_aligned32):
                     red32 = min(red32, g32)
             # ---- route from the projected lane (re-anchored when the agent left its drawn route) ----
             q_lane = lane[b, a]
@@ -596,7 +600,7 @@ def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, bin
                 route_len[b, a] = default_len[q_lane]
                 p0 = 0
             rt, n = route[b, a], route_len[b, a]
-            spd = f64(speed[b, a])
+            spd = f64(speed[a])
             gap, dv = f64(best_gap32), f64(dv32)
             on = lane_all[a] >= 0
             q_s = s_all[a]
@@ -624,7 +628,7 @@ def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, bin
                         break
                     off = nxt_off
                 if lead >= 0 and lead_gap < gap:
-                    gap, dv = lead_gap, f64(speed[b, a] - speed[b, lead])
+                    gap, dv = lead_gap, f64(speed[a] - speed[lead])
             if f64(red32) < gap:
                 gap, dv = f64(red32), spd
             vd = v_des[a]
@@ -642,8 +646,8 @@ def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, bin
             # ---- target one step ahead ----
             if not on:  # straight along the heading (float32, as the reference's tensors)
                 step32 = np.float32(v_new * dt)
-                target_pos[b, a, 0] = pos[b, a, 0] + step32 * cos_h0[b, a]
-                target_pos[b, a, 1] = pos[b, a, 1] + step32 * sin_h0[b, a]
+                target_pos[b, a, 0] = pos[b, a, 0] + step32 * ci
+                target_pos[b, a, 1] = pos[b, a, 1] + step32 * si
                 continue
             x, y, hh = along_route(points, s_pt, offsets, pt_h, lane_len, rt, p0, n, q_s + v_new * dt)
             target_pos[b, a, 0] = np.float32(x + -math.sin(hh) * lat[a] * cfg[C_DECAY])

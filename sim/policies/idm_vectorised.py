@@ -5,17 +5,17 @@ Same model as the per-agent reference :class:`~drope.sim.policies.idm.IDMReferen
 (re-anchoring), leader search along the route through successor lanes, the corridor and
 red-light gaps, the curve speed cap, IDM and the target pose along the route. The per-agent
 loops are compiled (numba, :mod:`drope.sim.policies.idm_kernels`); this module holds the
-per-scene tables (lane arrays, midpoint grid, default routes, red-light stop lanes; built once per
-scene and reused over rollouts and resets), the projection caches (:class:`Projection`) and the
-few torch calls whose bits numba cannot reproduce. Every quantity uses the reference's formula
-in the reference's dtype, so the trajectories are the reference's bits;
-``tests/test_sim_idm_vectorised.py`` checks this step by step.
+per-scene tables (lane arrays, midpoint grid, arc-length bins, default routes, red-light stop
+lanes; built once per scene and reused over rollouts and resets) and the projection caches
+(:class:`Projection`). Every quantity uses the reference's formula in the reference's dtype, so
+the trajectories are the reference's bits; ``tests/test_sim_idm_vectorised.py`` checks this step
+by step.
 
 Deliberate differences: none in behaviour. Implementation notes the equality relies on:
 
-* transcendental float32 torch kernels (``cos``/``sin``) give the same bits only when each
-  rollout row is its own inner loop, as in the reference's per-rollout call (``_rowwise``), and
-  0-d calls use the scalar kernel (``_scalar_cos_sin``); they are computed here and passed in;
+* float32 ``cos``/``sin`` and speeds are defined (in the reference too) as libm's float64 values
+  rounded to float32 (``cos_sin32``, ``speed32``), which compiled code reproduces; torch's float32
+  kernels round differently depending on an element's place in a vectorised loop;
 * route draws at reset consume the rollout generator in the reference's order;
 * the lane projection reuses cached answers only where bounds prove them the reference's
   (:mod:`~drope.sim.policies.idm_kernels`); an exact tie of both cost and midpoint distance
@@ -39,23 +39,6 @@ Tensor = torch.Tensor
 MAX_ROUTE = 6  # lanes per route (LaneGraph.random_route's and the reference's re-anchoring limit)
 GRID_CELL = 4.0  # m, the projection's midpoint grid (kernels.project's disk proof)
 _c = np.ascontiguousarray  # the kernels are compiled for C-contiguous arrays only
-
-
-def _rowwise(fn, x: Tensor) -> Tensor:
-    """``fn(x)`` for ``x [B, N]`` with each row its own inner loop (bits equal a per-row call)."""
-    if x.shape[0] == 1:
-        return fn(x)
-    buf = x.new_empty(x.shape[0], x.shape[1] + 1)
-    buf[:, : x.shape[1]] = x
-    return fn(buf[:, : x.shape[1]])
-
-
-def _scalar_cos_sin(h: Tensor) -> tuple[Tensor, Tensor]:
-    """cos, sin of ``h [M]`` through torch's scalar kernel (the reference takes them of 0-d tensors)."""
-    buf = h.new_empty(len(h), 2)
-    buf[:, 0] = h
-    col = buf[:, 0]  # stride 2: never the vectorised kernel
-    return torch.cos(col), torch.sin(col)
 
 
 class SceneTables:
@@ -106,7 +89,7 @@ class SceneTables:
                                           np.asarray(n, np.int64), np.asarray(s, np.float64))
 
     def stops(self, t: int):
-        """(stop points [S, 2], stop lane headings [S] float32) of STOP signals at step ``t``, or None."""
+        """(stop points [S, 2], stop lane headings [S]; float32 numpy) of STOP signals at step ``t``, or None."""
         if self._stops is None:  # every step at once: one projection call for the whole scene
             sc = self.scene
             on = sc.signal_valid & torch.isin(sc.signal_state, torch.tensor(STOP_STATES))  # [T, N]
@@ -116,11 +99,11 @@ class SceneTables:
             if len(points):  # LaneGraph.project and pose_at answer each row on its own
                 lane, s, _ = self.graph.project(points.double().numpy())
                 _, lane_h = self.graph.pose_at(lane, s)
-            lane_h = torch.tensor(lane_h, dtype=torch.float32)
+            lane_h, points = np.asarray(lane_h, np.float32), points.numpy()
             counts = torch.bincount(steps, minlength=sc.num_steps).tolist()
             first = np.concatenate([[0], np.cumsum(counts)]).tolist()
-            self._stops = [(points[first[k] : first[k + 1]], lane_h[first[k] : first[k + 1]]) if counts[k] else None
-                           for k in range(sc.num_steps)]
+            self._stops = [(_c(points[first[k] : first[k + 1]]), _c(lane_h[first[k] : first[k + 1]])) if counts[k]
+                           else None for k in range(sc.num_steps)]
         return self._stops[t]
 
 
@@ -231,7 +214,7 @@ class VectorisedIDM:
         # the drive kernel's arguments that stay fixed over the rollout (around the per-step state)
         self._drive_args = ((points, s_pt, offsets, pt_h, T.length, T.default_route, T.default_len, *T.arc_bins, cfg),
                             (self.route, self.route_len, self.v_des, self.params))
-        self._no_stops = np.zeros((0, 2), np.float32), np.zeros((B, A, 0), np.float32)
+        self._no_stops = np.zeros((0, 2), np.float32), np.zeros(0, np.float32)
 
     # ---- action -----------------------------------------------------------------------------------------
     def act(self, state: SimState, rng: torch.Generator) -> Actions:
@@ -251,25 +234,10 @@ class VectorisedIDM:
 
     def _drive(self, state: SimState, valid: np.ndarray, drive: np.ndarray, target_pos: Tensor,
                target_h: Tensor) -> None:
-        T = self.tables
-        B, A = state.batch, state.num_agents
         pos = _c(state.pos.numpy())
-        heading = state.heading.contiguous()
-        h_np = heading.numpy()
+        h_np = _c(state.heading.numpy())
         lane, s = self.projection(pos, h_np, valid, drive)
-        # float32 cos/sin from torch: row-wise kernels as the reference's per-rollout tensors (corridor,
-        # red lights), the scalar kernel as its 0-d tensors (off-lane targets)
-        cos_h, sin_h = _c(_rowwise(torch.cos, heading).numpy()), _c(_rowwise(torch.sin, heading).numpy())
-        cos0, sin0 = _scalar_cos_sin(heading.reshape(-1))
-        st = T.stops(min(state.step, self._num_steps - 1))
-        if st is None:
-            stops, cos_stop = self._no_stops
-        else:
-            stops, lane_h = st
-            dh = (heading[:, :, None] - lane_h[None, None]).reshape(B, -1)
-            cos_stop = _c(_rowwise(torch.cos, dh).numpy()).reshape(B, A, -1)
-            stops = _c(stops.numpy())
+        st = self.tables.stops(min(state.step, self._num_steps - 1))
+        stops, stop_h = self._no_stops if st is None else st
         kernels.drive(*self._drive_args[0], pos, h_np, _c(state.vel.numpy()), _c(state.size.numpy()), valid, drive,
-                      cos_h, sin_h, _c(cos0.numpy()).reshape(B, A), _c(sin0.numpy()).reshape(B, A),
-                      _c(state.vel.norm(dim=-1).numpy()), lane, s, stops, cos_stop, *self._drive_args[1],
-                      target_pos.numpy(), target_h.numpy())
+                      lane, s, stops, stop_h, *self._drive_args[1], target_pos.numpy(), target_h.numpy())
