@@ -501,8 +501,9 @@ def _curve_speed(s_pt, offsets, bin_off, first, pt_h, lane_len, route, k0, n, s,
 def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, bin_off, bin_first, cfg,
           pos, heading, vel, size, valid, drivers, lane, s_proj, stops, stop_h, route, route_len, v_des, params,
           target_pos, target_h):
-    """One IDM step of every driver (``drivers [B, A]``): targets written into ``target_pos [B, A, 2]``
-    and ``target_h [B, A]`` (float32), routes re-anchored in place. ``lane``/``s_proj`` hold
+    """Targets ``target_pos [B, A, 2]``, ``target_h [B, A]`` (float32) of every agent: constant
+    velocity (``pos + vel·dt`` in float32, as the reference's tensors), then one IDM step of every
+    driver (``drivers [B, A]``) over it; routes re-anchored in place. ``lane``/``s_proj`` hold
     :func:`project`'s answer for every valid agent of a rollout with a driver.
 
     ``stops [S, 2]``: STOP stop points now, ``stop_h [S]`` (float32) their lanes' headings (aligned:
@@ -525,6 +526,12 @@ def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, bin
     hw = np.empty(A, np.float32)
     speed = np.empty(A, np.float32)
     inf32 = np.float32(np.inf)
+    dt32 = np.float32(cfg[C_DT])
+    for b in range(B):
+        for a in range(A):
+            target_pos[b, a, 0] = pos[b, a, 0] + vel[b, a, 0] * dt32
+            target_pos[b, a, 1] = pos[b, a, 1] + vel[b, a, 1] * dt32
+            target_h[b, a] = heading[b, a]
     for b in range(B):
         any_driver = False
         for a in range(A):

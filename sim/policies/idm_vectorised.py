@@ -218,26 +218,22 @@ class VectorisedIDM:
 
     # ---- action -----------------------------------------------------------------------------------------
     def act(self, state: SimState, rng: torch.Generator) -> Actions:
-        B, A, dt = state.batch, state.num_agents, self.scene.dt
+        B, A = state.batch, state.num_agents
         t_next = min(state.step + 1, self._num_steps - 1)
-        target_pos = (state.pos + state.vel * dt).contiguous()  # non-drivers: constant velocity ...
-        target_h = state.heading.clone(memory_format=torch.contiguous_format)
-        valid = _c(state.valid.numpy())
+        pos, heading, valid = _c(state.pos.numpy()), _c(state.heading.numpy()), _c(state.valid.numpy())
         drive = self._drivers[None] & valid  # [B, A]
+        # targets: constant velocity (every agent), then the drivers' IDM targets, in one kernel call
+        target_pos, target_h = np.empty((B, A, 2), np.float32), np.empty((B, A), np.float32)
         if drive.any():
-            self._drive(state, valid, drive, target_pos, target_h)
-        ctrl = self.dynamics.track(state, target_pos, target_h, dt)
+            lane, s = self.projection(pos, heading, valid, drive)
+            st = self.tables.stops(min(state.step, self._num_steps - 1))
+            stops, stop_h = self._no_stops if st is None else st
+        else:
+            lane, s, (stops, stop_h) = self.projection.lane, self.projection.s, self._no_stops
+        kernels.drive(*self._drive_args[0], pos, heading, _c(state.vel.numpy()), _c(state.size.numpy()), valid, drive,
+                      lane, s, stops, stop_h, *self._drive_args[1], target_pos, target_h)
+        ctrl = self.dynamics.track(state, torch.from_numpy(target_pos), torch.from_numpy(target_h), self.scene.dt)
         replay = ~drive & self._log_valid[None, :, t_next] & valid
         return Actions(ctrl=ctrl, ctrl_mask=torch.from_numpy(valid & ~replay),
                        pose=self._pose[:, t_next].expand(B, A, 5), pose_mask=torch.from_numpy(replay),
                        next_valid=state.valid)
-
-    def _drive(self, state: SimState, valid: np.ndarray, drive: np.ndarray, target_pos: Tensor,
-               target_h: Tensor) -> None:
-        pos = _c(state.pos.numpy())
-        h_np = _c(state.heading.numpy())
-        lane, s = self.projection(pos, h_np, valid, drive)
-        st = self.tables.stops(min(state.step, self._num_steps - 1))
-        stops, stop_h = self._no_stops if st is None else st
-        kernels.drive(*self._drive_args[0], pos, h_np, _c(state.vel.numpy()), _c(state.size.numpy()), valid, drive,
-                      lane, s, stops, stop_h, *self._drive_args[1], target_pos.numpy(), target_h.numpy())
