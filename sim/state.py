@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from drope.data.scene import Scene
+from drope.sim import state_kernels as kernels
 
 Tensor = torch.Tensor
 
@@ -112,18 +113,23 @@ class Actions:
                        next_valid=torch.where(t2, other.next_valid, self.next_valid))
 
 
+def _full(x: Tensor | np.ndarray, shape: tuple) -> np.ndarray:
+    """``x`` as a numpy array of ``shape`` (broadcast where it is smaller, as ``np.where`` would)."""
+    a = x.numpy() if isinstance(x, torch.Tensor) else x
+    return a if a.shape == shape else np.broadcast_to(a, shape)
+
+
 def step(state: SimState, actions: Actions, dynamics, dt: float) -> SimState:
     """Advance all worlds by one step (pure: inputs are not modified)."""
-    if bool(actions.ctrl_mask.any()):
+    c1 = actions.ctrl_mask.numpy()
+    if c1.any():
         pos, heading, vel = dynamics.forward(state, actions.ctrl, dt)  # [B, A, 2], [B, A] wrapped, [B, A, 2]
     else:  # pure log replay: skip the integration (the engine's hot path)
         pos, heading, vel = state.pos, state.heading, state.vel
-    # numpy selections: the same bits as torch.where, without its per-call dispatch cost (a hot path)
-    c1, p1 = actions.ctrl_mask.numpy(), actions.pose_mask.numpy()
-    c2, p2 = c1[..., None], p1[..., None]
-    pose = actions.pose.numpy()
-    new_pos = np.where(p2, pose[..., :2], np.where(c2, pos.numpy(), state.pos.numpy()))
-    new_heading = np.where(p1, pose[..., 2], np.where(c1, heading.numpy(), state.heading.numpy()))
-    new_vel = np.where(p2, pose[..., 3:5], np.where(c2, vel.numpy(), state.vel.numpy()))
+    B, A = state.batch, state.num_agents
+    new_pos, new_heading, new_vel = np.empty((B, A, 2), np.float32), np.empty((B, A), np.float32), np.empty((B, A, 2), np.float32)
+    kernels.merge(state.pos.numpy(), state.heading.numpy(), state.vel.numpy(), _full(c1, (B, A)), _full(pos, (B, A, 2)),
+                  _full(heading, (B, A)), _full(vel, (B, A, 2)), _full(actions.pose_mask, (B, A)),
+                  _full(actions.pose, (B, A, 5)), new_pos, new_heading, new_vel)
     return SimState(pos=torch.from_numpy(new_pos), heading=torch.from_numpy(new_heading), vel=torch.from_numpy(new_vel),
                     size=state.size, type=state.type, valid=actions.next_valid, step=state.step + 1)
