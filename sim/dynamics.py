@@ -88,7 +88,7 @@ class BicycleDynamics:
     def forward(self, state: SimState, ctrl: Tensor, dt: float) -> tuple[Tensor, Tensor, Tensor]:
         B, A = state.batch, state.num_agents
         pos, heading, vel = np.empty((B, A, 2), np.float32), np.empty((B, A), np.float32), np.empty((B, A, 2), np.float32)
-        kernels.forward(_f32(state.pos), _f32(state.heading), _f32(state.vel), _f32(ctrl.expand(B, A, 2)), float(dt), self._cfg,
+        kernels.forward(_f32(state.pos), _f32(state.heading), _f32(state.vel), _f32(ctrl, (B, A, 2)), float(dt), self._cfg,
                         pos, heading, vel)
         return torch.from_numpy(pos), torch.from_numpy(heading), torch.from_numpy(vel)
 
@@ -101,14 +101,18 @@ class BicycleDynamics:
         solution and the lateral drift of the pure heading one; reversing aims backwards."""
         B, A = state.batch, state.num_agents
         out = np.empty((B, A, 2), np.float32)
-        kernels.track(_f32(state.pos), _f32(state.heading), _f32(state.vel), _f32(target_pos.expand(B, A, 2)),
-                      _f32(target_heading.expand(B, A)), float(dt), self._cfg, out)
+        kernels.track(_f32(state.pos), _f32(state.heading), _f32(state.vel), _f32(target_pos, (B, A, 2)),
+                      _f32(target_heading, (B, A)), float(dt), self._cfg, out)
         return torch.from_numpy(out)
 
 
-def _f32(x: Tensor) -> np.ndarray:
-    """A C-contiguous float32 numpy view (or copy) of a CPU tensor: what the kernels are compiled for."""
-    return np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
+def _f32(x: Tensor, shape: tuple | None = None) -> np.ndarray:
+    """A C-contiguous float32 numpy view (or copy) of a CPU tensor, broadcast to ``shape``: what the
+    kernels are compiled for. (The checks skip torch calls where they are not needed: a hot path.)"""
+    if shape is not None and tuple(x.shape) != shape:
+        x = x.expand(shape)
+    a = x.detach().numpy() if x.requires_grad else x.numpy()
+    return a if a.dtype == np.float32 and a.flags.c_contiguous else np.ascontiguousarray(a, dtype=np.float32)
 
 
 def build_dynamics(name: str, **kw):
