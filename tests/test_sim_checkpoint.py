@@ -103,3 +103,22 @@ def test_checkpoint_on_the_gpu_predicts_what_the_cpu_does(tiny_ckpt, gen_scene):
     gpu = TorchScenePredictor(load_model(tiny_ckpt)[0], "cuda").predict([gen_scene, gen_scene])
     np.testing.assert_allclose(gpu[0], cpu[0], atol=2e-3)
     np.testing.assert_allclose(gpu[1], cpu[1], atol=1e-4)
+
+
+def test_bench_sim_learned_only_with_a_checkpoint(tiny_ckpt, womd_path, tmp_path, capsys):
+    """drope-bench sim --learned-only: the learned keys alone, the checkpoint on --device (the GPU check's call)."""
+    from drope.bench.cli import main as bench
+
+    out = tmp_path / "l.json"
+    assert bench(["sim", "--womd", str(womd_path), "--model", str(tiny_ckpt), "--device", "cpu", "--learned-only",
+                  "--learned-rollouts", "2", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["learned_device"] == "cpu" and res["learned_rows_per_call_batched"] == 1
+    assert res["learned_2_rollouts_s"] > 0 and res["learned_2_rollouts_s_sequential"] > 0
+    assert res["learned_batched_vs_sequential_max_abs_m"] == 0.0 and res["onnx_predictions_per_rollout"] == 8
+    assert res["learned_call_ms"] > 0 and "learned_call_profile" not in res  # the profile is ONNX Runtime's
+    assert not any(k.startswith(("idm_", "log_replay", "scale_")) for k in res)
+    if not torch.cuda.is_available():
+        assert bench(["sim", "--womd", str(womd_path), "--model", str(tiny_ckpt), "--device", "cuda",
+                      "--learned-only"]) == 2
+        assert "--device='cuda': no CUDA device is available" in capsys.readouterr().err
