@@ -6,7 +6,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from tests.fake_model import fake_onnx_model
+from drope.bench.free_model import free_onnx_model
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -14,7 +14,7 @@ README = (REPO / "README.md").read_text()
 
 def test_readme_example_runs(womd_path, tmp_path, capsys):
     code = re.search(r"```python\n(.*?)```", README, re.S).group(1)
-    model = fake_onnx_model(tmp_path / "model.onnx")
+    model = free_onnx_model(tmp_path / "model.onnx")
     assert '"scenario.tfrecord"' in code and '"model.onnx"' in code and "num_rollouts=32" in code
     code = (code.replace('"scenario.tfrecord"', repr(str(womd_path))).replace('"model.onnx"', repr(str(model)))
             .replace("num_rollouts=32", "num_rollouts=2"))  # the example's 32 rollouts, cut for test time

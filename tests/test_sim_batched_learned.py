@@ -11,12 +11,12 @@ from drope.sim.policies import LearnedPolicy, LogReplay, controlled_mask
 from drope.sim.policies.learned import LearnedConfig
 from drope.sim.policies.predictors import OnnxScenePredictor
 from drope.sim.rollout import RolloutRng, rollout_seed, run_rollouts
-from tests.fake_model import fake_onnx_model
+from drope.bench.free_model import free_onnx_model
 
 
 @pytest.fixture(scope="module")
 def onnx_model(tmp_path_factory):
-    return fake_onnx_model(tmp_path_factory.mktemp("onnx") / "fake.onnx")
+    return free_onnx_model(tmp_path_factory.mktemp("onnx") / "fake.onnx")
 
 
 class CountingPredictor:

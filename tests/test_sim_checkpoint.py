@@ -10,7 +10,7 @@ import torch
 from drope.device import resolve_device
 from drope.sim import cli
 from drope.sim.cli import main
-from tests.fake_model import fake_onnx_model
+from drope.bench.free_model import free_onnx_model
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_checkpoint_drives_the_simulator_as_the_torch_predictor_does(tiny_ckpt, 
 
 
 def test_model_settings_are_checked_before_any_scenario(tiny_ckpt, tmp_path, capsys):
-    onnx_model = fake_onnx_model(tmp_path / "fake.onnx")
+    onnx_model = free_onnx_model(tmp_path / "fake.onnx")
     if not torch.cuda.is_available():
         assert main(COMMON + [f"model={tiny_ckpt}", "model_device=cuda", f"out={tmp_path / 'a'}"]) == 2
         err = capsys.readouterr().err

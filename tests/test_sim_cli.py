@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from drope.sim.cli import main
-from tests.fake_model import fake_onnx_model
+from drope.bench.free_model import free_onnx_model
 
 AGG_KEYS = {"ade", "fde", "collision_rate", "offroad_rate", "kinematic_infeasibility_rate", "red_light_violation_rate",
             "num_rollouts"}
@@ -17,7 +17,7 @@ AGG_KEYS = {"ade", "fde", "collision_rate", "offroad_rate", "kinematic_infeasibi
 
 @pytest.fixture(scope="module")
 def onnx_model(tmp_path_factory):
-    return fake_onnx_model(tmp_path_factory.mktemp("onnx") / "fake.onnx")
+    return free_onnx_model(tmp_path_factory.mktemp("onnx") / "fake.onnx")
 
 
 def _npz(out):

@@ -15,6 +15,10 @@ small *untrained* DRoPE transformer to a temporary ONNX file (a few seconds) so 
 always reported; ``learned_model`` then says ``untrained``: the timings are the runtime's and the
 simulator's cost at that model size, the trajectories are meaningless.
 
+``learned_batched_speedup_free_model`` (:func:`free_model_keys`): the same comparison with a model
+that costs almost nothing: the engine's host work alone, the most batching can give where the
+forward pass is nearly free.
+
 Where a replan's time goes (:func:`call_keys`): one model call for one world of the scene
 (``learned_call_ms``), the same call for all R worlds per world (``learned_call_ms_per_world_batched``),
 and for ONNX files ONNX Runtime's kernel time per model module (``learned_call_profile``, from the exporter's
@@ -202,17 +206,33 @@ def untrained_onnx(path: str | Path, seed: int = 0) -> Path:
     return export_onnx(model, example.model_inputs(), path, extra_metadata={"untrained": True})
 
 
+def free_model_keys(scene, rollouts: int = 32, seed: int = 0, num_modes: int = 6) -> dict:
+    """``learned_{R}_rollouts_s_free_model`` / ``..._sequential_free_model`` /
+    ``learned_batched_speedup_free_model``: the same rollouts with :func:`~drope.bench.free_model.free_onnx_model`
+    (a model that costs almost nothing), all worlds of a replan in one call: the engine's host work
+    alone, the ceiling of batching where the forward pass is (nearly) free."""
+    from drope.bench.free_model import free_onnx_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = free_onnx_model(Path(tmp) / "free.onnx", num_modes)
+        r = learned_rollout_timings(scene, path, rollouts, seed=seed, batched_rows=None)
+    return {f"learned_{rollouts}_rollouts_s_free_model": r[f"learned_{rollouts}_rollouts_s"],
+            f"learned_{rollouts}_rollouts_s_sequential_free_model": r[f"learned_{rollouts}_rollouts_s_sequential"],
+            "learned_batched_speedup_free_model": r["learned_batched_speedup"]}
+
+
 def learned_keys(scene, model: str | Path | None, rollouts: int = 32, seed: int = 0, device: str = "cpu") -> dict:
     """``learned_{rollouts}_rollouts_s`` / ``..._sequential``, their agreement and the per-call
     timings on ``scene`` with ``model`` (an ONNX file, or a checkpoint run on ``device``), or with an
     untrained export when ``model`` is None."""
+    free = free_model_keys(scene, rollouts, seed)
     if model is not None:
         if not Path(model).is_file():
             raise FileNotFoundError(f"--model: no such file: {model}")
         return {**learned_rollout_timings(scene, model, rollouts, seed=seed, device=device),
-                **call_keys(scene, model, rollouts, device=device), "learned_model": str(model)}
+                **call_keys(scene, model, rollouts, device=device), **free, "learned_model": str(model)}
     with tempfile.TemporaryDirectory() as tmp:
         path = untrained_onnx(Path(tmp) / "untrained.onnx", seed)
-        res = {**learned_rollout_timings(scene, path, rollouts, seed=seed), **call_keys(scene, path, rollouts)}
+        res = {**learned_rollout_timings(scene, path, rollouts, seed=seed), **call_keys(scene, path, rollouts), **free}
     return {**res, "learned_model": f"untrained (ModelConfig {UNTRAINED_CONFIG}, exported for this run: "
                                     "timings only, trajectories meaningless)"}

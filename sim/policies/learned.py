@@ -14,8 +14,9 @@ Predictor protocol (:class:`Predictor`): ``predict(scenes)`` takes a list of B S
 for the steps after its current step, and ``prob [B, A, K]``, rows aligned with the scenes' agent
 indices (A = ``scene.num_agents``; rows of agents not valid at the current step are ignored).
 Adapters for the ONNX runtime and the torch model live in :mod:`sim.policies.predictors`; a
-predictor may also offer ``predict_worlds(scene, worlds, frames)`` (all worlds collated at once,
-None where it does not apply), which the policy then prefers.
+predictor may also offer ``predict_worlds(scene, worlds, frames)`` (all worlds collated at once;
+``(traj [B, n, K, F, C], prob [B, A, K], rows [n])`` with trajectories in the model's rows, or None
+where it does not apply), which the policy then prefers.
 """
 from __future__ import annotations
 
@@ -156,18 +157,26 @@ class LearnedPolicy:
         fast = getattr(self.predictor, "predict_worlds", None)
         size = state.size
         out = fast(self.scene, (self.h_xy, self.h_heading, self.h_vel, self.h_valid, size, state.step), frames) if fast else None
-        traj, prob = out if out is not None else self.predictor.predict(self.snapshots(state, frames))
+        B, A = state.batch, state.num_agents
+        if out is not None:  # trajectories in the model's rows: agent rows[j] is row j
+            traj, prob, rows = out
+            rows = torch.as_tensor(rows, dtype=torch.int64)
+        else:
+            traj, prob = self.predictor.predict(self.snapshots(state, frames))
+            rows = torch.arange(A)
         traj = torch.as_tensor(np.asarray(traj) if not isinstance(traj, Tensor) else traj)
         prob = torch.as_tensor(np.asarray(prob) if not isinstance(prob, Tensor) else prob, dtype=torch.float32)
-        B, A = state.batch, state.num_agents
-        if traj.dim() != 5 or tuple(traj.shape[:2]) != (B, A) or traj.shape[-1] not in (2, 3) or tuple(prob.shape) != tuple(traj.shape[:3]):
+        if (traj.dim() != 5 or tuple(traj.shape[:2]) != (B, len(rows)) or traj.shape[-1] not in (2, 3)
+                or tuple(prob.shape) != (B, A, traj.shape[2])):
             raise ValueError(f"predictor returned traj {tuple(traj.shape)} / prob {tuple(prob.shape)}; expected "
                              f"[B={B}, A={A}, K, F, 2|3] and [B, A, K]")
         # a sum is finite only if every element is (NaN/Inf propagate): one pass, no [B, A, K, F, C]
         # mask; the element-wise check runs only to name the culprit (or where a sum overflowed)
         finite = bool(torch.isfinite(traj.sum())) and bool(torch.isfinite(prob.sum()))
         if not finite and not (bool(torch.isfinite(traj).all()) and bool(torch.isfinite(prob).all())):
-            b, a = (~torch.isfinite(traj).flatten(2).all(-1) | ~torch.isfinite(prob).all(-1)).nonzero()[0].tolist()
+            bad = torch.zeros(B, A, dtype=torch.bool)
+            bad[:, rows] = ~torch.isfinite(traj).flatten(2).all(-1)
+            b, a = (bad | ~torch.isfinite(prob).all(-1)).nonzero()[0].tolist()
             raise ValueError(f"scenario {self.scene.scenario_id}: the predictor returned NaN/Inf at step {state.step} "
                              f"(world {b}, object {int(self.scene.agent_id[a])})")
         if self.cfg.mode == "max":
@@ -178,8 +187,11 @@ class LearnedPolicy:
             # world b draws from its own stream: a rollout's modes do not depend on the batch it runs in
             worlds = getattr(rng, "worlds", None) or [rng] * B
             k = torch.stack([torch.multinomial(p[b], 1, generator=worlds[b])[:, 0] for b in range(B)])
-        # only the chosen mode leaves the prediction frame (K times less work than moving them all)
-        traj = traj.gather(2, k[:, :, None, None, None].expand(B, A, 1, *traj.shape[3:]))[:, :, 0].double()
+        # only the chosen mode leaves the model's rows and the prediction frame (K times less work)
+        kr = k[:, rows]
+        picked = traj.gather(2, kr[:, :, None, None, None].expand(B, len(rows), 1, *traj.shape[3:]))[:, :, 0]
+        traj = torch.zeros(B, A, *traj.shape[3:], dtype=torch.float64)
+        traj[:, rows] = picked.double()
         # prediction frame → scene frame (rigid transform by each world's frame pose)
         c, s = torch.cos(frames[:, 2]).view(B, 1, 1), torch.sin(frames[:, 2]).view(B, 1, 1)
         x, y = traj[..., 0], traj[..., 1]

@@ -1,4 +1,9 @@
-"""A hand-built ONNX file with the drope runtime contract, for simulator tests that need the ONNX path."""
+"""A hand-built ONNX model with the drope runtime contract that costs (almost) nothing to run.
+
+Two uses: simulator tests that need the ONNX path without exporting a real model (~20 s), and
+``drope-bench sim``'s ``learned_*_free_model`` keys, which time batched vs sequential learned
+rollouts with the model's compute taken out: the engine's own (host) share of a replan, i.e.
+the best batching can do where the forward pass is nearly free (a GPU, in compute terms)."""
 from __future__ import annotations
 
 import json
@@ -7,15 +12,14 @@ from pathlib import Path
 import numpy as np
 
 
-def fake_onnx_model(path: Path) -> Path:
-    """A hand-built ONNX file with the drope runtime contract (inputs, outputs, metadata): every agent
-    drives straight on from its last position at 5 m/s in scene x, mode k drifting k·0.5 m/s in y.
-    Building it takes milliseconds where exporting a real model takes ~20 s; real exports are
-    covered by the export tests, the ONNX runtime path of the simulator here."""
+def free_onnx_model(path: Path, num_modes: int = 3) -> Path:
+    """Write the model to ``path``: every agent drives straight on from its last position at 5 m/s in
+    scene x, mode k drifting k·0.5 m/s in y; mode probabilities fixed (0.5, 0.3, 0.2 for 3 modes,
+    else proportional to K, K-1, ..., 1). Building it takes milliseconds."""
     import onnx
     from onnx import TensorProto, helper
 
-    K, F, H, S = 3, 80, 11, 8
+    K, F, H, S = num_modes, 80, 11, 8
     f = np.arange(1, F + 1, dtype=np.float32) * 0.1
     off = np.stack([np.stack([5.0 * f, 0.5 * k * f], -1) for k in range(K)]).astype(np.float32)  # [K, F, 2]
     spec_in = {"agent_pos": ("float32", ["B", "A", H, 2]), "agent_heading": ("float32", ["B", "A", H]),
@@ -26,10 +30,12 @@ def fake_onnx_model(path: Path) -> Path:
     onnx_type = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64, "bool": TensorProto.BOOL}
     c = lambda name, arr: helper.make_tensor(name, onnx_type[str(arr.dtype)] if str(arr.dtype) in onnx_type else TensorProto.INT64,  # noqa: E731
                                                arr.shape, arr.flatten().tolist())
+    w = np.arange(K, 0, -1, dtype=np.float32)
+    probs = np.array([0.5, 0.3, 0.2], np.float32) if K == 3 else (w / w.sum()).astype(np.float32)
     inits = [c("last", np.array(-1, np.int64)), c("off", off), c("ax23", np.array([2, 3], np.int64)),
              c("ax234", np.array([2, 3, 4], np.int64)), c("ax2", np.array([2], np.int64)),
              c("zeros", np.zeros((K, F, 1), np.float32)), c("zero", np.array(0.0, np.float32)),
-             c("probs", np.array([0.5, 0.3, 0.2], np.float32))]
+             c("probs", probs)]
     nodes = [helper.make_node("Gather", ["agent_pos", "last"], ["p"], axis=2),
              helper.make_node("Unsqueeze", ["p", "ax23"], ["p5"]), helper.make_node("Add", ["p5", "off"], ["xy"]),
              helper.make_node("Gather", ["agent_heading", "last"], ["h"], axis=2),
