@@ -14,7 +14,9 @@
    ``idm_first_step_seconds``: reset + first step of a fresh ``idm`` (numba cache load or compile);
 5b. ``learned_32_rollouts_s`` / ``learned_32_rollouts_s_sequential``: 32 learned rollouts of the
    WOMD sample, batched (one engine of 32 worlds) and one at a time, and where a model call's time
-   goes (:mod:`drope.bench.sim_learned`; ``--model``, else an untrained export, named in ``learned_model``;
+   goes, and ``learned_batched_speedup_free_model`` (the same with a model that costs almost nothing:
+   the engine's host-side ceiling of batching) (:mod:`drope.bench.sim_learned`; ``--model``, else an
+   untrained export, named in ``learned_model``;
    ``--learned-only`` skips 1, 2, 4, 5 and 6: the GPU check runs it with a checkpoint and ``--device cuda``);
 6. ``--scale N`` (off by default, it takes minutes): N generated scenes × ``--scale-rollouts``
    (32) rollouts of IDM end to end — simulate, package each scene as an official
