@@ -187,23 +187,28 @@ class LearnedPolicy:
             # world b draws from its own stream: a rollout's modes do not depend on the batch it runs in
             worlds = getattr(rng, "worlds", None) or [rng] * B
             k = torch.stack([torch.multinomial(p[b], 1, generator=worlds[b])[:, 0] for b in range(B)])
-        # only the chosen mode leaves the model's rows and the prediction frame (K times less work)
+        # only the chosen mode of the agents the model saw (the valid ones) leaves the model's rows and
+        # the prediction frame; the others cannot move (their controls are masked) and hold their pose
         kr = k[:, rows]
-        picked = traj.gather(2, kr[:, :, None, None, None].expand(B, len(rows), 1, *traj.shape[3:]))[:, :, 0]
-        traj = torch.zeros(B, A, *traj.shape[3:], dtype=torch.float64)
-        traj[:, rows] = picked.double()
+        traj = traj.gather(2, kr[:, :, None, None, None].expand(B, len(rows), 1, *traj.shape[3:]))[:, :, 0].double()
         # prediction frame → scene frame (rigid transform by each world's frame pose)
         c, s = torch.cos(frames[:, 2]).view(B, 1, 1), torch.sin(frames[:, 2]).view(B, 1, 1)
         x, y = traj[..., 0], traj[..., 1]
         xy = torch.stack([c * x - s * y + frames[:, 0].view(B, 1, 1), s * x + c * y + frames[:, 1].view(B, 1, 1)], -1)
         if traj.shape[-1] == 3:
             xy = torch.cat([xy, (traj[..., 2:] + frames[:, 2].view(B, 1, 1, 1) + torch.pi) % (2 * torch.pi) - torch.pi], -1)
-        chosen = xy.float()  # [B, A, F, 2|3]
-        self.plan_xy = smooth_plan(chosen[..., :2], state.pos, self.cfg.smooth_steps)
+        chosen = xy.float()  # [B, n, F, 2|3]
+        start_xy, start_h = state.pos[:, rows], state.heading[:, rows]
+        plan_xy = smooth_plan(chosen[..., :2], start_xy, self.cfg.smooth_steps)
         if chosen.shape[-1] == 3 and self.cfg.predicted_heading:
-            self.plan_heading = chosen[..., 2]
+            plan_h = chosen[..., 2]
         else:
-            self.plan_heading = plan_headings(self.plan_xy, state.heading, state.pos, self.cfg.min_heading_speed * self.scene.dt)
+            plan_h = plan_headings(plan_xy, start_h, start_xy, self.cfg.min_heading_speed * self.scene.dt)
+        F = plan_xy.shape[2]
+        self.plan_xy = state.pos[:, :, None].expand(B, A, F, 2).clone()
+        self.plan_xy[:, rows] = plan_xy
+        self.plan_heading = state.heading[:, :, None].expand(B, A, F).clone()
+        self.plan_heading[:, rows] = plan_h
         self.plan_step = state.step
         self.num_predictions += 1
 
