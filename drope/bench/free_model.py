@@ -21,7 +21,8 @@ def free_onnx_model(path: Path, num_modes: int = 3) -> Path:
 
     K, F, H, S = num_modes, 80, 11, 8
     f = np.arange(1, F + 1, dtype=np.float32) * 0.1
-    off = np.stack([np.stack([5.0 * f, 0.5 * k * f], -1) for k in range(K)]).astype(np.float32)  # [K, F, 2]
+    # x, y, heading offsets [K, F, 3] (heading + 0): one broadcast Add writes the whole output
+    off = np.stack([np.stack([5.0 * f, 0.5 * k * f, 0.0 * f], -1) for k in range(K)]).astype(np.float32)
     spec_in = {"agent_pos": ("float32", ["B", "A", H, 2]), "agent_heading": ("float32", ["B", "A", H]),
                "agent_vel": ("float32", ["B", "A", H, 2]), "agent_size": ("float32", ["B", "A", 3]),
                "agent_type": ("int64", ["B", "A"]), "agent_valid": ("bool", ["B", "A", H]),
@@ -33,16 +34,14 @@ def free_onnx_model(path: Path, num_modes: int = 3) -> Path:
     w = np.arange(K, 0, -1, dtype=np.float32)
     probs = np.array([0.5, 0.3, 0.2], np.float32) if K == 3 else (w / w.sum()).astype(np.float32)
     inits = [c("last", np.array(-1, np.int64)), c("off", off), c("ax23", np.array([2, 3], np.int64)),
-             c("ax234", np.array([2, 3, 4], np.int64)), c("ax2", np.array([2], np.int64)),
-             c("zeros", np.zeros((K, F, 1), np.float32)), c("zero", np.array(0.0, np.float32)),
-             c("probs", probs)]
-    nodes = [helper.make_node("Gather", ["agent_pos", "last"], ["p"], axis=2),
-             helper.make_node("Unsqueeze", ["p", "ax23"], ["p5"]), helper.make_node("Add", ["p5", "off"], ["xy"]),
-             helper.make_node("Gather", ["agent_heading", "last"], ["h"], axis=2),
-             helper.make_node("Unsqueeze", ["h", "ax234"], ["h5"]), helper.make_node("Add", ["h5", "zeros"], ["hh"]),
-             helper.make_node("Concat", ["xy", "hh"], ["traj"], axis=-1),
-             helper.make_node("Unsqueeze", ["h", "ax2"], ["h3"]), helper.make_node("Mul", ["h3", "zero"], ["z3"]),
-             helper.make_node("Add", ["z3", "probs"], ["prob"])]
+             c("ax2", np.array([2], np.int64)), c("zero", np.array(0.0, np.float32)), c("probs", probs)]
+    nodes = [helper.make_node("Gather", ["agent_pos", "last"], ["p"], axis=2),  # [B, A, 2]
+             helper.make_node("Gather", ["agent_heading", "last"], ["h"], axis=2),  # [B, A]
+             helper.make_node("Unsqueeze", ["h", "ax2"], ["h3"]),  # [B, A, 1]
+             helper.make_node("Concat", ["p", "h3"], ["pose"], axis=-1),  # [B, A, 3]
+             helper.make_node("Unsqueeze", ["pose", "ax23"], ["pose5"]),  # [B, A, 1, 1, 3]
+             helper.make_node("Add", ["pose5", "off"], ["traj"]),  # [B, A, K, F, 3]
+             helper.make_node("Mul", ["h3", "zero"], ["z3"]), helper.make_node("Add", ["z3", "probs"], ["prob"])]
     inputs = [helper.make_tensor_value_info(n, onnx_type[d], shape) for n, (d, shape) in spec_in.items()]
     outputs = [helper.make_tensor_value_info("traj", TensorProto.FLOAT, ["B", "A", K, F, 3]),
                helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["B", "A", K])]
