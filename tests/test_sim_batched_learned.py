@@ -254,3 +254,23 @@ def test_rows_per_call_splits_a_replan_into_runtime_calls(gen_scenes, onnx_model
     assert torch.equal(runs[1].xy, runs[None].xy) and torch.equal(runs[3].xy, runs[None].xy)
     with pytest.raises(ValueError, match="rows_per_call must be >= 1 or None, got 0"):
         OnnxScenePredictor(onnx_model, rows_per_call=0)
+
+
+def test_map_frame_kernel_equals_the_tensor_transform():
+    """points_to_frames (compiled) is the float64 tensor transform rounded to float32, bit for bit."""
+    import numpy as np
+
+    from drope.sim.policies.frame_kernels import points_to_frames
+
+    g = torch.Generator().manual_seed(1)
+    B, N = 5, 997
+    pts = (torch.randn(N, 2, generator=g) * 300).float()
+    f = torch.cat([torch.randn(B, 2, generator=g, dtype=torch.float64) * 80,
+                   (torch.rand(B, 1, generator=g, dtype=torch.float64) - 0.5) * 6.3], 1)
+    c, s = torch.cos(f[:, 2]), torch.sin(f[:, 2])
+    d = pts[None].double() - f[:, None, :2]
+    ref = torch.stack([c[:, None] * d[..., 0] + s[:, None] * d[..., 1], -s[:, None] * d[..., 0] + c[:, None] * d[..., 1]],
+                      -1).float()
+    out = np.empty((B, N, 2), np.float32)
+    points_to_frames(pts.numpy(), f[:, 0].contiguous().numpy(), f[:, 1].contiguous().numpy(), c.numpy(), s.numpy(), out)
+    assert np.array_equal(out, ref.numpy())

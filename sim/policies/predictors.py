@@ -28,6 +28,7 @@ from drope.data.features import INPUT_NAMES
 from drope.data.scene import Scene
 from drope.data.segments import MapSegments, segment_signal_states, split_polylines
 from drope.geometry import wrap_angle, wrap_angle_f32, world_to_frame
+from drope.sim.policies.frame_kernels import points_to_frames
 
 Tensor = torch.Tensor
 
@@ -88,7 +89,12 @@ def collate_worlds(scene: Scene, worlds, frames: Tensor, collate_kw: dict, seg: 
     out["agent_size"][:, :n] = size[:, idx]
     out["agent_type"][:, :n] = scene.agent_type[idx]
     out["agent_valid"][:, :n] = ok
-    out["map_points"][:, :m] = to_frame(seg.points[None].expand(B, -1, -1, -1)).float()
+    if m:
+        pts = np.ascontiguousarray(seg.points.numpy().reshape(-1, 2), dtype=np.float32)
+        framed = np.empty((B, pts.shape[0], 2), np.float32)
+        f_np, c_np, s_np = f.numpy(), c.numpy(), s_.numpy()
+        points_to_frames(pts, np.ascontiguousarray(f_np[:, 0]), np.ascontiguousarray(f_np[:, 1]), c_np, s_np, framed)
+        out["map_points"][:, :m] = torch.from_numpy(framed).view(B, m, seg.points.shape[1], 2)
     out["map_type"][:, :m] = seg.type
     out["map_signal"][:, :m] = segment_signal_states(scene, seg, [t])[0]
     out["map_mask"][:, :m] = True
