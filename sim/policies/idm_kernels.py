@@ -59,25 +59,42 @@ DISK_K = 256  # segments the far disk cache holds per agent
 
 
 # ---- lane geometry (LaneGraph.pose_at, IDMReference.along_route, LaneGraph.project's cost) -------------
+ARC_BIN = 1.0  # m, the arc-length bins of :func:`build_arc_bins`
+
+
+def build_arc_bins(s_pt: np.ndarray, offsets: np.ndarray):
+    """Per lane, the first point whose arc length exceeds each multiple of :data:`ARC_BIN`:
+    ``first [N]``, lane l's bins at ``first[bin_off[l]:bin_off[l + 1]]`` (:func:`_segment_at`)."""
+    L = len(offsets) - 1
+    counts = np.array([int(s_pt[offsets[l + 1] - 1] / ARC_BIN) + 1 for l in range(L)], np.int64)
+    bin_off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    first = np.empty(bin_off[-1], np.int64)
+    for l in range(L):
+        a, b = offsets[l], offsets[l + 1]
+        first[bin_off[l] : bin_off[l + 1]] = a + np.searchsorted(s_pt[a:b], np.arange(counts[l]) * ARC_BIN, side="right")
+    return bin_off, first
+
+
 @_jit
-def _segment_at(s_pt, offsets, lane, s):
-    """``LaneGraph.pose_at``'s segment of ``lane`` at arc length ``s``: (first point index, clamped s)."""
+def _segment_at(s_pt, offsets, bin_off, first, lane, s):
+    """``LaneGraph.pose_at``'s segment of ``lane`` at arc length ``s``: (first point index, clamped s).
+    Its searchsorted(side="right") on the lane's arc lengths, O(1): a forward scan from the first
+    point past the lower edge of ``s``'s bin (:func:`build_arc_bins`) reaches the same point."""
     a, b = offsets[lane], offsets[lane + 1]
     sk = min(max(s, 0.0), s_pt[b - 1])
-    lo, hi = a, b  # searchsorted(side="right") on the lane's arc lengths
-    while lo < hi:
-        m = (lo + hi) >> 1
-        if s_pt[m] <= sk:
-            lo = m + 1
-        else:
-            hi = m
+    j = min(int(sk / ARC_BIN), bin_off[lane + 1] - bin_off[lane] - 1)
+    while j > 0 and j * ARC_BIN > sk:  # the bin edge as the table computed it must not pass sk
+        j -= 1
+    lo = first[bin_off[lane] + j]
+    while lo < b and s_pt[lo] <= sk:
+        lo += 1
     return min(max(lo - 1 - a, 0), b - a - 2) + a, sk
 
 
 @_jit
-def pose_at(points, s_pt, offsets, pt_h, lane, s):
+def pose_at(points, s_pt, offsets, bin_off, first, pt_h, lane, s):
     """``LaneGraph.pose_at(lane, s)`` for one point: (x, y, heading)."""
-    i, sk = _segment_at(s_pt, offsets, lane, s)
+    i, sk = _segment_at(s_pt, offsets, bin_off, first, lane, s)
     t = (sk - s_pt[i]) / max(s_pt[i + 1] - s_pt[i], 1e-9)
     return (points[i, 0] + t * (points[i + 1, 0] - points[i, 0]),
             points[i, 1] + t * (points[i + 1, 1] - points[i, 1]), pt_h[i])
@@ -95,43 +112,12 @@ def _route_lane(lane_len, route, k0, n, s):
 
 
 @_jit
-def along_route(points, s_pt, offsets, pt_h, lane_len, route, k0, n, s):
+def along_route(points, s_pt, offsets, bin_off, first, pt_h, lane_len, route, k0, n, s):
     """``IDMReference.along_route(route[k0:n], s)``: pose at arc length ``s`` along the route,
     extended straight past its end."""
     lane, s_lane, beyond = _route_lane(lane_len, route, k0, n, s)
-    x, y, h = pose_at(points, s_pt, offsets, pt_h, lane, s_lane)
+    x, y, h = pose_at(points, s_pt, offsets, bin_off, first, pt_h, lane, s_lane)
     return x + beyond * math.cos(h), y + beyond * math.sin(h), h
-
-
-ARC_BIN = 1.0  # m, the arc-length bins of :func:`build_arc_bins`
-
-
-def build_arc_bins(s_pt: np.ndarray, offsets: np.ndarray):
-    """Per lane, the first point whose arc length exceeds each multiple of :data:`ARC_BIN`:
-    ``first [N]``, lane l's bins at ``first[bin_off[l]:bin_off[l + 1]]`` (:func:`_segment_binned`)."""
-    L = len(offsets) - 1
-    counts = np.array([int(s_pt[offsets[l + 1] - 1] / ARC_BIN) + 1 for l in range(L)], np.int64)
-    bin_off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    first = np.empty(bin_off[-1], np.int64)
-    for l in range(L):
-        a, b = offsets[l], offsets[l + 1]
-        first[bin_off[l] : bin_off[l + 1]] = a + np.searchsorted(s_pt[a:b], np.arange(counts[l]) * ARC_BIN, side="right")
-    return bin_off, first
-
-
-@_jit
-def _segment_binned(s_pt, offsets, bin_off, first, lane, s):
-    """:func:`_segment_at` from the bins instead of a binary search: the first point past the clamped
-    ``s`` is found by a forward scan from the first point past its bin's lower edge (the same point)."""
-    a, b = offsets[lane], offsets[lane + 1]
-    sk = min(max(s, 0.0), s_pt[b - 1])
-    j = min(int(sk / ARC_BIN), bin_off[lane + 1] - bin_off[lane] - 1)
-    while j > 0 and j * ARC_BIN > sk:  # the bin edge as the table computed it must not pass sk
-        j -= 1
-    lo = first[bin_off[lane] + j]
-    while lo < b and s_pt[lo] <= sk:
-        lo += 1
-    return min(max(lo - 1 - a, 0), b - a - 2) + a
 
 
 @_jit
@@ -139,7 +125,7 @@ def heading_along_route(s_pt, offsets, bin_off, first, pt_h, lane_len, route, k0
     """:func:`along_route`'s heading alone (the same segment choice, none of its position arithmetic).
     The walk and the lookup are separate calls: fused in one loop, numba compiled them ~15x slower."""
     lane, s_lane, _ = _route_lane(lane_len, route, k0, n, s)
-    return pt_h[_segment_binned(s_pt, offsets, bin_off, first, lane, s_lane)]
+    return pt_h[_segment_at(s_pt, offsets, bin_off, first, lane, s_lane)[0]]
 
 
 @_jit
@@ -157,20 +143,21 @@ def segment_cost(points, s_pt, pt_h, seg_start, g, x, y, h):
 
 
 @_jit
-def poses_at(points, s_pt, offsets, pt_h, lanes, s):
+def poses_at(points, s_pt, offsets, bin_off, first, pt_h, lanes, s):
     """:func:`pose_at` over arrays: xy ``[N, 2]``, heading ``[N]``."""
     xy, h = np.empty((len(lanes), 2)), np.empty(len(lanes))
     for i in range(len(lanes)):
-        xy[i, 0], xy[i, 1], h[i] = pose_at(points, s_pt, offsets, pt_h, lanes[i], s[i])
+        xy[i, 0], xy[i, 1], h[i] = pose_at(points, s_pt, offsets, bin_off, first, pt_h, lanes[i], s[i])
     return xy, h
 
 
 @_jit
-def poses_along_routes(points, s_pt, offsets, pt_h, lane_len, routes, n, s):
+def poses_along_routes(points, s_pt, offsets, bin_off, first, pt_h, lane_len, routes, n, s):
     """:func:`along_route` over routes ``[M, K]`` with ``n [M]`` lanes each."""
     xy, h = np.empty((len(s), 2)), np.empty(len(s))
     for i in range(len(s)):
-        xy[i, 0], xy[i, 1], h[i] = along_route(points, s_pt, offsets, pt_h, lane_len, routes[i], 0, n[i], s[i])
+        xy[i, 0], xy[i, 1], h[i] = along_route(points, s_pt, offsets, bin_off, first, pt_h, lane_len, routes[i], 0, n[i],
+                                               s[i])
     return xy, h
 
 
@@ -498,7 +485,7 @@ def _curve_speed(s_pt, offsets, bin_off, first, pt_h, lane_len, route, k0, n, s,
 
 
 @_jit
-def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, bin_off, bin_first, cfg,
+def drive(points, s_pt, offsets, bin_off, bin_first, pt_h, lane_len, default_route, default_len, cfg,
           pos, heading, vel, size, valid, drivers, lane, s_proj, stops, stop_h, route, route_len, v_des, params,
           target_pos, target_h):
     """Targets ``target_pos [B, A, 2]``, ``target_h [B, A]`` (float32) of every agent: constant
@@ -548,7 +535,7 @@ def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, bin
             lane_all[a] = -1
             if not valid[b, a]:
                 continue
-            fx, fy, fh = pose_at(points, s_pt, offsets, pt_h, lane[b, a], s_proj[b, a])
+            fx, fy, fh = pose_at(points, s_pt, offsets, bin_off, bin_first, pt_h, lane[b, a], s_proj[b, a])
             rx, ry = f64(pos[b, a, 0]) - fx, f64(pos[b, a, 1]) - fy
             along = rx * math.cos(fh) + ry * math.sin(fh)
             lat[a] = -rx * math.sin(fh) + ry * math.cos(fh)
@@ -656,7 +643,7 @@ def drive(points, s_pt, offsets, pt_h, lane_len, default_route, default_len, bin
                 target_pos[b, a, 0] = pos[b, a, 0] + step32 * ci
                 target_pos[b, a, 1] = pos[b, a, 1] + step32 * si
                 continue
-            x, y, hh = along_route(points, s_pt, offsets, pt_h, lane_len, rt, p0, n, q_s + v_new * dt)
+            x, y, hh = along_route(points, s_pt, offsets, bin_off, bin_first, pt_h, lane_len, rt, p0, n, q_s + v_new * dt)
             target_pos[b, a, 0] = np.float32(x + -math.sin(hh) * lat[a] * cfg[C_DECAY])
             target_pos[b, a, 1] = np.float32(y + math.cos(hh) * lat[a] * cfg[C_DECAY])
             target_h[b, a] = np.float32(hh)

@@ -71,12 +71,12 @@ class SceneTables:
         self.half_max = float(self.half.max(initial=0.0))
         self.k = min(g.candidates, len(starts))
         self.grid, self.cells, self.cell_seg, self.ne_cells, self.ne_box = kernels.build_grid(self.mid, GRID_CELL)
-        self.arc_bins = kernels.build_arc_bins(g.s, g.offsets)  # O(1) segment lookups by arc length
+        self.bin_off, self.bin_first = kernels.build_arc_bins(g.s, g.offsets)  # O(1) segment lookups by arc length
 
     def geometry(self) -> tuple:
-        """(points, s, offsets, segment headings): the lane arrays every pose kernel takes."""
+        """(points, s, offsets, arc-length bins, segment headings): the lane arrays every pose kernel takes."""
         g = self.graph
-        return g.points, g.s, g.offsets, self.pt_h
+        return g.points, g.s, g.offsets, self.bin_off, self.bin_first, self.pt_h
 
     def pose_at(self, lane: np.ndarray, s: np.ndarray):
         """``LaneGraph.pose_at`` for arrays (same segment choice and arithmetic)."""
@@ -210,9 +210,8 @@ class VectorisedIDM:
         self._cfg = cfg
         self.projection = Projection(T, B, A)
         self.projection.seed(lane, s0)
-        points, s_pt, offsets, pt_h = T.geometry()
         # the drive kernel's arguments that stay fixed over the rollout (around the per-step state)
-        self._drive_args = ((points, s_pt, offsets, pt_h, T.length, T.default_route, T.default_len, *T.arc_bins, cfg),
+        self._drive_args = ((*T.geometry(), T.length, T.default_route, T.default_len, cfg),
                             (self.route, self.route_len, self.v_des, self.params))
         self._no_stops = np.zeros((0, 2), np.float32), np.zeros(0, np.float32)
 
