@@ -114,7 +114,9 @@ def check_config(c: SimConfig) -> SimConfig:
         if c.model_rows_per_call is not None and c.model_rows_per_call < 1:
             raise ValueError(f"model_rows_per_call must be >= 1 or null, got {c.model_rows_per_call}")
         # here, not in each worker: a bad setting fails the run, not every scenario
-        if Path(c.model).suffix.lower() == ".onnx":
+        from drope.sim.policies.predictors import is_onnx_model
+
+        if is_onnx_model(c.model):
             from drope.export.runtime import check_providers
 
             if c.model_device != "auto":

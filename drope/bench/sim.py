@@ -300,10 +300,6 @@ def main(argv: list[str] | None = None) -> int:
     steps = big.num_steps - 1 - big.current_index
     res: dict = {"agents": args.agents, "steps_per_rollout": steps, "threads": 1}
     try:
-        if args.model is not None and args.model.suffix.lower() != ".onnx":
-            from drope.device import resolve_device
-
-            resolve_device(args.device, "--device")
         if args.model is not None:
             res.update(learned_model_keys(scene, args.model, args.device, dyn))
         if args.learned_only:
@@ -345,7 +341,7 @@ def learned_model_keys(scene, model: Path, device: str, dyn) -> dict:
     from drope.sim.policies.predictors import open_predictor
     from drope.sim.rollout import run_rollouts
 
-    pol = LearnedPolicy(dyn, open_predictor(model, device=device, threads=1))
+    pol = LearnedPolicy(dyn, open_predictor(model, device=device, threads=1, device_key="--device"))
     mask = controlled_mask(scene, "all")
     lr = LogReplay(dyn)
     sec, _ = _time(lambda: run_rollouts(scene, pol, lr, mask, dyn), 0.0)

@@ -160,10 +160,10 @@ def call_keys(scene, model_path: str | Path, worlds: int = 32, runs: int = 5, de
     import torch
 
     from drope.model.transformer import DRoPETransformer
-    from drope.sim.policies.predictors import open_predictor
+    from drope.sim.policies.predictors import is_onnx_model, open_predictor
 
-    onnx = Path(model_path).suffix.lower() == ".onnx"
-    pred = open_predictor(model_path, rows_per_call=None, device=device, threads=1)
+    onnx = is_onnx_model(model_path)
+    pred = open_predictor(model_path, rows_per_call=None, device=device, threads=1, device_key="--device")
     many = world_inputs(scene, pred, worlds)
     one = {k: v[:1] for k, v in many.items()}
 

@@ -125,12 +125,34 @@ def distinct_worlds(inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
 
 
 class _WorldCollation:
-    """``predict_worlds`` for adapters with ``collate_kw`` and ``_run(inputs) -> (traj, prob)``; the
-    map split is kept for the scene it was made for."""
+    """``predict``/``predict_worlds`` for model adapters with ``collate_kw``, ``rows_per_call`` and
+    ``_call(inputs) -> (traj, prob)`` (one model call on ``{name: tensor [rows, ...]}``); the map
+    split is kept for the scene it was made for."""
 
     collate_kw: dict
+    rows_per_call: int | None = None  # worlds per model call (None: all in one call)
     _seg: tuple | None = None
     rows_run: int = 0  # model rows evaluated so far (worlds with identical inputs count once)
+
+    def _set_rows_per_call(self, rows_per_call: int | None) -> None:
+        if rows_per_call is not None and rows_per_call < 1:
+            raise ValueError(f"rows_per_call must be >= 1 or None, got {rows_per_call}")
+        self.rows_per_call = rows_per_call
+
+    def predict(self, scenes: Sequence[Scene]) -> tuple[np.ndarray, np.ndarray]:
+        batch = collate_scenes(scenes, **self.collate_kw)
+        traj, prob = self._run(batch.model_inputs())
+        return scatter_to_agents(batch, traj, prob, scenes[0].num_agents)
+
+    def _run(self, inputs: dict[str, Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        """``(traj, prob)`` numpy of all rows of ``inputs``, ``rows_per_call`` rows per model call."""
+        B = next(iter(inputs.values())).shape[0]
+        n = B if self.rows_per_call is None else self.rows_per_call
+        outs = [self._call({k: v[i : i + n] for k, v in inputs.items()}) for i in range(0, B, n)]
+        self.rows_run += B
+        if len(outs) == 1:
+            return outs[0]
+        return np.concatenate([t for t, _ in outs]), np.concatenate([p for _, p in outs])
 
     def segments(self, scene: Scene) -> MapSegments:
         if self._seg is None or self._seg[0] is not scene:
@@ -179,28 +201,15 @@ class OnnxScenePredictor(_WorldCollation):
                  providers: Sequence[str] | None = None) -> None:
         from drope.export.runtime import OnnxPredictor
 
-        if rows_per_call is not None and rows_per_call < 1:
-            raise ValueError(f"rows_per_call must be >= 1 or None, got {rows_per_call}")
-        self.rows_per_call = rows_per_call
+        self._set_rows_per_call(rows_per_call)
         self.runtime = OnnxPredictor(path, threads=threads, providers=list(providers) if providers else None)
         spec = self.runtime.spec
         self.collate_kw = dict(history=int(spec["history"]), future=int(spec["future"]),
                                segment_points=int(spec["map_points"]), segment_len=float(spec.get("segment_max_len_m", 20.0)))
 
-    def predict(self, scenes: Sequence[Scene]) -> tuple[np.ndarray, np.ndarray]:
-        batch = collate_scenes(scenes, **self.collate_kw)
-        traj, prob = self._run(batch.model_inputs())
-        return scatter_to_agents(batch, traj, prob, scenes[0].num_agents)
-
-    def _run(self, inputs: dict) -> tuple[np.ndarray, np.ndarray]:
-        feed = {k: v.numpy() for k, v in inputs.items()}
-        B = next(iter(feed.values())).shape[0]
-        n = B if self.rows_per_call is None else self.rows_per_call
-        preds = [self.runtime.predict({k: v[i : i + n] for k, v in feed.items()}) for i in range(0, B, n)]
-        self.rows_run += B
-        if len(preds) == 1:
-            return preds[0].traj, preds[0].prob
-        return np.concatenate([p.traj for p in preds]), np.concatenate([p.prob for p in preds])
+    def _call(self, inputs: dict[str, Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        pred = self.runtime.predict({k: v.numpy() for k, v in inputs.items()})
+        return pred.traj, pred.prob
 
 
 class TorchScenePredictor(_WorldCollation):
@@ -212,53 +221,44 @@ class TorchScenePredictor(_WorldCollation):
                  segment_len: float | None = None) -> None:
         from drope.model.checkpoint import scene_frame_outputs
 
-        if rows_per_call is not None and rows_per_call < 1:
-            raise ValueError(f"rows_per_call must be >= 1 or None, got {rows_per_call}")
-        self.device, self.rows_per_call = torch.device(device), rows_per_call
+        self._set_rows_per_call(rows_per_call)
+        self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self._forward = scene_frame_outputs
         f = model.cfg.features
         self.collate_kw = dict(history=f.history, future=f.future, segment_points=f.segment_points,
                                segment_len=f.segment_len if segment_len is None else segment_len)
 
-    def predict(self, scenes: Sequence[Scene]) -> tuple[np.ndarray, np.ndarray]:
-        batch = collate_scenes(scenes, **self.collate_kw)
-        traj, prob = self._run(batch.model_inputs())
-        return scatter_to_agents(batch, traj, prob, scenes[0].num_agents)
-
     @torch.inference_mode()
-    def _run(self, inputs: dict) -> tuple[np.ndarray, np.ndarray]:
-        B = next(iter(inputs.values())).shape[0]
-        n = B if self.rows_per_call is None else self.rows_per_call
-        trajs, probs = [], []
-        for i in range(0, B, n):
-            feed = {k: v[i : i + n].to(self.device, non_blocking=True) for k, v in inputs.items()}
-            traj, prob = self._forward(self.model, **feed)
-            trajs.append(traj.float().cpu().numpy())
-            probs.append(prob.float().cpu().numpy())
-        self.rows_run += B
-        if len(trajs) == 1:
-            return trajs[0], probs[0]
-        return np.concatenate(trajs), np.concatenate(probs)
+    def _call(self, inputs: dict[str, Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        traj, prob = self._forward(self.model, **{k: v.to(self.device, non_blocking=True) for k, v in inputs.items()})
+        return traj.float().cpu().numpy(), prob.float().cpu().numpy()
+
+
+def is_onnx_model(path: str | Path) -> bool:
+    """The one rule for a model file's kind: ``*.onnx`` is an ONNX export, anything else a checkpoint."""
+    return Path(path).suffix.lower() == ".onnx"
 
 
 def open_predictor(path: str | Path, rows_per_call: int | None = 1, providers: Sequence[str] | None = None,
-                   device: str = "auto", threads: int = 1) -> OnnxScenePredictor | TorchScenePredictor:
+                   device: str = "auto", threads: int = 1,
+                   device_key: str = "model_device") -> OnnxScenePredictor | TorchScenePredictor:
     """The learned policy's model from ``path``: an ONNX file (``*.onnx``, from ``drope-export``) runs in
     ONNX Runtime on ``providers``; anything else is read as a ``drope-train`` checkpoint and runs in
     torch on ``device`` (:func:`drope.device.resolve_device`: auto, cpu, cuda, cuda:N) with the
     process's torch threads. ``rows_per_call``: worlds per call (None: all rollouts of a replan at once);
-    ``threads``: ONNX Runtime's intra-op threads."""
+    ``threads``: ONNX Runtime's intra-op threads; ``device_key``: the setting an unusable device is
+    reported under."""
     from drope.device import resolve_device
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found (an ONNX file from drope-export or a drope-train checkpoint)")
-    if path.suffix.lower() == ".onnx":
+    if is_onnx_model(path):
         return OnnxScenePredictor(path, threads=threads, rows_per_call=rows_per_call, providers=providers)
     from drope.model.checkpoint import load_model
 
-    dev = resolve_device(device, "model_device")
+    dev = resolve_device(device, device_key)
     model, _ = load_model(path)
     return TorchScenePredictor(model, dev, rows_per_call)
 
