@@ -28,7 +28,6 @@ across each road where the map ends), counter-clockwise.
 from __future__ import annotations
 
 import json
-import math
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -131,7 +131,7 @@ class EdgeSegments:
         if not polylines:
             raise ValueError("the scene has no road edges (needed for distance to road edge / off-road)")
         max_len = max(p.shape[0] for p in polylines)
-        start, vec, z0, z1, prev_vec, next_vec, has_prev, has_next = [], [], [], [], [], [], [], []
+        start, vec, prev_vec, next_vec, has_prev, has_next = [], [], [], [], [], []
         for p in polylines:
             n = p.shape[0] - 1
             seg = p[1:, :2] - p[:-1, :2]  # [n, 2]
